@@ -1,0 +1,249 @@
+//! What the user typed: clap definitions of the subcommands and their flags, and the
+//! optional config file. Validation into ready-to-use values lives in `config.rs`;
+//! defaults live here only.
+
+use crate::data::SplitRule;
+use crate::method::{Ef21Init, EfVariant, MethodKind};
+use crate::objective::ObjectiveKind;
+use crate::worker::Weighting;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Run under MPI, e.g.  mpirun -n 4 target/release/qtrain train --data a9a.txt …
+Without a subcommand, qtrain trains on the embedded mushrooms data (the demo).";
+
+#[derive(Parser, Debug)]
+#[command(name = "qtrain", version, about = "Communication-compressed distributed training over MPI", after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model with a (compressed) distributed method; rank 0 writes HDF5 metrics.
+    #[command(args_override_self = true)]
+    Train(TrainArgs),
+    /// Compute the optimum f* (Newton-CG over MPI) to measure f − f*.
+    #[command(args_override_self = true)]
+    Solve(SolveArgs),
+    /// Split a LIBSVM file into per-rank shard files part-0.svm … part-{N-1}.svm.
+    #[command(args_override_self = true)]
+    Shard(ShardArgs),
+    /// Train on the embedded mushrooms data (what qtrain does without arguments).
+    #[command(args_override_self = true)]
+    Demo(DemoArgs),
+}
+
+/// Where the data come from and how they are split (shared by train and solve).
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Training data in LIBSVM format; a pattern with {rank} gives one file per rank
+    /// (e.g. 'shards/part-{rank}.svm').
+    #[arg(long, value_name = "PATH")]
+    pub data: String,
+    /// The model dimension d (default: the largest feature index in the data).
+    #[arg(long, value_name = "D")]
+    pub features: Option<usize>,
+    /// Logical workers W, a multiple of the rank count (default: one per rank).
+    #[arg(long, value_name = "W")]
+    pub workers: Option<usize>,
+    /// How rows are divided into the workers' contiguous blocks.
+    #[arg(long, value_enum, default_value_t = SplitRule::Balanced)]
+    pub split: SplitRule,
+    /// f = Σ w_i f_i with w_i = m_i/m (samples) or 1/W (workers, as the papers' code).
+    #[arg(long, value_enum, default_value_t = Weighting::Samples)]
+    pub weighting: Weighting,
+}
+
+/// The objective (shared by train and solve).
+#[derive(Args, Debug, Clone)]
+pub struct ObjectiveArgs {
+    #[arg(long, value_enum, default_value_t = ObjectiveKind::Logistic)]
+    pub objective: ObjectiveKind,
+    /// Regularisation strength λ.
+    #[arg(long, value_name = "F", default_value_t = 0.1)]
+    pub lambda: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub objective: ObjectiveArgs,
+    /// Held-out LIBSVM data for test accuracy (a {rank} pattern works too).
+    #[arg(long, value_name = "PATH")]
+    pub test: Option<String>,
+    #[arg(long, value_enum, default_value_t = MethodKind::Gd)]
+    pub method: MethodKind,
+    /// Compressor SPEC: identity, rand-k:k=K[,unscaled], top-k:k=K, qsgd:s=S[,norm=inf],
+    /// natural, nat-dither:s=S[,norm=inf], sign, terngrad.
+    #[arg(long, value_name = "SPEC", default_value = "identity")]
+    pub compressor: String,
+    /// Number of rounds.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub iters: u64,
+    /// Stop early once ‖∇f(x)‖² ≤ F.
+    #[arg(long, value_name = "F")]
+    pub tol: Option<f64>,
+    /// Seed of every random stream (§0.3).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Start from the point in FILE (text, one value per line) instead of x⁰ = 0.
+    #[arg(long, value_name = "FILE")]
+    pub x0: Option<PathBuf>,
+    /// Step size γ (overrides the method's default rule).
+    #[arg(long, value_name = "F", conflicts_with = "step_factor")]
+    pub step: Option<f64>,
+    /// Multiply the method's default step size by F.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub step_factor: f64,
+    /// The optimal value f*, for f − f*; 'auto' computes it first (Newton-CG).
+    #[arg(long, value_name = "F|auto")]
+    pub fstar: Option<String>,
+    /// Result file (HDF5), written by rank 0.
+    #[arg(long, value_name = "FILE.h5")]
+    pub out: PathBuf,
+    /// Replace an existing result file.
+    #[arg(long)]
+    pub force: bool,
+    /// Record a metrics row every K rounds (each costs one allreduce of d floats).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub eval_every: u64,
+    /// Print a progress line every K rounds (default: about 10 lines per run).
+    #[arg(long, value_name = "K")]
+    pub log_every: Option<u64>,
+    /// Measure test accuracy every K rounds (default: with the progress line).
+    #[arg(long, value_name = "K")]
+    pub test_every: Option<u64>,
+    /// Write buffered metrics rows to the HDF5 file every K rows.
+    #[arg(long, value_name = "K", default_value_t = 100)]
+    pub flush_every: usize,
+    /// Classic EF: apply γ inside the compressor (default) or at the server.
+    #[arg(long, value_enum, default_value_t = EfVariant::Inside)]
+    pub ef_variant: EfVariant,
+    /// EF21 start: uncompressed first round (reference code) or compressed.
+    #[arg(long, value_enum, default_value_t = Ef21Init::Full)]
+    pub ef21_init: Ef21Init,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SolveArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub objective: ObjectiveArgs,
+    /// Stop when ‖∇f(x)‖ ≤ F.
+    #[arg(long, value_name = "F", default_value_t = 1e-10)]
+    pub tol: f64,
+    /// Newton iterations at most.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_iters: usize,
+    /// Save x* as text, one value per line (usable as --x0).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ShardArgs {
+    /// The LIBSVM file to split.
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+    /// Number of shard files.
+    #[arg(long, value_name = "N")]
+    pub parts: usize,
+    /// Folder for part-0.svm … part-{N-1}.svm.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = SplitRule::Balanced)]
+    pub split: SplitRule,
+    /// Replace existing shard files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DemoArgs {
+    /// Result file (default: results/demo-<time>.h5).
+    #[arg(long, value_name = "FILE.h5")]
+    pub out: Option<PathBuf>,
+    /// Number of rounds.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub iters: u64,
+}
+
+/// Prepends the `key = value` lines of `--config FILE` to the command line, so that flags
+/// typed on the command line override the file (the command accepts a flag twice and
+/// keeps the last). Lines: `key = value`, `flag = true`, `# comments`.
+pub fn expand_config(args: Vec<String>) -> Result<Vec<String>, String> {
+    let Some(pos) = args.iter().position(|a| a == "--config" || a.starts_with("--config=")) else {
+        return Ok(args);
+    };
+    let (path, consumed) = match args[pos].strip_prefix("--config=") {
+        Some(p) => (p.to_string(), 1),
+        None => (args.get(pos + 1).cloned().ok_or("--config needs a file name")?, 2),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: cannot read the config file: {e}"))?;
+    let mut from_file = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (key, value) =
+            line.split_once('=').ok_or_else(|| format!("{path}:{}: expected 'key = value', found '{line}'", n + 1))?;
+        let (key, value) = (key.trim().replace('_', "-"), value.trim().trim_matches('"'));
+        match value {
+            "true" => from_file.push(format!("--{key}")),
+            "false" => {}
+            _ => from_file.push(format!("--{key}={value}")),
+        }
+    }
+    // The file's flags go right after the subcommand name, the command line's after them.
+    let mut out: Vec<String> = args[..pos].to_vec();
+    out.extend(args[pos + consumed..].iter().cloned());
+    let insert_at =
+        out.iter().position(|a| ["train", "solve", "shard", "demo"].contains(&a.as_str())).map_or(1, |i| i + 1);
+    out.splice(insert_at..insert_at, from_file);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_lines_become_flags_that_the_command_line_overrides() {
+        let dir = std::env::temp_dir().join(format!("qtrain-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.conf");
+        std::fs::write(&path, "# a run\nmethod = ef21\ncompressor = \"top-k:k=5\"\nforce = true\niters=10\n").unwrap();
+        let args: Vec<String> = ["qtrain", "train", "--config", path.to_str().unwrap(), "--iters", "20"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let expanded = expand_config(args).unwrap();
+        assert_eq!(
+            expanded,
+            vec![
+                "qtrain",
+                "train",
+                "--method=ef21",
+                "--compressor=top-k:k=5",
+                "--force",
+                "--iters=10",
+                "--iters",
+                "20"
+            ]
+        );
+        std::fs::write(&path, "no equals sign\n").unwrap();
+        let err = expand_config(vec!["qtrain".into(), "--config".into(), path.to_str().unwrap().into()]).unwrap_err();
+        assert!(err.contains("run.conf:1"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

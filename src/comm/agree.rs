@@ -1,0 +1,51 @@
+//! Agreement on the outcome of a fallible phase, so that no rank waits in a collective
+//! that a failed rank will never enter (STYLE.md "Errors across ranks").
+
+use crate::error::{Error, Result};
+use mpi::collective::SystemOperation;
+use mpi::datatype::PartitionMut;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+pub(super) fn agree<T>(world: &SimpleCommunicator, size: usize, local: Result<T>) -> Result<T> {
+    let failed = u32::from(local.is_err());
+    let mut any = 0u32;
+    world.all_reduce_into(&failed, &mut any, SystemOperation::max());
+    if any == 0 {
+        return local;
+    }
+    // Some rank failed: gather every rank's message (empty for ranks that succeeded).
+    let text = match &local {
+        Err(Error::Ranks { failed, .. }) => failed.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>().join("\n"),
+        Err(e) => e.to_string(),
+        Ok(_) => String::new(),
+    };
+    let failures = all_gather_bytes(world, size, text.as_bytes())
+        .into_iter()
+        .enumerate()
+        .filter(|(_, bytes)| !bytes.is_empty())
+        .map(|(r, bytes)| (r, String::from_utf8_lossy(&bytes).into_owned()))
+        .collect();
+    Err(Error::Ranks { failed: failures, ranks: size })
+}
+
+/// Every rank's byte string, indexed by rank (setup only: allocates). Strings longer
+/// than 2^31 − 1 bytes are cut to that length.
+pub(super) fn all_gather_bytes(world: &SimpleCommunicator, size: usize, mine: &[u8]) -> Vec<Vec<u8>> {
+    let my_len = i32::try_from(mine.len()).unwrap_or(i32::MAX);
+    let mine = &mine[..my_len as usize];
+    let mut lens = vec![0i32; size];
+    world.all_gather_into(&my_len, &mut lens[..]);
+    let mut displs = Vec::with_capacity(size);
+    let mut total = 0i32;
+    for &l in &lens {
+        displs.push(total);
+        total = total.saturating_add(l);
+    }
+    let mut recv = vec![0u8; total as usize];
+    {
+        let mut partition = PartitionMut::new(&mut recv[..], &lens[..], &displs[..]);
+        world.all_gather_varcount_into(mine, &mut partition);
+    }
+    (0..size).map(|r| recv[displs[r] as usize..(displs[r] + lens[r]) as usize].to_vec()).collect()
+}

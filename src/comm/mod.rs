@@ -1,0 +1,195 @@
+//! The communication layer: every collective qtrain uses, and the byte counts of each.
+//!
+//! Methods never call rsmpi directly. Two kinds of traffic are kept apart:
+//! * **method traffic** (`gather_bytes`, `sum`): what the algorithm exchanges. Its bytes
+//!   (summed over all ranks) and its wall time are metered and reported per round as
+//!   `wire_bytes` and `t_comm`.
+//! * **setup and monitoring traffic** (`agree`, `monitor_sum`, `all_gather_u64`, …):
+//!   loading, error agreement and the metrics of rank 0. Not metered, since a real
+//!   deployment would not send it every round.
+//!
+//! Buffers (counts, displacements, send and receive bytes) live here and are reused,
+//! so a round allocates nothing once sizes have peaked (ALGORITHMS.md §0.3).
+
+mod agree;
+mod gather;
+
+pub use gather::Messages;
+
+use crate::error::{Error, Result};
+use mpi::collective::SystemOperation;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+/// Method traffic accumulated since the last [`Comm::take_meter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Meter {
+    /// Bytes all ranks put into method collectives (payloads plus length headers).
+    pub wire_bytes: u64,
+    /// Seconds this rank spent inside method collectives.
+    pub seconds: f64,
+}
+
+pub struct Comm {
+    world: SimpleCommunicator,
+    rank: usize,
+    size: usize,
+    meter: Meter,
+    gather: gather::Buffers,
+    reduce_scratch: Vec<f64>,
+}
+
+impl Comm {
+    pub fn new(world: SimpleCommunicator) -> Self {
+        let rank = world.rank() as usize;
+        let size = world.size() as usize;
+        Comm {
+            world,
+            rank,
+            size,
+            meter: Meter::default(),
+            gather: gather::Buffers::default(),
+            reduce_scratch: Vec::new(),
+        }
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// Returns and resets the method-traffic meter.
+    pub fn take_meter(&mut self) -> Meter {
+        std::mem::take(&mut self.meter)
+    }
+
+    /// Allgather of variable-size messages (§0.3 step 2): every rank contributes the
+    /// messages of its local workers (the same number on every rank) and receives all
+    /// of them, in global worker order. Metered: Σ lengths + 4 bytes per message.
+    pub fn gather_bytes(&mut self, local: &[Vec<u8>]) -> Result<Messages<'_>> {
+        let start = mpi::time();
+        let result = self.gather.run(&self.world, local);
+        self.meter.seconds += mpi::time() - start;
+        let messages = result?;
+        self.meter.wire_bytes += messages.total_bytes() as u64 + 4 * messages.len() as u64;
+        Ok(messages)
+    }
+
+    /// In-place allreduce sum of a dense vector (metered: 8 bytes per entry per rank).
+    pub fn sum(&mut self, buf: &mut [f64]) {
+        let start = mpi::time();
+        self.allreduce(buf, SystemOperation::sum());
+        self.meter.seconds += mpi::time() - start;
+        self.meter.wire_bytes += (8 * buf.len() * self.size) as u64;
+    }
+
+    /// In-place allreduce sum that is not metered (metrics, setup).
+    pub fn monitor_sum(&mut self, buf: &mut [f64]) {
+        self.allreduce(buf, SystemOperation::sum());
+    }
+
+    /// In-place allreduce max (not metered).
+    pub fn max_f64(&mut self, buf: &mut [f64]) {
+        self.allreduce(buf, SystemOperation::max());
+    }
+
+    fn allreduce(&mut self, buf: &mut [f64], op: SystemOperation) {
+        self.reduce_scratch.clear();
+        self.reduce_scratch.extend_from_slice(buf);
+        self.world.all_reduce_into(&self.reduce_scratch[..], buf, op);
+    }
+
+    /// out = Σ over all workers of their vectors (`parts`: this rank's workers), bit for
+    /// bit the same however the workers are spread over ranks (not metered). Each term
+    /// becomes a 64-bit fixed-point integer on a common scale (agreed by an allreduce
+    /// max), so the sum is integer addition, which is associative; the rounding error is
+    /// below 2^-60 of the largest term. Used where a result must not depend on the rank
+    /// layout, e.g. the smoothness constant that sets the step size.
+    pub fn reproducible_sum(&mut self, parts: &[Vec<f64>], total_parts: usize, out: &mut [f64]) {
+        let mut max = [parts.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()))];
+        self.max_f64(&mut max);
+        if !(max[0] > 0.0 && max[0].is_finite()) {
+            out.fill(if max[0] == 0.0 { 0.0 } else { f64::NAN });
+            return;
+        }
+        // Terms get 62 − ⌈log₂ total_parts⌉ bits below the largest magnitude, so no sum
+        // of total_parts terms overflows an i64.
+        let headroom = usize::BITS - total_parts.leading_zeros();
+        let shift = (62 - headroom as i32 - max[0].log2().ceil() as i32).clamp(-1000, 1000);
+        let scale = 2f64.powi(shift);
+        let mut local = vec![0i64; out.len()];
+        for part in parts {
+            for (acc, v) in local.iter_mut().zip(part) {
+                *acc += (v * scale).round() as i64;
+            }
+        }
+        let mut total = vec![0i64; out.len()];
+        self.world.all_reduce_into(&local[..], &mut total[..], SystemOperation::sum());
+        for (o, t) in out.iter_mut().zip(&total) {
+            *o = *t as f64 / scale;
+        }
+    }
+
+    /// Max of one u64 over all ranks (not metered).
+    pub fn max_u64(&self, v: u64) -> u64 {
+        let mut out = 0u64;
+        self.world.all_reduce_into(&v, &mut out, SystemOperation::max());
+        out
+    }
+
+    /// Sum of one u64 over all ranks (not metered).
+    pub fn sum_u64(&self, v: u64) -> u64 {
+        let mut out = 0u64;
+        self.world.all_reduce_into(&v, &mut out, SystemOperation::sum());
+        out
+    }
+
+    /// Each rank's `v`, indexed by rank (setup; allocates).
+    pub fn all_gather_u64(&self, v: u64) -> Vec<u64> {
+        let mut out = vec![0u64; self.size];
+        self.world.all_gather_into(&v, &mut out[..]);
+        out
+    }
+
+    /// Each rank's fixed-length slice, concatenated in rank order (setup; allocates).
+    pub fn all_gather_f64(&self, local: &[f64]) -> Vec<f64> {
+        let mut out = vec![0f64; local.len() * self.size];
+        self.world.all_gather_into(local, &mut out[..]);
+        out
+    }
+
+    /// Every rank's byte string, indexed by rank (setup; allocates).
+    pub fn all_gather_bytes(&self, mine: &[u8]) -> Vec<Vec<u8>> {
+        agree::all_gather_bytes(&self.world, self.size, mine)
+    }
+
+    /// Makes every rank hold the same outcome of a fallible phase: if any rank failed,
+    /// all return `Error::Ranks` listing each failing rank's message. Call it at the end
+    /// of every phase that can fail on some ranks only, before the next collective.
+    pub fn agree<T>(&mut self, local: Result<T>) -> Result<T> {
+        agree::agree(&self.world, self.size, local)
+    }
+
+    /// Ends the job from a state where the other ranks cannot be reached by `agree`
+    /// (a panic, an error that was not agreed): MPI_Abort terminates every rank.
+    pub fn abort(&self, code: i32) -> ! {
+        self.world.abort(code)
+    }
+}
+
+/// Converts a byte count to MPI's `i32` count, or fails with the size that overflowed.
+pub(crate) fn mpi_count(n: usize, what: &str) -> Result<i32> {
+    i32::try_from(n).map_err(|_| Error::Comm {
+        what: format!(
+            "{what} of {n} bytes exceeds MPI's 2^31-byte limit; use more workers or a \
+             stronger compressor"
+        ),
+    })
+}

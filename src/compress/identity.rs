@@ -1,0 +1,61 @@
+//! The identity compressor: sends every coordinate as an f32.
+//!
+//! Spec: ../shared/ALGORITHMS.md §1.1. SPEC: `identity`.
+//!
+//! * Class: unbiased with ω = 0 (α = 1). The only loss is the f32 rounding of each value
+//!   (§0.6: f64 state, f32 on the wire).
+//! * Randomness: none.
+//! * Wire (little-endian): d values as f32, coordinate j at bytes 4j..4j+4; 4d bytes.
+//! * Paper bits: 32d.
+
+use super::wire::{expect_dim, expect_len, put_f32, Reader};
+use super::{Class, Compressor, Spec};
+use crate::error::Result;
+use crate::rng::Stream;
+
+const NAME: &str = "identity";
+
+pub struct Identity {
+    spec: String,
+    d: usize,
+}
+
+impl Identity {
+    pub fn new(spec: &Spec, d: usize) -> Self {
+        Identity { spec: spec.text().to_string(), d }
+    }
+}
+
+impl Compressor for Identity {
+    fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    fn class(&self) -> Class {
+        Class::Unbiased { omega: 0.0 }
+    }
+
+    /// Panics if `x.len() != d` (a caller bug, not a wire condition).
+    fn encode(&mut self, x: &[f64], _rng: &mut Stream, out: &mut Vec<u8>) {
+        assert_eq!(x.len(), self.d, "{NAME}: encoding a vector of the wrong dimension");
+        out.clear();
+        out.reserve(4 * self.d);
+        for &v in x {
+            put_f32(out, v as f32);
+        }
+    }
+
+    fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
+        expect_dim(NAME, acc, self.d)?;
+        expect_len(NAME, msg, 4 * self.d)?;
+        let mut r = Reader::new(msg, NAME);
+        for a in acc.iter_mut() {
+            *a += scale * r.f32()? as f64;
+        }
+        r.finish()
+    }
+
+    fn paper_bits(&self, _msg: &[u8]) -> u64 {
+        32 * self.d as u64
+    }
+}

@@ -1,0 +1,130 @@
+//! Compressors behind one trait (ALGORITHMS.md §0.6, catalogue in §1).
+//!
+//! A compressor turns a worker's f64 vector into a packed byte message (`encode`) and
+//! adds a scaled decoded message into an f64 accumulator (`decode_add`). Two counts are
+//! kept apart (§0.4): the *paper-convention bits* of a message (`paper_bits`, the
+//! formula of §1 for that compressor) and the *wire bytes* (the message length).
+//!
+//! Randomness comes from the caller's stream: a worker's private stream for dithering
+//! coins and rand-k masks (§0.3). Decoding is deterministic, which keeps the replicated
+//! server state bit-identical on every rank.
+
+pub mod identity;
+pub mod nat_dither;
+pub mod natural;
+pub mod qsgd;
+pub mod rand_k;
+pub mod sign;
+pub mod sparse;
+pub mod spec;
+pub mod terngrad;
+pub mod top_k;
+pub mod wire;
+
+#[cfg(test)]
+mod properties;
+
+use crate::error::{Error, Result};
+use crate::rng::Stream;
+pub use spec::Spec;
+
+/// The variance class a compressor belongs to (ALGORITHMS.md §0.1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Class {
+    /// E Q(x) = x and E‖Q(x) − x‖² ≤ ω‖x‖².
+    Unbiased { omega: f64 },
+    /// E‖C(x) − x‖² ≤ (1 − α)‖x‖² (biased).
+    Contractive { alpha: f64 },
+}
+
+impl Class {
+    /// The contraction constant α; an unbiased Q is used as Q/(ω+1) ∈ 𝔹(1/(ω+1)) (§0.1).
+    pub fn alpha(self) -> f64 {
+        match self {
+            Class::Unbiased { omega } => 1.0 / (omega + 1.0),
+            Class::Contractive { alpha } => alpha,
+        }
+    }
+
+    /// The factor that makes the compressor contractive: 1/(ω+1) for an unbiased one
+    /// (§0.1), 1 for one that already is.
+    pub fn contractive_scale(self) -> f64 {
+        match self {
+            Class::Unbiased { omega } => 1.0 / (omega + 1.0),
+            Class::Contractive { .. } => 1.0,
+        }
+    }
+}
+
+pub trait Compressor: Send {
+    /// The SPEC it was built from, e.g. `top-k:k=10`.
+    fn spec(&self) -> &str;
+
+    /// Its class and constant for the dimension it was built for.
+    fn class(&self) -> Class;
+
+    /// Clears `out` and writes the packed message for `x` into it. `rng` is the
+    /// worker's private stream (§0.3); deterministic compressors do not touch it.
+    fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>);
+
+    /// acc += scale · decode(msg). Fails, without panicking, on a truncated or
+    /// malformed message; `acc` may then hold a partial sum.
+    fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()>;
+
+    /// Paper-convention bits of `msg` (§0.4 and the formula in the compressor's §1 entry).
+    fn paper_bits(&self, msg: &[u8]) -> u64;
+}
+
+/// out = decode(msg).
+pub fn decode(c: &dyn Compressor, msg: &[u8], out: &mut [f64]) -> Result<()> {
+    out.fill(0.0);
+    c.decode_add(msg, 1.0, out)
+}
+
+/// The one factory: builds the compressor a SPEC names for dimension `d`.
+pub fn build(spec: &str, d: usize) -> Result<Box<dyn Compressor>> {
+    let mut spec = Spec::parse(spec)?;
+    let c: Box<dyn Compressor> = match spec.name.as_str() {
+        "identity" => Box::new(identity::Identity::new(&spec, d)),
+        "rand-k" => Box::new(rand_k::RandK::from_spec(&mut spec, d)?),
+        "top-k" => Box::new(top_k::TopK::from_spec(&mut spec, d)?),
+        "qsgd" => Box::new(qsgd::Qsgd::from_spec(&mut spec, d)?),
+        "natural" => Box::new(natural::Natural::new(&spec, d)),
+        "nat-dither" => Box::new(nat_dither::NatDither::from_spec(&mut spec, d)?),
+        "sign" => Box::new(sign::ScaledSign::new(&spec, d)),
+        "terngrad" => Box::new(terngrad::TernGrad::new(&spec, d)),
+        other => {
+            return Err(Error::config(
+                format!("unknown compressor '{other}'"),
+                format!("choose one of {}", NAMES.join(", ")),
+            ))
+        }
+    };
+    spec.finish()?;
+    Ok(c)
+}
+
+/// The compressor names `build` knows, for help texts and errors.
+pub const NAMES: &[&str] = &["identity", "rand-k", "top-k", "qsgd", "natural", "nat-dither", "sign", "terngrad"];
+
+/// Validates `k` for the sparsifiers: 1 ≤ k ≤ d.
+pub fn check_k(spec: &Spec, k: usize, d: usize) -> Result<()> {
+    if k == 0 || k > d {
+        return Err(Error::config(
+            format!("compressor '{}': k = {k} but the model has d = {d} coordinates", spec.text()),
+            format!("choose 1 ≤ k ≤ {d}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates the number of levels `s` of the dithering quantizers: s ≥ 1.
+pub fn check_levels(spec: &Spec, s: usize) -> Result<()> {
+    if s == 0 || s > 1 << 20 {
+        return Err(Error::config(
+            format!("compressor '{}': s = {s} quantization levels", spec.text()),
+            "choose s ≥ 1 (and at most 2^20)",
+        ));
+    }
+    Ok(())
+}

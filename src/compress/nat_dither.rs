@@ -1,0 +1,116 @@
+//! Natural dithering (Horváth et al.): dithering onto levels that are powers of two.
+//!
+//! Spec: ../shared/ALGORITHMS.md §1.9. SPEC: `nat-dither:s=S[,norm=2|inf]` (norm defaults
+//! to 2).
+//!
+//! * Definition: levels ℓ_0 = 0 and ℓ_u = 2^{u−s} for u = 1..s (2^{1−s}, …, 1/2, 1).
+//!   y_j = |x_j|/‖x‖_p is rounded to the two levels that bracket it, up with probability
+//!   (y_j − ℓ_low)/(ℓ_high − ℓ_low), which makes it unbiased; Q(x)_j = ‖x‖_p·sign(x_j)·ℓ.
+//!   The zero vector gives norm 0 and all levels 0.
+//! * Exact unbiasedness: the norm travels as an f32 rounded up and y_j is computed against
+//!   it (as in §1.6, see `qsgd`).
+//! * Class: unbiased with ω = 1/8 + d^{1/r}·2^{1−s}·min(1, d^{1/r}·2^{1−s}), r = min(p, 2);
+//!   r = 2 for both p = 2 and p = ∞.
+//! * Randomness: one uniform f64 per coordinate from the worker's private stream (§0.3).
+//! * Wire: the level payload of [`super::qsgd::Dithering`] (little-endian): bytes 0..4 the
+//!   norm as f32; then d fields of 1 + ⌈log₂(s+1)⌉ bits, least-significant bit first:
+//!   bit 0 the sign (1 = negative), the higher bits the level index u ∈ 0..=s (a larger
+//!   index is malformed). 4 + ⌈d(1 + ⌈log₂(s+1)⌉)/8⌉ bytes.
+//! * Paper bits: 32 + d(1 + ⌈log₂(s+1)⌉) (our wire format, §1.9; the MARINA code counts
+//!   d(1 + ⌈log₂ s⌉) instead).
+//! * Precision: a decoded value norm·2^{u−s} is exact while it is a normal f64 (≥ 2^-1022);
+//!   only absurd s (levels below 2^-1022 relative to the norm) lose precision there.
+
+use super::natural::{floor_log2, pow2};
+use super::qsgd::{Dithering, Norm};
+use super::{check_levels, Class, Compressor, Spec};
+use crate::error::Result;
+use crate::rng::Stream;
+
+const NAME: &str = "nat-dither";
+
+pub struct NatDither {
+    spec: String,
+    levels: Dithering,
+}
+
+impl NatDither {
+    pub fn from_spec(spec: &mut Spec, d: usize) -> Result<Self> {
+        let s = spec.take_usize("s")?;
+        check_levels(spec, s)?;
+        let norm = Norm::from_spec(spec)?;
+        Ok(NatDither { spec: spec.text().to_string(), levels: Dithering::new(NAME, d, s as u32, norm) })
+    }
+}
+
+/// Unbiased rounding of y ∈ [0, 1] to the level indices 0..=s (level u is 2^{u−s}).
+fn round_to_level(s: u32, y: f64, u: f64) -> u32 {
+    if y <= 0.0 {
+        return 0;
+    }
+    let smallest = 1 - s as i32; // ℓ_1 = 2^{1−s}
+    let a = floor_log2(y);
+    if a < smallest {
+        // Between ℓ_0 = 0 and ℓ_1: up with probability y/ℓ_1.
+        (u < y / pow2(smallest)) as u32
+    } else {
+        // Between 2^a (index a + s) and 2^{a+1}: up with probability y/2^a − 1.
+        (a + s as i32) as u32 + (u < y / pow2(a) - 1.0) as u32
+    }
+}
+
+/// ℓ_u: 0 for u = 0, else 2^{u−s}.
+fn level_value(s: u32, u: u32) -> f64 {
+    if u == 0 {
+        0.0
+    } else {
+        pow2(u as i32 - s as i32)
+    }
+}
+
+impl Compressor for NatDither {
+    fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    /// ω = 1/8 + t·min(1, t), t = d^{1/r}·2^{1−s} with r = min(p, 2) = 2 (§1.9).
+    fn class(&self) -> Class {
+        let r = 2.0;
+        let t = (self.levels.d() as f64).powf(1.0 / r) * pow2(1 - self.levels.s() as i32);
+        Class::Unbiased { omega: 1.0 / 8.0 + t * t.min(1.0) }
+    }
+
+    fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
+        let s = self.levels.s();
+        self.levels.encode(x, rng, out, |y, u| round_to_level(s, y, u));
+    }
+
+    fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
+        let s = self.levels.s();
+        self.levels.decode_add(msg, scale, acc, |u| level_value(s, u))
+    }
+
+    fn paper_bits(&self, _msg: &[u8]) -> u64 {
+        self.levels.paper_bits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_brackets_y_between_adjacent_levels() {
+        // s = 3: levels 0, 1/4, 1/2, 1.
+        assert_eq!(round_to_level(3, 0.0, 0.0), 0);
+        assert_eq!(round_to_level(3, 0.1, 0.39), 1); // p(up) = 0.1/0.25 = 0.4
+        assert_eq!(round_to_level(3, 0.1, 0.41), 0);
+        assert_eq!(round_to_level(3, 0.25, 0.0), 1);
+        assert_eq!(round_to_level(3, 0.75, 0.49), 3); // between 1/2 and 1, p(up) = 0.5
+        assert_eq!(round_to_level(3, 0.75, 0.51), 2);
+        assert_eq!(round_to_level(3, 1.0, 0.0), 3);
+        // Huge s: the smallest levels are subnormal or below f64, and nothing overflows.
+        assert_eq!(round_to_level(1 << 20, 1e-300, 0.0), (floor_log2(1e-300) + (1 << 20)) as u32 + 1);
+        assert_eq!(level_value(1 << 20, 1), 0.0);
+    }
+}

@@ -1,0 +1,183 @@
+//! Natural compression C_nat (Horváth et al.): stochastic rounding to powers of two.
+//!
+//! Spec: ../shared/ALGORITHMS.md §1.8. SPEC: `natural`.
+//!
+//! * Definition, per coordinate t: t = 0 → 0; otherwise with a = ⌊log₂|t|⌋, |t| becomes
+//!   2^a with probability (2^{a+1} − |t|)/2^a, else 2^{a+1}; the sign is kept. An exact
+//!   power of two is unchanged.
+//! * Class: unbiased with ω = 1/8; the per-coordinate variance is exactly
+//!   (2^{a+1} − |t|)(|t| − 2^a) ≤ t²/8.
+//! * Range, f32 exponents on the wire:
+//!   - |t| < 2^-126 (below the smallest normal f32) rounds between 0 and 2^-126, up with
+//!     probability |t|·2^126: still unbiased, but the variance (2^-126 − |t|)|t| exceeds
+//!     t²/8 there; in absolute terms it is below 2^-252 per coordinate.
+//!   - finite |t| ≥ 2^127 is clamped to 2^127 (biased; only the top binade of f32 and
+//!     beyond, > 1.7·10^38);
+//!   - ±∞ and NaN travel as ±∞, so a diverged worker stays visible.
+//! * Randomness: one uniform f64 per coordinate from the worker's private stream (§0.3).
+//! * Wire: d fields of 9 bits packed least-significant bit first (`wire::BitWriter`),
+//!   last byte zero-padded; ⌈9d/8⌉ bytes. Bit 0 of a field is the sign (1 = negative),
+//!   bits 1..9 the f32 biased exponent e: e = 0 is zero, e = 1..=254 is ±2^{e−127},
+//!   e = 255 is ±∞. Every field value is valid.
+//! * Paper bits: 9d (sign + 8-bit exponent, mantissa dropped; §1.8).
+
+use rand::Rng;
+
+use super::wire::{expect_dim, expect_len, packed_len, BitReader, BitWriter};
+use super::{Class, Compressor, Spec};
+use crate::error::Result;
+use crate::rng::Stream;
+
+const NAME: &str = "natural";
+const FIELD_BITS: u32 = 9;
+/// f32's exponent bias: field e stands for 2^{e − BIAS}.
+const BIAS: i32 = 127;
+const INFINITE: u32 = 255;
+
+pub struct Natural {
+    spec: String,
+    d: usize,
+}
+
+impl Natural {
+    pub fn new(spec: &Spec, d: usize) -> Self {
+        Natural { spec: spec.text().to_string(), d }
+    }
+}
+
+/// ⌊log₂ v⌋ for finite v > 0, exact for normal and subnormal f64 (read from the bits,
+/// because `log2` may round up just below a power of two).
+pub fn floor_log2(v: f64) -> i32 {
+    let bits = v.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32;
+    if exponent > 0 {
+        exponent - 1023
+    } else {
+        let mantissa = bits & ((1 << 52) - 1);
+        -1074 + (63 - mantissa.leading_zeros() as i32)
+    }
+}
+
+/// 2^e as an f64, exact for −1074 ≤ e ≤ 1023; 0 below, +∞ above.
+pub fn pow2(e: i32) -> f64 {
+    if e > 1023 {
+        f64::INFINITY
+    } else if e >= -1022 {
+        f64::from_bits(((e + 1023) as u64) << 52)
+    } else if e >= -1074 {
+        f64::from_bits(1 << (e + 1074))
+    } else {
+        0.0
+    }
+}
+
+/// The exponent field for |t| given a uniform u ∈ [0, 1) (range rules in the module doc).
+fn exponent_field(magnitude: f64, u: f64) -> u32 {
+    if magnitude == 0.0 {
+        0
+    } else if !magnitude.is_finite() {
+        INFINITE
+    } else if magnitude >= pow2(BIAS) {
+        (2 * BIAS) as u32
+    } else if magnitude < pow2(1 - BIAS) {
+        // Between 0 and 2^-126 (field 1): up with probability |t|/2^-126.
+        (u < magnitude * pow2(BIAS - 1)) as u32
+    } else {
+        let a = floor_log2(magnitude);
+        // p(up) = (|t| − 2^a)/2^a; dividing by a power of two is exact.
+        let up = u < magnitude / pow2(a) - 1.0;
+        (a + BIAS) as u32 + up as u32
+    }
+}
+
+/// The magnitude an exponent field stands for.
+fn field_value(exponent: u32) -> f64 {
+    match exponent {
+        0 => 0.0,
+        INFINITE => f64::INFINITY,
+        e => pow2(e as i32 - BIAS),
+    }
+}
+
+impl Compressor for Natural {
+    fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    fn class(&self) -> Class {
+        Class::Unbiased { omega: 1.0 / 8.0 }
+    }
+
+    /// Panics if `x.len() != d` (a caller bug, not a wire condition).
+    fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
+        assert_eq!(x.len(), self.d, "{NAME}: encoding a vector of the wrong dimension");
+        out.clear();
+        out.reserve(packed_len(self.d, FIELD_BITS));
+        let mut fields = BitWriter::new(out);
+        for &t in x {
+            let exponent = exponent_field(t.abs(), rng.random::<f64>());
+            // NaN keeps its sign bit; zero is always sent as +0.
+            let negative = (t.is_sign_negative() && exponent > 0) as u32;
+            fields.put(negative | exponent << 1, FIELD_BITS);
+        }
+        fields.finish();
+    }
+
+    fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
+        expect_dim(NAME, acc, self.d)?;
+        expect_len(NAME, msg, packed_len(self.d, FIELD_BITS))?;
+        let mut fields = BitReader::new(msg);
+        for a in acc.iter_mut() {
+            let field = fields.get(FIELD_BITS);
+            let magnitude = field_value(field >> 1);
+            *a += scale * if field & 1 == 1 { -magnitude } else { magnitude };
+        }
+        Ok(())
+    }
+
+    fn paper_bits(&self, _msg: &[u8]) -> u64 {
+        9 * self.d as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_log2_and_pow2_agree_across_the_f64_range() {
+        for e in -1074..=1023 {
+            let p = pow2(e);
+            assert_eq!(floor_log2(p), e, "2^{e}");
+            // Doubling is exact, so the chain from 2^-1074 pins every value down.
+            if e < 1023 {
+                assert_eq!(2.0 * p, pow2(e + 1), "2^{e}");
+            }
+            if e < 1023 {
+                // Just below 2^(e+1) is still in binade e.
+                let below_next = f64::from_bits(pow2(e + 1).to_bits() - 1);
+                assert_eq!(floor_log2(below_next), e, "just below 2^{}", e + 1);
+            }
+        }
+        assert_eq!(pow2(0), 1.0);
+        assert_eq!(pow2(-1074), f64::from_bits(1));
+        assert_eq!(pow2(-1075), 0.0);
+        assert_eq!(pow2(1024), f64::INFINITY);
+    }
+
+    #[test]
+    fn exponent_fields_cover_the_range_rules() {
+        assert_eq!(exponent_field(0.0, 0.0), 0);
+        assert_eq!(exponent_field(1.0, 0.999), 127);
+        assert_eq!(exponent_field(1.5, 0.49), 128);
+        assert_eq!(exponent_field(1.5, 0.51), 127);
+        assert_eq!(exponent_field(pow2(-130), 0.05), 1);
+        assert_eq!(exponent_field(pow2(-130), 0.07), 0);
+        assert_eq!(exponent_field(1.5 * pow2(127), 0.0), 254);
+        assert_eq!(exponent_field(f64::MAX, 0.0), 254);
+        assert_eq!(exponent_field(f64::INFINITY, 0.0), INFINITE);
+        assert_eq!(exponent_field(f64::NAN, 0.0), INFINITE);
+        assert_eq!(field_value(1), pow2(-126));
+        assert_eq!(field_value(254), pow2(127));
+    }
+}

@@ -1,0 +1,876 @@
+//! Property tests for every compressor of the catalogue (ALGORITHMS.md §0.5, §2).
+//!
+//! `catalogue_tests!` applies the same checks to every entry, like ripgrep's `rgtest!`.
+//! Each entry pairs a SPEC with a [`Kind`]: the test's own statement of that compressor,
+//! written from ALGORITHMS.md and not from the implementation: its class constant, its
+//! paper bits and wire bytes, its intended output (checked bit for bit where the output
+//! is determined, by membership in the level set where it is random) and its expected
+//! squared error in closed form.
+//!
+//! Monte-Carlo checks follow §0.5: N = 10⁴ draws with fixed seeds on six input families;
+//! tolerances are five standard errors derived from N. Inputs are rounded to f32 first,
+//! so that the f32 wire rounding never masquerades as bias; a relative slack of 10⁻⁶
+//! covers the f32 rounding of scaled values (rand-k's x_j·d/k, sign's scale).
+
+use rand::{Rng, RngCore, SeedableRng};
+
+use super::wire::BitWriter;
+use super::{build, decode, Class, Compressor, NAMES};
+use crate::error::Error;
+use crate::rng::{self, Purpose, Stream};
+
+/// Dimension of the Monte-Carlo families ("d around 50–200").
+const D: usize = 100;
+/// Draws per Monte-Carlo estimate (§0.5).
+const N: usize = 10_000;
+/// Dimensions for the exact checks: the smallest legal for k = 10, odd sizes, and sizes
+/// around powers of two (index widths and bit padding change there).
+const DIMS: [usize; 6] = [10, 37, 64, 65, 129, 200];
+
+// ---------------------------------------------------------------------------------------
+// What each compressor should be, independently of its implementation.
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Identity,
+    RandK { k: usize, scaled: bool },
+    TopK { k: usize },
+    Qsgd { s: u32, inf: bool },
+    Natural,
+    NatDither { s: u32, inf: bool },
+    Sign,
+    TernGrad,
+}
+
+struct Expect {
+    spec: &'static str,
+    kind: Kind,
+}
+
+/// ⌈log₂ n⌉ by counting, independent of `wire::ceil_log2`.
+fn clog2(n: usize) -> u64 {
+    let mut bits = 0;
+    while (1u64 << bits) < n as u64 {
+        bits += 1;
+    }
+    bits
+}
+
+impl Kind {
+    /// The class constants of §1 and the table of §2.
+    fn class(self, d: usize) -> Class {
+        let df = d as f64;
+        match self {
+            Kind::Identity => Class::Unbiased { omega: 0.0 },
+            Kind::RandK { k, scaled: true } => Class::Unbiased { omega: df / k as f64 - 1.0 },
+            Kind::RandK { k, scaled: false } | Kind::TopK { k } => Class::Contractive { alpha: k as f64 / df },
+            Kind::Qsgd { s, .. } => {
+                let s = s as f64;
+                Class::Unbiased { omega: (df / (s * s)).min(df.sqrt() / s) }
+            }
+            Kind::Natural => Class::Unbiased { omega: 0.125 },
+            Kind::NatDither { s, .. } => {
+                let t = df.sqrt() * 0.5f64.powi(s as i32 - 1);
+                Class::Unbiased { omega: 0.125 + t * t.min(1.0) }
+            }
+            Kind::Sign => Class::Contractive { alpha: 1.0 / df },
+            Kind::TernGrad => Class::Unbiased { omega: df.sqrt() - 1.0 },
+        }
+    }
+
+    /// Paper-convention bits (§0.4 and each §1 entry).
+    fn paper_bits(self, d: usize) -> u64 {
+        let d64 = d as u64;
+        match self {
+            Kind::Identity => 32 * d64,
+            Kind::RandK { k, .. } | Kind::TopK { k } => k as u64 * (32 + clog2(d)),
+            Kind::Qsgd { s, .. } | Kind::NatDither { s, .. } => 32 + d64 * (1 + clog2(s as usize + 1)),
+            Kind::Natural => 9 * d64,
+            Kind::Sign => d64 + 32,
+            Kind::TernGrad => 32 + 2 * d64,
+        }
+    }
+
+    /// Wire bytes of the layouts in each file's `//!` doc.
+    fn wire_bytes(self, d: usize) -> usize {
+        let packed = |fields: usize, bits: u64| (fields * bits as usize).div_ceil(8);
+        match self {
+            Kind::Identity => 4 * d,
+            Kind::RandK { k, .. } | Kind::TopK { k } => 4 * k + packed(k, clog2(d)),
+            Kind::Qsgd { s, .. } | Kind::NatDither { s, .. } => 4 + packed(d, 1 + clog2(s as usize + 1)),
+            Kind::Natural => packed(d, 9),
+            Kind::Sign => 4 + packed(d, 1),
+            Kind::TernGrad => 4 + packed(d, 2),
+        }
+    }
+
+    /// The magnitudes a quantizer may output for x_j, given the transmitted norm n.
+    fn levels(self) -> Option<(Vec<f64>, bool)> {
+        match self {
+            Kind::Qsgd { s, inf } => Some(((0..=s).map(|l| l as f64 / s as f64).collect(), inf)),
+            Kind::NatDither { s, inf } => {
+                let powers = (1..=s).map(|u| 0.5f64.powi((s - u) as i32));
+                Some((std::iter::once(0.0).chain(powers).collect(), inf))
+            }
+            _ => None,
+        }
+    }
+
+    /// E‖C(x) − x‖² in closed form (§1.x), for the f32 norm/scale the wire carries.
+    fn expected_sq_error(self, x: &[f64]) -> f64 {
+        let d = x.len() as f64;
+        match self {
+            Kind::Identity => x.iter().map(|&v| (v as f32 as f64 - v).powi(2)).sum(),
+            Kind::RandK { k, scaled } => {
+                let q = k as f64 / d;
+                dot(x, x) * if scaled { 1.0 / q - 1.0 } else { 1.0 - q }
+            }
+            Kind::TopK { k } => dist2(&naive_top_k(x, k), x),
+            Kind::Qsgd { .. } | Kind::NatDither { .. } => {
+                let (levels, inf) = self.levels().unwrap();
+                let n = f32_up(norm_p(x, inf));
+                x.iter().map(|&v| two_point_variance(bracket(&levels, n, v.abs()), v.abs())).sum()
+            }
+            Kind::Natural => x.iter().map(|&v| two_point_variance(pow2_bracket(v.abs()), v.abs())).sum(),
+            Kind::Sign => dot(x, x) - x.iter().map(|v| v.abs()).sum::<f64>().powi(2) / d,
+            Kind::TernGrad => {
+                let n = f32_up(norm_p(x, true));
+                x.iter().map(|&v| n * v.abs() - v * v).sum()
+            }
+        }
+    }
+
+    /// Checks one decoded output against the definition: bit for bit where it is
+    /// determined, by level-set membership where it is random.
+    fn check_output(self, x: &[f64], out: &[f64], ctx: &str) {
+        let d = x.len();
+        match self {
+            Kind::Identity => {
+                let want: Vec<f64> = x.iter().map(|&v| v as f32 as f64).collect();
+                assert_bitwise(out, &want, ctx);
+            }
+            Kind::TopK { k } => assert_bitwise(out, &naive_top_k(x, k), ctx),
+            Kind::RandK { k, scaled } => {
+                let factor = if scaled { d as f64 / k as f64 } else { 1.0 };
+                for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
+                    let kept = (v * factor) as f32 as f64;
+                    assert!(o == 0.0 || o.to_bits() == kept.to_bits(), "{ctx}: out[{j}] = {o}");
+                }
+                assert!(nonzeros(out) <= k, "{ctx}: {} nonzeros > k = {k}", nonzeros(out));
+            }
+            Kind::Qsgd { .. } | Kind::NatDither { .. } => {
+                let (levels, inf) = self.levels().unwrap();
+                let n = f32_up(norm_p(x, inf));
+                for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
+                    let (lo, hi) = bracket(&levels, n, v.abs());
+                    assert!(o.abs() == lo || o.abs() == hi, "{ctx}: out[{j}] = {o} ∉ ±{{{lo}, {hi}}}");
+                    assert!(o == 0.0 || (o < 0.0) == (v < 0.0), "{ctx}: sign of out[{j}]");
+                }
+            }
+            Kind::Natural => {
+                for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
+                    let (lo, hi) = pow2_bracket(v.abs());
+                    let exact = lo == v.abs();
+                    let ok = o.abs() == lo || (!exact && o.abs() == hi);
+                    assert!(ok && (o == 0.0 || (o < 0.0) == (v < 0.0)), "{ctx}: out[{j}] = {o} for {v}");
+                }
+            }
+            Kind::Sign => {
+                let m = (x.iter().map(|v| v.abs()).sum::<f64>() / d as f64) as f32 as f64;
+                let want: Vec<f64> = x.iter().map(|&v| if v < 0.0 { -m } else { m }).collect();
+                assert_bitwise(out, &want, ctx);
+            }
+            Kind::TernGrad => {
+                let n = f32_up(norm_p(x, true));
+                for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
+                    let signed = if v < 0.0 { -n } else { n };
+                    let ok = o == 0.0 || (v != 0.0 && o == signed);
+                    assert!(ok, "{ctx}: out[{j}] = {o} for {v}, s = {n}");
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Independent reference computations.
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn dist2(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+fn nonzeros(v: &[f64]) -> usize {
+    v.iter().filter(|&&x| x != 0.0).count()
+}
+
+fn norm_p(x: &[f64], inf: bool) -> f64 {
+    if inf {
+        x.iter().fold(0.0, |m, v| m.max(v.abs()))
+    } else {
+        dot(x, x).sqrt()
+    }
+}
+
+/// The smallest f32 ≥ v, found with `f32::next_up` (independent of `wire::f32_round_up`).
+fn f32_up(v: f64) -> f64 {
+    let r = v as f32;
+    (if (r as f64) < v { r.next_up() } else { r }) as f64
+}
+
+/// The two transmittable magnitudes n·ℓ around t = |x_j| (ℓ from the sorted `levels`).
+fn bracket(levels: &[f64], n: f64, t: f64) -> (f64, f64) {
+    if n == 0.0 {
+        return (0.0, 0.0);
+    }
+    let y = t / n;
+    let lo = levels.iter().copied().filter(|&l| l <= y).fold(0.0, f64::max);
+    let hi = levels.iter().copied().filter(|&l| l >= y).fold(1.0, f64::min);
+    (n * lo, n * hi)
+}
+
+/// The powers of two 2^a ≤ t < 2^{a+1} (both 0 for t = 0), found from `log2` and fixed
+/// up by comparison (independent of `natural::floor_log2`).
+fn pow2_bracket(t: f64) -> (f64, f64) {
+    if t == 0.0 {
+        return (0.0, 0.0);
+    }
+    let mut a = t.log2().floor();
+    if 2f64.powf(a) > t {
+        a -= 1.0;
+    }
+    if 2f64.powf(a + 1.0) <= t {
+        a += 1.0;
+    }
+    (2f64.powf(a), 2f64.powf(a + 1.0))
+}
+
+/// Variance of unbiased rounding of t to lo or hi: (hi − t)(t − lo).
+fn two_point_variance((lo, hi): (f64, f64), t: f64) -> f64 {
+    (hi - t) * (t - lo)
+}
+
+/// Top-k by a full stable sort on (|x| descending, index ascending).
+fn naive_top_k(x: &[f64], k: usize) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_by(|&a, &b| x[b].abs().partial_cmp(&x[a].abs()).unwrap().then(a.cmp(&b)));
+    let mut out = vec![0.0; x.len()];
+    for &j in &order[..k] {
+        out[j] = x[j] as f32 as f64;
+    }
+    out
+}
+
+fn assert_bitwise(got: &[f64], want: &[f64], ctx: &str) {
+    for (j, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.to_bits(), w.to_bits(), "{ctx}: coordinate {j}: got {g}, want {w}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Inputs (§0.5): six families, rounded to f32.
+
+fn gaussian(g: &mut Stream) -> f64 {
+    // Box–Muller; 1 − u ∈ (0, 1] keeps the logarithm finite.
+    let (u, v) = (1.0 - g.random::<f64>(), g.random::<f64>());
+    (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+}
+
+/// Student-t with ν = 2: Z/√(V/2) with V ~ χ²₂ = −2 ln U.
+fn student_t2(g: &mut Stream) -> f64 {
+    let z = gaussian(g);
+    z / (-(1.0 - g.random::<f64>()).ln()).sqrt()
+}
+
+fn families(d: usize, seed: u64) -> Vec<(&'static str, Vec<f64>)> {
+    let mut g = Stream::seed_from_u64(seed);
+    let f32x = |v: f64| v as f32 as f64;
+    let dense: Vec<f64> = (0..d).map(|_| f32x(gaussian(&mut g))).collect();
+    let sparse: Vec<f64> = (0..d).map(|j| if j % 7 == 3 { f32x(gaussian(&mut g)) } else { 0.0 }).collect();
+    let heavy: Vec<f64> = (0..d).map(|_| f32x(student_t2(&mut g))).collect();
+    let mut spike = vec![0.0; d];
+    spike[d / 3] = f32x(3.7);
+    vec![
+        ("dense Gaussian", dense),
+        ("sparse", sparse),
+        ("heavy-tailed t(2)", heavy),
+        ("all-equal", vec![f32x(-0.3); d]),
+        ("single spike", spike),
+        ("zero vector", vec![0.0; d]),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// The checks every catalogue entry goes through.
+
+struct Moments {
+    /// Mean of the decoded vectors.
+    mean: Vec<f64>,
+    /// v̂: mean of ‖C(x) − x‖².
+    err2: f64,
+    /// Sample standard deviation of ‖C(x) − x‖² (for the standard error of v̂).
+    err2_sd: f64,
+}
+
+fn sample(c: &mut dyn Compressor, x: &[f64], draws: usize, stream: usize) -> Moments {
+    let mut rng = rng::private(2024, stream, Purpose::Compressor);
+    let (mut msg, mut out) = (Vec::new(), vec![0.0; x.len()]);
+    let mut sum = vec![0.0; x.len()];
+    // Welford's update: no cancellation when the error is (nearly) deterministic.
+    let (mut mean, mut m2) = (0.0, 0.0);
+    for i in 1..=draws {
+        c.encode(x, &mut rng, &mut msg);
+        decode(c, &msg, &mut out).expect("a compressor decodes its own message");
+        let e2 = dist2(&out, x);
+        let delta = e2 - mean;
+        mean += delta / i as f64;
+        m2 += delta * (e2 - mean);
+        sum.iter_mut().zip(&out).for_each(|(s, o)| *s += o);
+    }
+    let mean_vec = sum.iter().map(|s| s / draws as f64).collect();
+    Moments { mean: mean_vec, err2: mean, err2_sd: (m2 / (draws - 1) as f64).sqrt() }
+}
+
+fn build_ok(e: &Expect, d: usize) -> Box<dyn Compressor> {
+    build(e.spec, d).unwrap_or_else(|err| panic!("{} at d = {d}: {err}", e.spec))
+}
+
+fn check_class(e: &Expect) {
+    for d in DIMS {
+        let c = build_ok(e, d);
+        assert_eq!(c.spec(), e.spec);
+        let (got, want) = (c.class(), e.kind.class(d));
+        let same = match (got, want) {
+            (Class::Unbiased { omega: a }, Class::Unbiased { omega: b })
+            | (Class::Contractive { alpha: a }, Class::Contractive { alpha: b }) => (a - b).abs() <= 1e-12 * b.abs(),
+            _ => false,
+        };
+        assert!(same, "{} at d = {d}: class {got:?}, spec says {want:?}", e.spec);
+    }
+}
+
+/// §0.5: unbiasedness, variance / contraction bounds, and v̂ against the closed form.
+fn check_moments(e: &Expect) {
+    for (stream, (family, x)) in families(D, 1).into_iter().enumerate() {
+        let mut c = build_ok(e, D);
+        let m = sample(c.as_mut(), &x, N, stream);
+        let ctx = format!("{} on {family}", e.spec);
+        let norm2 = dot(&x, &x);
+        let root_n = (N as f64).sqrt();
+        let slack = 1e-6 * norm2;
+        let standard_errors = 5.0 * m.err2_sd / root_n;
+
+        let exact = e.kind.expected_sq_error(&x);
+        assert!(
+            (m.err2 - exact).abs() <= standard_errors + slack,
+            "{ctx}: v̂ = {} but the closed form gives {exact} (±{standard_errors})",
+            m.err2
+        );
+        let bound = match e.kind.class(D) {
+            Class::Unbiased { omega } => omega * norm2,
+            Class::Contractive { alpha } => (1.0 - alpha) * norm2,
+        };
+        assert!(exact <= bound + slack, "{ctx}: closed form {exact} above the class bound {bound}");
+        // §0.5's one-sided (1 + 5/√N), or five standard errors where the squared error is
+        // heavy-tailed (a spike under rand-k: (1 + 5/√N) alone is only ~2σ there).
+        let tolerance = (bound * 5.0 / root_n).max(standard_errors);
+        assert!(m.err2 <= bound + tolerance + slack, "{ctx}: v̂ = {} > bound {bound}", m.err2);
+
+        if let Class::Unbiased { .. } = e.kind.class(D) {
+            let bias = dist2(&m.mean, &x).sqrt();
+            let allowed = 5.0 * (m.err2 / N as f64).sqrt() + 1e-6 * norm2.sqrt();
+            assert!(bias <= allowed, "{ctx}: ‖mean − x‖ = {bias} > {allowed}");
+        }
+    }
+}
+
+/// Exact round trip, decode_add's accumulation, sizes, and determinism per seed.
+fn check_round_trip(e: &Expect) {
+    for d in DIMS {
+        for (family, x) in families(d, 2) {
+            let ctx = format!("{} at d = {d} on {family}", e.spec);
+            let mut c = build_ok(e, d);
+            let mut rng = rng::private(7, d, Purpose::Compressor);
+            let mut msg = Vec::new();
+            let mut out = vec![0.0; d];
+            for _ in 0..20 {
+                c.encode(&x, &mut rng, &mut msg);
+                assert_eq!(msg.len(), e.kind.wire_bytes(d), "{ctx}: wire bytes");
+                assert_eq!(c.paper_bits(&msg), e.kind.paper_bits(d), "{ctx}: paper bits");
+                decode(c.as_ref(), &msg, &mut out).unwrap();
+                e.kind.check_output(&x, &out, &ctx);
+                check_accumulates(c.as_ref(), &msg, &out, &ctx);
+            }
+            // Same seed, same stream position ⇒ same bytes (replicas must agree, §0.3).
+            let mut again = build_ok(e, d);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            c.encode(&x, &mut rng::private(9, 0, Purpose::Compressor), &mut a);
+            again.encode(&x, &mut rng::private(9, 0, Purpose::Compressor), &mut b);
+            assert_eq!(a, b, "{ctx}: encoding is not a function of the seed");
+        }
+    }
+}
+
+/// decode_add(msg, scale, acc) must give acc + scale·decode(msg), bit for bit.
+fn check_accumulates(c: &dyn Compressor, msg: &[u8], out: &[f64], ctx: &str) {
+    let base: Vec<f64> = (0..out.len()).map(|j| 1.0 + j as f64 / 3.0).collect();
+    let mut acc = base.clone();
+    c.decode_add(msg, -0.5, &mut acc).unwrap();
+    let want: Vec<f64> = base.iter().zip(out).map(|(b, o)| b + -0.5 * o).collect();
+    assert_bitwise(&acc, &want, &format!("{ctx} (decode_add, scale −0.5)"));
+}
+
+fn check_sizes(e: &Expect) {
+    let mut g = Stream::seed_from_u64(3);
+    for d in [10, 11, 16, 17, 31, 32, 33, 100, 255, 256, 257, 1000, 4099] {
+        let x: Vec<f64> = (0..d).map(|_| gaussian(&mut g)).collect();
+        let mut c = build_ok(e, d);
+        let mut msg = Vec::new();
+        c.encode(&x, &mut rng::private(1, 0, Purpose::Compressor), &mut msg);
+        assert_eq!(msg.len(), e.kind.wire_bytes(d), "{} at d = {d}: wire bytes", e.spec);
+        assert_eq!(c.paper_bits(&msg), e.kind.paper_bits(d), "{} at d = {d}: paper bits", e.spec);
+    }
+}
+
+fn is_wire_error(r: crate::error::Result<()>) -> bool {
+    matches!(r, Err(Error::Wire { .. }))
+}
+
+/// Every truncation and one extra byte are `Error::Wire`; so is a wrong-sized accumulator.
+fn check_malformed(e: &Expect) {
+    for d in [10, 100] {
+        let x = &families(d, 4)[0].1;
+        let mut c = build_ok(e, d);
+        let mut msg = Vec::new();
+        c.encode(x, &mut rng::private(1, 0, Purpose::Compressor), &mut msg);
+        let mut out = vec![0.0; d];
+        for len in 0..msg.len() {
+            let r = decode(c.as_ref(), &msg[..len], &mut out);
+            assert!(is_wire_error(r), "{} d = {d}: prefix of {len} bytes accepted", e.spec);
+        }
+        for extra in [0u8, 0xff] {
+            let mut longer = msg.clone();
+            longer.push(extra);
+            assert!(is_wire_error(decode(c.as_ref(), &longer, &mut out)), "{}: padded", e.spec);
+        }
+        for wrong in [d - 1, d + 1] {
+            let r = c.decode_add(&msg, 1.0, &mut vec![0.0; wrong]);
+            assert!(is_wire_error(r), "{}: accumulator of length {wrong} accepted", e.spec);
+        }
+        assert!(decode(c.as_ref(), &msg, &mut out).is_ok());
+    }
+}
+
+/// Random bytes, of the right length and of random lengths, may fail but never panic.
+fn check_garbage(e: &Expect) {
+    let mut g = Stream::seed_from_u64(99);
+    for d in [10, 100, 129] {
+        let c = build_ok(e, d);
+        let len = e.kind.wire_bytes(d);
+        let mut out = vec![0.0; d];
+        let mut msg = vec![0u8; len];
+        for _ in 0..2000 {
+            g.fill_bytes(&mut msg);
+            let _ = decode(c.as_ref(), &msg, &mut out);
+        }
+        for _ in 0..200 {
+            let mut odd = vec![0u8; g.random_range(0..2 * len + 2)];
+            g.fill_bytes(&mut odd);
+            let _ = decode(c.as_ref(), &odd, &mut out);
+        }
+    }
+}
+
+macro_rules! catalogue_tests {
+    ($($module:ident => $spec:literal, $kind:expr;)+) => {
+        $(
+            mod $module {
+                use super::*;
+                const E: Expect = Expect { spec: $spec, kind: $kind };
+
+                #[test]
+                fn class_constant_matches_the_spec() {
+                    check_class(&E)
+                }
+
+                #[test]
+                fn moments_on_six_families() {
+                    check_moments(&E)
+                }
+
+                #[test]
+                fn round_trip_is_exact() {
+                    check_round_trip(&E)
+                }
+
+                #[test]
+                fn sizes_match_the_formulas() {
+                    check_sizes(&E)
+                }
+
+                #[test]
+                fn truncated_or_padded_messages_fail() {
+                    check_malformed(&E)
+                }
+
+                #[test]
+                fn garbage_never_panics() {
+                    check_garbage(&E)
+                }
+            }
+        )+
+
+        /// A compressor added to `build` without a catalogue entry fails here.
+        #[test]
+        fn every_compressor_name_is_tested() {
+            let specs = [$($spec),+];
+            for name in NAMES {
+                let tested = specs.iter().any(|s| s.split(':').next() == Some(*name));
+                assert!(tested, "compressor '{name}' has no catalogue_tests! entry");
+            }
+        }
+    };
+}
+
+catalogue_tests! {
+    identity => "identity", Kind::Identity;
+    rand_k_scaled => "rand-k:k=10", Kind::RandK { k: 10, scaled: true };
+    rand_k_unscaled => "rand-k:k=10,unscaled", Kind::RandK { k: 10, scaled: false };
+    top_k => "top-k:k=10", Kind::TopK { k: 10 };
+    qsgd_l2 => "qsgd:s=4", Kind::Qsgd { s: 4, inf: false };
+    qsgd_inf => "qsgd:s=2,norm=inf", Kind::Qsgd { s: 2, inf: true };
+    qsgd_one_level => "qsgd:s=1,norm=2", Kind::Qsgd { s: 1, inf: false };
+    natural => "natural", Kind::Natural;
+    nat_dither_l2 => "nat-dither:s=3", Kind::NatDither { s: 3, inf: false };
+    nat_dither_inf => "nat-dither:s=4,norm=inf", Kind::NatDither { s: 4, inf: true };
+    sign => "sign", Kind::Sign;
+    terngrad => "terngrad", Kind::TernGrad;
+}
+
+// ---------------------------------------------------------------------------------------
+// Tiny dimensions and non-finite input, over the whole catalogue.
+
+/// The catalogue with k = 1, legal down to d = 1.
+const SMALL: [Expect; 11] = [
+    Expect { spec: "identity", kind: Kind::Identity },
+    Expect { spec: "rand-k:k=1", kind: Kind::RandK { k: 1, scaled: true } },
+    Expect { spec: "rand-k:k=1,unscaled", kind: Kind::RandK { k: 1, scaled: false } },
+    Expect { spec: "top-k:k=1", kind: Kind::TopK { k: 1 } },
+    Expect { spec: "qsgd:s=1", kind: Kind::Qsgd { s: 1, inf: false } },
+    Expect { spec: "qsgd:s=3,norm=inf", kind: Kind::Qsgd { s: 3, inf: true } },
+    Expect { spec: "natural", kind: Kind::Natural },
+    Expect { spec: "nat-dither:s=1", kind: Kind::NatDither { s: 1, inf: false } },
+    Expect { spec: "nat-dither:s=2,norm=inf", kind: Kind::NatDither { s: 2, inf: true } },
+    Expect { spec: "sign", kind: Kind::Sign },
+    Expect { spec: "terngrad", kind: Kind::TernGrad },
+];
+
+#[test]
+fn dimensions_one_to_nine_round_trip() {
+    for e in &SMALL {
+        for d in 1..10 {
+            for (family, x) in families(d, 5) {
+                let ctx = format!("{} at d = {d} on {family}", e.spec);
+                let mut c = build_ok(e, d);
+                let mut rng = rng::private(3, d, Purpose::Compressor);
+                let (mut msg, mut out) = (Vec::new(), vec![0.0; d]);
+                for _ in 0..10 {
+                    c.encode(&x, &mut rng, &mut msg);
+                    assert_eq!(msg.len(), e.kind.wire_bytes(d), "{ctx}: wire bytes");
+                    assert_eq!(c.paper_bits(&msg), e.kind.paper_bits(d), "{ctx}: paper bits");
+                    decode(c.as_ref(), &msg, &mut out).unwrap();
+                    e.kind.check_output(&x, &out, &ctx);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_vector_decodes_to_exact_zeros() {
+    for e in &SMALL {
+        let d = 12;
+        let mut c = build_ok(e, d);
+        let mut msg = Vec::new();
+        c.encode(&[0.0; 12], &mut rng::private(1, 0, Purpose::Compressor), &mut msg);
+        let mut out = vec![1.0; d];
+        decode(c.as_ref(), &msg, &mut out).unwrap();
+        assert!(out.iter().all(|&v| v.to_bits() == 0), "{}: {out:?}", e.spec);
+    }
+}
+
+/// A NaN gradient must not vanish in compression: the trainer detects divergence on the
+/// decoded vectors. (All-NaN input, so that even rand-k must keep a NaN.)
+#[test]
+fn non_finite_input_stays_visible() {
+    for e in &SMALL {
+        let mut c = build_ok(e, 4);
+        let mut msg = Vec::new();
+        c.encode(&[f64::NAN; 4], &mut rng::private(1, 0, Purpose::Compressor), &mut msg);
+        let mut out = vec![0.0; 4];
+        decode(c.as_ref(), &msg, &mut out).unwrap();
+        assert!(out.iter().any(|v| !v.is_finite()), "{}: {out:?}", e.spec);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Top-k (§1.3).
+
+fn compress_once(spec: &str, x: &[f64]) -> Vec<f64> {
+    let mut c = build(spec, x.len()).unwrap();
+    let mut msg = Vec::new();
+    c.encode(x, &mut rng::private(1, 0, Purpose::Compressor), &mut msg);
+    let mut out = vec![0.0; x.len()];
+    decode(c.as_ref(), &msg, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn top_k_ties_go_to_the_lowest_index() {
+    let x = [1.0, -3.0, 3.0, 2.0, -3.0, 0.5];
+    assert_eq!(compress_once("top-k:k=2", &x), [0.0, -3.0, 3.0, 0.0, 0.0, 0.0]);
+    assert_eq!(compress_once("top-k:k=3", &x), [0.0, -3.0, 3.0, 0.0, -3.0, 0.0]);
+    assert_eq!(compress_once("top-k:k=3", &[2.0; 8]), [2.0, 2.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    // −0 and +0 tie too.
+    let zeros = compress_once("top-k:k=2", &[0.0, -0.0, 0.0, 1.0]);
+    assert_eq!(zeros.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), [0, 0, 0, 1f64.to_bits()]);
+}
+
+#[test]
+fn top_k_is_idempotent_exactly_k_sparse_and_within_its_bound() {
+    for (family, x) in families(D, 6) {
+        for k in [1, 10, 50, D] {
+            let spec = format!("top-k:k={k}");
+            let once = compress_once(&spec, &x);
+            assert_bitwise(&compress_once(&spec, &once), &once, &format!("{spec} on {family}"));
+            if family == "dense Gaussian" {
+                assert_eq!(nonzeros(&once), k, "{spec}");
+            }
+            // Deterministic residual bound ‖C(x) − x‖² ≤ (1 − k/d)‖x‖² (§1.3); the inputs are
+            // f32, so the kept values are exact and only summation order can differ.
+            let bound = (1.0 - k as f64 / D as f64) * dot(&x, &x);
+            assert!(dist2(&once, &x) <= bound * (1.0 + 1e-12), "{spec} on {family}");
+        }
+    }
+}
+
+/// ‖C(x)‖ ≥ ‖C'(x)‖ for any other restriction C' of x to k coordinates (§1.3).
+#[test]
+fn top_k_keeps_more_energy_than_any_other_k_subset() {
+    let mut g = Stream::seed_from_u64(8);
+    let (x, k) = (&families(D, 7)[2].1, 10);
+    let kept = dot(&compress_once("top-k:k=10", x), &compress_once("top-k:k=10", x));
+    for _ in 0..500 {
+        let subset = rand::seq::index::sample(&mut g, D, k);
+        let other: f64 = subset.iter().map(|j| x[j] * x[j]).sum();
+        assert!(other <= kept, "a random subset keeps {other} > top-k's {kept}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rand-k (§1.2).
+
+/// Exactly k distinct coordinates per message, each chosen with frequency k/d.
+#[test]
+fn rand_k_draws_k_distinct_uniform_indices() {
+    let x = &families(D, 9)[0].1; // dense Gaussian: no zero coordinates
+    assert_eq!(nonzeros(x), D);
+    for (spec, k) in [("rand-k:k=10", 10), ("rand-k:k=10,unscaled", 10), ("rand-k:k=99", 99)] {
+        let mut c = build(spec, D).unwrap();
+        let mut rng = rng::private(4, 0, Purpose::Compressor);
+        let (mut msg, mut out) = (Vec::new(), vec![0.0; D]);
+        let mut hits = vec![0usize; D];
+        for _ in 0..N {
+            c.encode(x, &mut rng, &mut msg);
+            decode(c.as_ref(), &msg, &mut out).unwrap();
+            assert_eq!(nonzeros(&out), k, "{spec}");
+            out.iter().zip(&mut hits).filter(|(o, _)| **o != 0.0).for_each(|(_, h)| *h += 1);
+        }
+        let p = k as f64 / D as f64;
+        let (mean, sd) = (N as f64 * p, (N as f64 * p * (1.0 - p)).sqrt());
+        for (j, &h) in hits.iter().enumerate() {
+            assert!((h as f64 - mean).abs() <= 5.0 * sd, "{spec}: index {j} chosen {h} times");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Natural compression (§1.8).
+
+/// Per-coordinate variance (2^{a+1} − |t|)(|t| − 2^a), Monte-Carlo on scalars, including
+/// the equality case |t| = (4/3)·2^a of the bound t²/8 and a value below 2^-126.
+#[test]
+fn natural_scalar_variance_matches_the_closed_form() {
+    let draws = 100_000;
+    let tiny = 1.5 * 2f64.powi(-130);
+    for (stream, t) in [0.3, -(4.0 / 3.0) * 0.125, 5.5, 1e-3, 1.0, tiny].into_iter().enumerate() {
+        let mut c = build("natural", 1).unwrap();
+        let m = sample(c.as_mut(), &[t], draws, stream);
+        let (lo, hi) = if t == tiny { (0.0, 2f64.powi(-126)) } else { pow2_bracket(t.abs()) };
+        let want = two_point_variance((lo, hi), t.abs());
+        let root_n = (draws as f64).sqrt();
+        assert!((m.err2 - want).abs() <= 5.0 * m.err2_sd / root_n + 1e-15 * want, "t = {t}");
+        assert!((m.mean[0] - t).abs() <= 5.0 * (m.err2 / draws as f64).sqrt(), "t = {t}: biased");
+        if t != tiny {
+            assert!(want <= t * t / 8.0 * (1.0 + 1e-12), "t = {t}: variance above t²/8");
+        }
+    }
+    let t = (4.0 / 3.0) * 0.125;
+    let at_equality = two_point_variance(pow2_bracket(t), t);
+    assert!((at_equality - t * t / 8.0).abs() <= 1e-15);
+}
+
+/// Range rules of natural.rs: clamping above 2^127, ±∞ and NaN as ±∞, 2^-126 exact.
+#[test]
+fn natural_handles_the_ends_of_the_f32_range() {
+    let p127 = 2f64.powi(127);
+    let x = [1.5 * p127, -f64::MAX, f64::INFINITY, f64::NEG_INFINITY, 2f64.powi(-126), -p127];
+    let out = compress_once("natural", &x);
+    assert_eq!(out[..2], [p127, -p127]);
+    assert_eq!(out[2..4], [f64::INFINITY, f64::NEG_INFINITY]);
+    assert_eq!(out[4..], [2f64.powi(-126), -p127]);
+    assert!(compress_once("natural", &[f64::NAN])[0].is_infinite());
+}
+
+// ---------------------------------------------------------------------------------------
+// Scaled sign (§1.11).
+
+/// ‖C(x) − x‖² = ‖x‖² − ‖x‖₁²/d, up to d·(scale_f32 − ‖x‖₁/d)² from the f32 scale; also
+/// for inputs that are not f32 values.
+#[test]
+fn sign_error_identity_is_exact() {
+    let mut g = Stream::seed_from_u64(10);
+    let raw: Vec<f64> = (0..D).map(|_| gaussian(&mut g) * 1e3).collect();
+    let mut inputs = families(D, 11);
+    inputs.push(("raw f64 Gaussian", raw));
+    for (family, x) in inputs {
+        let out = compress_once("sign", &x);
+        let l1: f64 = x.iter().map(|v| v.abs()).sum();
+        let scale = l1 / D as f64;
+        let rounding = D as f64 * (scale as f32 as f64 - scale).powi(2);
+        let want = dot(&x, &x) - l1 * l1 / D as f64;
+        let got = dist2(&out, &x);
+        let tolerance = rounding + 1e-12 * dot(&x, &x);
+        assert!((got - want).abs() <= tolerance, "{family}: {got} vs {want}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Malformed payloads that have the right length.
+
+fn message(header: Option<f32>, values: &[f32], fields: &[u32], bits: u32) -> Vec<u8> {
+    let mut msg = Vec::new();
+    header.iter().chain(values).for_each(|v| msg.extend_from_slice(&v.to_le_bytes()));
+    let mut w = BitWriter::new(&mut msg);
+    fields.iter().for_each(|&f| w.put(f, bits));
+    w.finish();
+    msg
+}
+
+#[test]
+fn sparse_decoder_rejects_bad_indices() {
+    for spec in ["top-k:k=3", "rand-k:k=3"] {
+        let c = build(spec, 10).unwrap(); // indices in 4 bits
+        let mut out = vec![0.0; 10];
+        let values = [1.0, 2.0, 3.0];
+        let ok = message(None, &values, &[1, 2, 9], 4);
+        decode(c.as_ref(), &ok, &mut out).unwrap();
+        assert_eq!(out, [0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0]);
+        for bad in [[1, 1, 5], [5, 2, 7], [1, 2, 10], [0, 15, 3]] {
+            let msg = message(None, &values, &bad, 4);
+            assert!(is_wire_error(decode(c.as_ref(), &msg, &mut out)), "{spec}: {bad:?}");
+        }
+    }
+}
+
+#[test]
+fn quantizers_reject_levels_above_s() {
+    // s = 4: fields of 1 sign bit + 3 level bits; levels 5..7 do not exist.
+    for spec in ["qsgd:s=4", "nat-dither:s=4,norm=inf"] {
+        let c = build(spec, 5).unwrap();
+        let mut out = vec![0.0; 5];
+        let top = message(Some(2.0), &[], &[0, 4 << 1, (4 << 1) | 1, 0, 0], 4);
+        decode(c.as_ref(), &top, &mut out).unwrap();
+        assert_eq!(out, [0.0, 2.0, -2.0, 0.0, 0.0], "{spec}");
+        for level in 5..8 {
+            let msg = message(Some(2.0), &[], &[0, level << 1, 0, 0, 0], 4);
+            assert!(is_wire_error(decode(c.as_ref(), &msg, &mut out)), "{spec}: level {level}");
+        }
+    }
+}
+
+#[test]
+fn terngrad_rejects_field_three() {
+    let c = build("terngrad", 5).unwrap();
+    let mut out = vec![0.0; 5];
+    let ok = message(Some(0.5), &[], &[0, 1, 2, 0, 1], 2);
+    decode(c.as_ref(), &ok, &mut out).unwrap();
+    assert_eq!(out, [0.0, 0.5, -0.5, 0.0, 0.5]);
+    let bad = message(Some(0.5), &[], &[0, 1, 2, 3, 1], 2);
+    assert!(is_wire_error(decode(c.as_ref(), &bad, &mut out)));
+}
+
+// ---------------------------------------------------------------------------------------
+// `build` errors: each names the value and the fix (one test per rule).
+
+fn config_error(spec: &str, d: usize) -> (String, String) {
+    match build(spec, d) {
+        Err(Error::Config { what, fix }) => (what, fix),
+        Err(other) => panic!("{spec}: expected a configuration error, got {other}"),
+        Ok(_) => panic!("{spec} was accepted for d = {d}"),
+    }
+}
+
+#[test]
+fn build_rejects_k_zero() {
+    for spec in ["top-k:k=0", "rand-k:k=0", "rand-k:k=0,unscaled"] {
+        let (what, fix) = config_error(spec, 100);
+        assert!(what.contains("k = 0") && fix.contains("1 ≤ k ≤ 100"), "{what}; {fix}");
+    }
+}
+
+#[test]
+fn build_rejects_k_above_d() {
+    for spec in ["top-k:k=101", "rand-k:k=101"] {
+        let (what, fix) = config_error(spec, 100);
+        assert!(what.contains("k = 101") && what.contains("d = 100"), "{what}");
+        assert!(fix.contains("1 ≤ k ≤ 100"), "{fix}");
+    }
+}
+
+#[test]
+fn build_rejects_zero_levels() {
+    for spec in ["qsgd:s=0", "nat-dither:s=0,norm=inf"] {
+        let (what, fix) = config_error(spec, 100);
+        assert!(what.contains("s = 0") && fix.contains("s ≥ 1"), "{what}; {fix}");
+    }
+}
+
+#[test]
+fn build_rejects_unknown_names() {
+    let (what, fix) = config_error("topk:k=3", 100);
+    assert!(what.contains("'topk'") && fix.contains("top-k"), "{what}; {fix}");
+}
+
+#[test]
+fn build_rejects_unknown_parameters() {
+    for (spec, leftover) in
+        [("top-k:k=3,unscaled", "unscaled"), ("identity:k=3", "k=3"), ("qsgd:s=2,nrom=inf", "nrom=inf")]
+    {
+        let (what, fix) = config_error(spec, 100);
+        assert!(what.contains(leftover) && fix.contains("SPEC"), "{what}; {fix}");
+    }
+}
+
+#[test]
+fn build_rejects_missing_or_malformed_values() {
+    let (what, fix) = config_error("top-k", 100);
+    assert!(what.contains("needs the parameter k") && fix.contains("top-k:k=N"), "{what}; {fix}");
+    let (what, fix) = config_error("qsgd:s=two", 100);
+    assert!(what.contains("s=two") && fix.contains("s=N"), "{what}; {fix}");
+    let (what, fix) = config_error("nat-dither:s=2,norm=1", 100);
+    assert!(what.contains("norm=1") && fix.contains("norm=2"), "{what}; {fix}");
+}

@@ -1,0 +1,191 @@
+//! Standard dithering / QSGD (Alistarh et al.), p-norm variant with p ∈ {2, ∞}, and the
+//! level payload it shares with natural dithering.
+//!
+//! Spec: ../shared/ALGORITHMS.md §1.6. SPEC: `qsgd:s=S[,norm=2|inf]` (norm defaults to 2).
+//!
+//! * Definition: y_j = |x_j|/‖x‖_p ∈ [0, 1], l = ⌊s·y_j⌋; ξ_j = (l+1)/s with probability
+//!   s·y_j − l, else l/s; Q(x)_j = ‖x‖_p·sign(x_j)·ξ_j. The zero vector gives norm 0 and
+//!   all levels 0.
+//! * Exact unbiasedness: the norm travels as an f32 rounded *up* (`wire::f32_round_up`),
+//!   and y_j is computed against that rounded norm, so E[decoded] = x_j up to f64
+//!   rounding and y_j ≤ 1 still holds.
+//! * Class: unbiased with ω = min(d/s², √d/s): QSGD Lemma 3.1 for p = 2, and a valid bound
+//!   for p = ∞ as well (derivation in §1.6; §3 item 1).
+//! * Randomness: one uniform f64 per coordinate from the worker's private stream (§0.3).
+//! * Wire ([`Dithering`], little-endian): bytes 0..4 the norm as f32; then d fields of
+//!   1 + ⌈log₂(s+1)⌉ bits packed least-significant bit first (`wire::BitWriter`): bit 0 the
+//!   sign (1 = negative; always 0 for level 0), the higher bits the level l ∈ 0..=s. The
+//!   last byte is zero-padded: 4 + ⌈d(1 + ⌈log₂(s+1)⌉)/8⌉ bytes. A level above s is
+//!   rejected as malformed.
+//! * Paper bits: 32 + d(1 + ⌈log₂(s+1)⌉) (the fixed-length encoding of §1.6; the Elias
+//!   and MARINA counts are other conventions).
+//! * Non-finite input: a NaN or ±∞ coordinate makes the norm non-finite, and the decoded
+//!   vector then holds NaN, so a diverged worker stays visible to the trainer.
+
+use rand::Rng;
+
+use super::wire::{ceil_log2, expect_dim, expect_len, f32_round_up, packed_len, put_f32, BitReader, BitWriter, Reader};
+use super::{check_levels, Class, Compressor, Spec};
+use crate::error::{Error, Result};
+use crate::rng::Stream;
+
+const NAME: &str = "qsgd";
+
+/// The norm p of the dithering quantizers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Norm {
+    L2,
+    Inf,
+}
+
+impl Norm {
+    /// Reads `norm=2|inf` (default 2).
+    pub fn from_spec(spec: &mut Spec) -> Result<Norm> {
+        let p = spec.take_choice("norm", &["2", "inf"], "2")?;
+        Ok(if p == "inf" { Norm::Inf } else { Norm::L2 })
+    }
+
+    /// ‖x‖_p in f64; NaN if any coordinate is NaN.
+    pub fn of(self, x: &[f64]) -> f64 {
+        match self {
+            Norm::L2 => x.iter().map(|v| v * v).sum::<f64>().sqrt(),
+            Norm::Inf => max_abs(x),
+        }
+    }
+}
+
+/// ‖x‖_∞, propagating NaN (`f64::max` would silently drop it).
+pub fn max_abs(x: &[f64]) -> f64 {
+    x.iter().map(|v| v.abs()).fold(0.0, |m, a| if a > m || a.is_nan() { a } else { m })
+}
+
+/// The level payload of the dithering quantizers (§1.6 and §1.9): an f32 norm, then a
+/// sign bit and a level index in 0..=s per coordinate. The quantizer supplies the
+/// rounding rule (y ↦ level) and the level values (level ↦ ξ ∈ [0, 1]).
+pub struct Dithering {
+    name: &'static str,
+    d: usize,
+    s: u32,
+    norm: Norm,
+    level_bits: u32,
+}
+
+impl Dithering {
+    pub fn new(name: &'static str, d: usize, s: u32, norm: Norm) -> Self {
+        Dithering { name, d, s, norm, level_bits: ceil_log2(s as u64 + 1) }
+    }
+
+    pub fn d(&self) -> usize {
+        self.d
+    }
+
+    pub fn s(&self) -> u32 {
+        self.s
+    }
+
+    fn field_bits(&self) -> u32 {
+        1 + self.level_bits
+    }
+
+    pub fn wire_bytes(&self) -> usize {
+        4 + packed_len(self.d, self.field_bits())
+    }
+
+    pub fn paper_bits(&self) -> u64 {
+        32 + self.d as u64 * self.field_bits() as u64
+    }
+
+    /// Clears `out` and writes the norm and, for every coordinate, the level that
+    /// `round(y, u)` picks for y = |x_j|/norm ∈ [0, 1] and a uniform u ∈ [0, 1).
+    ///
+    /// Panics if `x.len() != d` (a caller bug, not a wire condition).
+    pub fn encode(&self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>, round: impl Fn(f64, f64) -> u32) {
+        assert_eq!(x.len(), self.d, "{}: encoding a vector of the wrong dimension", self.name);
+        out.clear();
+        out.reserve(self.wire_bytes());
+        // Rounded up, so that |x_j| ≤ norm for the norm the receiver sees (module doc).
+        let norm = f32_round_up(self.norm.of(x));
+        put_f32(out, norm);
+        let n = norm as f64;
+        let mut fields = BitWriter::new(out);
+        for &v in x {
+            let u = rng.random::<f64>();
+            // `min` only guards the last ulp (y ≤ 1 holds since n ≥ ‖x‖_p ≥ |x_j|); a
+            // zero or NaN norm sends level 0 everywhere (no 0/0).
+            let y = if n > 0.0 { (v.abs() / n).min(1.0) } else { 0.0 };
+            let level = round(y, u).min(self.s);
+            let negative = (v < 0.0 && level > 0) as u32;
+            fields.put(negative | level << 1, self.field_bits());
+        }
+        fields.finish();
+    }
+
+    /// acc += scale · norm · sign · value(level) for every coordinate. Every coordinate
+    /// is added, zero levels included, so that a non-finite norm shows up as NaN.
+    pub fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64], value: impl Fn(u32) -> f64) -> Result<()> {
+        expect_dim(self.name, acc, self.d)?;
+        expect_len(self.name, msg, self.wire_bytes())?;
+        let mut r = Reader::new(msg, self.name);
+        let n = r.f32()? as f64;
+        let mut fields = BitReader::new(r.take(packed_len(self.d, self.field_bits()))?);
+        r.finish()?;
+        for (j, a) in acc.iter_mut().enumerate() {
+            let field = fields.get(self.field_bits());
+            let level = field >> 1;
+            if level > self.s {
+                return Err(Error::wire(self.name, format!("coordinate {j} has level {level}, above s = {}", self.s)));
+            }
+            let magnitude = n * value(level);
+            *a += scale * if field & 1 == 1 { -magnitude } else { magnitude };
+        }
+        Ok(())
+    }
+}
+
+pub struct Qsgd {
+    spec: String,
+    levels: Dithering,
+}
+
+impl Qsgd {
+    pub fn from_spec(spec: &mut Spec, d: usize) -> Result<Self> {
+        let s = spec.take_usize("s")?;
+        check_levels(spec, s)?;
+        let norm = Norm::from_spec(spec)?;
+        Ok(Qsgd { spec: spec.text().to_string(), levels: Dithering::new(NAME, d, s as u32, norm) })
+    }
+}
+
+/// Stochastic rounding of s·y to the integers below and above (§1.6):
+/// up with probability s·y − ⌊s·y⌋, which makes E[level]/s = y.
+fn round_to_grid(s: u32, y: f64, u: f64) -> u32 {
+    let sy = s as f64 * y;
+    let low = sy.floor();
+    low as u32 + (u < sy - low) as u32
+}
+
+impl Compressor for Qsgd {
+    fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    /// ω = min(d/s², √d/s) (§1.6).
+    fn class(&self) -> Class {
+        let (d, s) = (self.levels.d() as f64, self.levels.s() as f64);
+        Class::Unbiased { omega: (d / (s * s)).min(d.sqrt() / s) }
+    }
+
+    fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
+        let s = self.levels.s();
+        self.levels.encode(x, rng, out, |y, u| round_to_grid(s, y, u));
+    }
+
+    fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
+        let s = self.levels.s() as f64;
+        self.levels.decode_add(msg, scale, acc, |level| level as f64 / s)
+    }
+
+    fn paper_bits(&self, _msg: &[u8]) -> u64 {
+        self.levels.paper_bits()
+    }
+}

@@ -1,0 +1,235 @@
+//! Byte- and bit-level encoding shared by every wire format.
+//!
+//! All multi-byte values are little-endian. Received bytes are read with
+//! `from_le_bytes` (never `bytemuck::cast_slice`, which panics on misaligned input), and
+//! every read is bounds-checked so a truncated or padded message is an `Error::Wire`,
+//! never a panic.
+
+use crate::error::{Error, Result};
+
+/// ⌈log₂ n⌉ for n ≥ 1 (0 for n = 1): the bits of a fixed-length code for n symbols.
+pub fn ceil_log2(n: u64) -> u32 {
+    if n <= 1 {
+        0
+    } else {
+        64 - (n - 1).leading_zeros()
+    }
+}
+
+/// The smallest f32 that is ≥ `v` (v ≥ 0, finite). Norms sent as f32 are rounded *up*
+/// so that |x_j| / norm ≤ 1 still holds for the receiver's norm, which keeps the
+/// stochastic-rounding compressors exactly unbiased with respect to the decoded value.
+pub fn f32_round_up(v: f64) -> f32 {
+    let r = v as f32;
+    if (r as f64) < v {
+        f32::from_bits(r.to_bits() + 1)
+    } else {
+        r
+    }
+}
+
+pub fn put_f32(out: &mut Vec<u8>, v: f32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+pub fn put_f64(out: &mut Vec<u8>, v: f64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Fails unless `msg` is exactly `want` bytes long. Every qtrain wire format has a length
+/// fixed by d and the compressor's parameters, so checking it first turns truncation
+/// and padding into one clear message.
+pub fn expect_len(compressor: &'static str, msg: &[u8], want: usize) -> Result<()> {
+    if msg.len() == want {
+        Ok(())
+    } else {
+        Err(Error::wire(compressor, format!("message has {} bytes, the format needs exactly {want}", msg.len())))
+    }
+}
+
+/// Fails unless the accumulator has the dimension d the compressor was built for.
+pub fn expect_dim(compressor: &'static str, acc: &[f64], d: usize) -> Result<()> {
+    if acc.len() == d {
+        Ok(())
+    } else {
+        Err(Error::wire(
+            compressor,
+            format!("decoding into a vector of length {}, but the compressor was built for d = {d}", acc.len()),
+        ))
+    }
+}
+
+/// A bounds-checked cursor over a received message.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    compressor: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8], compressor: &'static str) -> Self {
+        Reader { bytes, pos: 0, compressor }
+    }
+
+    /// The next `n` bytes, or an error naming how many were missing.
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
+            self.error(format!(
+                "truncated: needs {n} more bytes at offset {}, message has {}",
+                self.pos,
+                self.bytes.len()
+            ))
+        })?;
+        let slice = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    pub fn f32(&mut self) -> Result<f32> {
+        let b = self.take(4)?;
+        Ok(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub fn f64(&mut self) -> Result<f64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(f64::from_le_bytes(a))
+    }
+
+    /// Fails unless the whole message was consumed: trailing bytes mean the sender and
+    /// receiver disagree on the format.
+    pub fn finish(self) -> Result<()> {
+        if self.pos == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(self.error(format!("{} trailing bytes after offset {}", self.bytes.len() - self.pos, self.pos)))
+        }
+    }
+
+    pub fn error(&self, what: String) -> Error {
+        Error::wire(self.compressor, what)
+    }
+}
+
+/// Packs values of up to 32 bits, least-significant bit first, into whole bytes.
+pub struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u64,
+    filled: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        BitWriter { out, acc: 0, filled: 0 }
+    }
+
+    /// Appends the low `bits` bits of `value` (bits ≤ 32).
+    #[inline]
+    pub fn put(&mut self, value: u32, bits: u32) {
+        debug_assert!(bits <= 32 && (bits == 32 || value >> bits == 0));
+        self.acc |= (value as u64) << self.filled;
+        self.filled += bits;
+        while self.filled >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.filled -= 8;
+        }
+    }
+
+    /// Flushes the last partial byte (zero-padded).
+    pub fn finish(self) {
+        if self.filled > 0 {
+            self.out.push(self.acc as u8);
+        }
+    }
+}
+
+/// Bytes needed for `count` fields of `bits` bits each.
+pub fn packed_len(count: usize, bits: u32) -> usize {
+    (count * bits as usize).div_ceil(8)
+}
+
+/// Reads fields written by [`BitWriter`] from a slice whose length the caller checked
+/// with [`packed_len`].
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    next: usize,
+    acc: u64,
+    filled: u32,
+}
+
+impl<'a> BitReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        BitReader { bytes, next: 0, acc: 0, filled: 0 }
+    }
+
+    /// The next `bits`-bit field (bits ≤ 32). Reads past the end yield zero bits; the
+    /// caller sized the slice with [`packed_len`], so that only happens in padding.
+    #[inline]
+    pub fn get(&mut self, bits: u32) -> u32 {
+        while self.filled < bits {
+            let byte = self.bytes.get(self.next).copied().unwrap_or(0);
+            self.acc |= (byte as u64) << self.filled;
+            self.next += 1;
+            self.filled += 8;
+        }
+        let mask = if bits == 32 { u32::MAX as u64 } else { (1u64 << bits) - 1 };
+        let v = (self.acc & mask) as u32;
+        self.acc >>= bits;
+        self.filled -= bits;
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceil_log2_matches_definition() {
+        for n in 1u64..5000 {
+            let b = ceil_log2(n);
+            assert!(1u64 << b >= n, "n={n}");
+            assert!(b == 0 || 1u64 << (b - 1) < n, "n={n}");
+        }
+    }
+
+    #[test]
+    fn bit_fields_round_trip() {
+        let fields: Vec<(u32, u32)> =
+            (0..1000u32).map(|i| (i.wrapping_mul(2654435761) >> (i % 32), 32 - i % 32)).collect();
+        let mut buf = Vec::new();
+        let mut w = BitWriter::new(&mut buf);
+        for &(v, b) in &fields {
+            w.put(v & if b == 32 { u32::MAX } else { (1 << b) - 1 }, b);
+        }
+        w.finish();
+        let total: u32 = fields.iter().map(|f| f.1).sum();
+        assert_eq!(buf.len(), (total as usize).div_ceil(8));
+        let mut r = BitReader::new(&buf);
+        for &(v, b) in &fields {
+            let want = v & if b == 32 { u32::MAX } else { (1 << b) - 1 };
+            assert_eq!(r.get(b), want);
+        }
+    }
+
+    #[test]
+    fn round_up_is_an_upper_bound() {
+        for &v in &[0.0, 1.0, 0.1, 1e-30, 3.0e38, 123.456_789_123] {
+            let r = f32_round_up(v);
+            assert!(r as f64 >= v);
+            assert!((r as f64 - v) <= (v * 1.2e-7).max(0.0));
+        }
+    }
+
+    #[test]
+    fn reader_rejects_truncation_and_trailing_bytes() {
+        let bytes = [0u8; 6];
+        let mut r = Reader::new(&bytes, "test");
+        assert!(r.f32().is_ok());
+        assert!(matches!(r.f32(), Err(Error::Wire { .. })));
+        let r = Reader::new(&bytes, "test");
+        assert!(matches!(r.finish(), Err(Error::Wire { .. })));
+    }
+}

@@ -1,0 +1,172 @@
+//! Validated configuration: every rule a parameter must satisfy, checked once before
+//! anything runs (the rules that need the data, such as k ≤ d, are checked by the
+//! compressor factory once d is known).
+
+use crate::cli::{DataArgs, TrainArgs};
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// Number of logical workers: `--workers` or one per rank; must be a multiple of ranks.
+pub fn workers(args: &DataArgs, ranks: usize) -> Result<usize> {
+    let w = args.workers.unwrap_or(ranks);
+    if w == 0 || !w.is_multiple_of(ranks) {
+        return Err(Error::config(
+            format!("--workers {w} with {ranks} MPI ranks"),
+            format!("--workers must be a positive multiple of the rank count, e.g. {ranks} or {}", 2 * ranks),
+        ));
+    }
+    if args.features == Some(0) {
+        return Err(Error::config("--features 0", "the dimension d must be at least 1"));
+    }
+    Ok(w)
+}
+
+pub fn lambda(lambda: f64) -> Result<f64> {
+    if !(lambda.is_finite() && lambda >= 0.0) {
+        return Err(Error::config(format!("--lambda {lambda}"), "λ must be a finite number ≥ 0"));
+    }
+    Ok(lambda)
+}
+
+/// The value of `--fstar`: a number, or `auto` (compute it first).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fstar {
+    Unknown,
+    Given(f64),
+    Auto,
+}
+
+/// Checks the training flags that do not depend on the data.
+pub fn check_train(args: &TrainArgs) -> Result<Fstar> {
+    lambda(args.objective.lambda)?;
+    if let Some(step) = args.step {
+        if !(step.is_finite() && step > 0.0) {
+            return Err(Error::config(format!("--step {step}"), "the step size must be a positive number"));
+        }
+    }
+    if !(args.step_factor.is_finite() && args.step_factor > 0.0) {
+        return Err(Error::config(
+            format!("--step-factor {}", args.step_factor),
+            "the factor must be a positive number",
+        ));
+    }
+    for (flag, value) in
+        [("--eval-every", Some(args.eval_every)), ("--log-every", args.log_every), ("--test-every", args.test_every)]
+    {
+        if value == Some(0) {
+            return Err(Error::config(format!("{flag} 0"), format!("{flag} counts rounds: give 1 or more")));
+        }
+    }
+    if let Some(tol) = args.tol {
+        if tol.is_nan() || tol < 0.0 {
+            return Err(Error::config(format!("--tol {tol}"), "the tolerance must be ≥ 0"));
+        }
+    }
+    check_out_path(&args.out)?;
+    match args.fstar.as_deref() {
+        None => Ok(Fstar::Unknown),
+        Some("auto") => Ok(Fstar::Auto),
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(Fstar::Given)
+            .ok_or_else(|| Error::config(format!("--fstar {text}"), "give a number (the optimal value) or 'auto'")),
+    }
+}
+
+fn check_out_path(out: &Path) -> Result<()> {
+    if out.as_os_str().is_empty() || out.is_dir() {
+        return Err(Error::config(
+            format!("--out '{}' is not a file name", out.display()),
+            "give a file name such as results/run.h5",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads `--x0 FILE`: one value per line (blank lines and # comments allowed).
+pub fn read_x0(path: &Path, dim: usize) -> Result<Vec<f64>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, format!("cannot read --x0: {e}")))?;
+    let mut x = Vec::with_capacity(dim);
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let v = line.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| Error::Parse {
+            path: path.to_path_buf(),
+            line: n as u64 + 1,
+            what: format!("'{line}' is not a finite number"),
+            fix: "--x0 files hold one number per line".into(),
+        })?;
+        x.push(v);
+    }
+    if x.len() != dim {
+        return Err(Error::config(
+            format!("{} holds {} values but the model has d = {dim}", path.display(), x.len()),
+            "give one value per feature (see qtrain solve --out for the format)",
+        ));
+    }
+    Ok(x)
+}
+
+/// Writes a vector as text, one value per line, with full round-trip precision.
+pub fn write_vector_text(path: &Path, x: &[f64], force: bool) -> Result<()> {
+    if path.exists() && !force {
+        return Err(Error::OutputExists { path: path.to_path_buf() });
+    }
+    let mut text = String::with_capacity(x.len() * 24);
+    for v in x {
+        text.push_str(&format!("{v:e}\n"));
+    }
+    let partial = crate::metrics::hdf5_file::partial_path(path);
+    std::fs::write(&partial, text).map_err(|e| Error::io(&partial, e))?;
+    std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(workers: Option<usize>) -> DataArgs {
+        DataArgs {
+            data: "x".into(),
+            features: None,
+            workers,
+            split: crate::data::SplitRule::Balanced,
+            weighting: crate::worker::Weighting::Samples,
+        }
+    }
+
+    #[test]
+    fn workers_must_be_a_multiple_of_ranks() {
+        assert_eq!(workers(&data(None), 4).unwrap(), 4);
+        assert_eq!(workers(&data(Some(8)), 4).unwrap(), 8);
+        let e = workers(&data(Some(6)), 4).unwrap_err().to_string();
+        assert!(e.contains("--workers 6 with 4 MPI ranks"), "{e}");
+        assert!(workers(&data(Some(0)), 1).is_err());
+    }
+
+    #[test]
+    fn lambda_must_be_non_negative() {
+        assert!(lambda(-1.0).is_err());
+        assert!(lambda(f64::NAN).is_err());
+        assert_eq!(lambda(0.0).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn x0_round_trips_through_text() {
+        let dir = std::env::temp_dir().join(format!("qtrain-x0-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x0.txt");
+        let x = vec![0.1, -2.5e-300, 1.0 / 3.0];
+        write_vector_text(&path, &x, false).unwrap();
+        assert_eq!(read_x0(&path, 3).unwrap(), x);
+        assert!(write_vector_text(&path, &x, false).is_err());
+        assert!(read_x0(&path, 4).is_err());
+        std::fs::write(&path, "1\nx\n").unwrap();
+        assert!(read_x0(&path, 2).unwrap_err().to_string().contains(":2:"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

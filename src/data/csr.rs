@@ -1,0 +1,109 @@
+//! Compressed sparse row storage of a block of samples, and the two products every
+//! objective needs: margins A·x and the transposed accumulation Aᵀ·y.
+
+/// Rows of a sparse matrix; column indices are 0-based and strictly increasing per row.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Csr {
+    /// Number of columns (the model dimension d).
+    pub cols: usize,
+    /// Row i occupies `indices[indptr[i]..indptr[i+1]]`.
+    pub indptr: Vec<usize>,
+    pub indices: Vec<u32>,
+    pub values: Vec<f64>,
+}
+
+impl Csr {
+    pub fn empty(cols: usize) -> Self {
+        Csr { cols, indptr: vec![0], indices: Vec::new(), values: Vec::new() }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.indptr.len() - 1
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Appends one row given as (0-based index, value) pairs in increasing index order.
+    pub fn push_row(&mut self, entries: impl IntoIterator<Item = (u32, f64)>) {
+        for (j, v) in entries {
+            self.indices.push(j);
+            self.values.push(v);
+        }
+        self.indptr.push(self.indices.len());
+    }
+
+    pub fn row(&self, i: usize) -> (&[u32], &[f64]) {
+        let (a, b) = (self.indptr[i], self.indptr[i + 1]);
+        (&self.indices[a..b], &self.values[a..b])
+    }
+
+    /// Rows `start..end` as a new matrix.
+    pub fn slice_rows(&self, start: usize, end: usize) -> Csr {
+        let (a, b) = (self.indptr[start], self.indptr[end]);
+        Csr {
+            cols: self.cols,
+            indptr: self.indptr[start..=end].iter().map(|p| p - a).collect(),
+            indices: self.indices[a..b].to_vec(),
+            values: self.values[a..b].to_vec(),
+        }
+    }
+
+    /// out[i] = a_i · x.
+    pub fn margins(&self, x: &[f64], out: &mut [f64]) {
+        debug_assert_eq!(out.len(), self.rows());
+        for (i, o) in out.iter_mut().enumerate() {
+            let (idx, val) = self.row(i);
+            *o = idx.iter().zip(val).map(|(&j, &v)| v * x[j as usize]).sum();
+        }
+    }
+
+    /// acc += Aᵀ y.
+    pub fn add_transposed(&self, y: &[f64], acc: &mut [f64]) {
+        debug_assert_eq!(y.len(), self.rows());
+        for (i, &yi) in y.iter().enumerate() {
+            if yi == 0.0 {
+                continue;
+            }
+            let (idx, val) = self.row(i);
+            for (&j, &v) in idx.iter().zip(val) {
+                acc[j as usize] += v * yi;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Csr {
+        // [[1, 0, 2], [0, 0, 0], [0, 3, 4]]
+        let mut a = Csr::empty(3);
+        a.push_row([(0, 1.0), (2, 2.0)]);
+        a.push_row([]);
+        a.push_row([(1, 3.0), (2, 4.0)]);
+        a
+    }
+
+    #[test]
+    fn products_match_the_dense_matrix() {
+        let a = example();
+        let mut m = vec![0.0; 3];
+        a.margins(&[1.0, 2.0, 3.0], &mut m);
+        assert_eq!(m, vec![7.0, 0.0, 18.0]);
+        let mut acc = vec![1.0; 3];
+        a.add_transposed(&[1.0, 5.0, 2.0], &mut acc);
+        assert_eq!(acc, vec![2.0, 7.0, 11.0]);
+    }
+
+    #[test]
+    fn slicing_keeps_rows() {
+        let a = example();
+        let s = a.slice_rows(1, 3);
+        assert_eq!(s.rows(), 2);
+        assert_eq!(s.row(1), (&[1u32, 2][..], &[3.0, 4.0][..]));
+        assert_eq!(s.row(0).0.len(), 0);
+    }
+}

@@ -1,0 +1,242 @@
+//! LIBSVM text format: `label index:value index:value … [# comment]`.
+//!
+//! Accepted: 1-based strictly increasing indices, any real label (mapped to ±1 later,
+//! see `labels.rs`), `#` comments, blank lines, rows with a label and no features,
+//! trailing spaces, tabs and CRLF line ends. Everything else is an `Error::Parse` that
+//! names the file, the line and the fix.
+//!
+//! Files are read by byte range so a rank reads only its own part: a line belongs to
+//! the range that holds its first byte (`aligned_start`).
+
+use super::csr::Csr;
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// Rows parsed from one byte range, with raw (unmapped) labels.
+#[derive(Debug)]
+pub struct Rows {
+    pub labels: Vec<f64>,
+    /// 1-based line number of each row, for label errors found after parsing.
+    pub lines: Vec<u64>,
+    /// `cols` is the largest index seen (1-based), i.e. the local dimension.
+    pub matrix: Csr,
+}
+
+impl Default for Rows {
+    fn default() -> Self {
+        Rows { labels: Vec::new(), lines: Vec::new(), matrix: Csr::empty(0) }
+    }
+}
+
+/// Data rows and lines in a byte range (phase 1 of sharded loading).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Census {
+    pub rows: u64,
+    pub lines: u64,
+}
+
+/// Opens `path` with an error that names it.
+pub fn open(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::io(path, format!("cannot open: {e}")))
+}
+
+pub fn file_len(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, format!("cannot open: {e}")))?;
+    Ok(meta.len())
+}
+
+/// The first line start at or after byte `pos`: 0, or one past the first newline at or
+/// after `pos − 1`; the file length if there is none.
+pub fn aligned_start(path: &Path, pos: u64) -> Result<u64> {
+    if pos == 0 {
+        return Ok(0);
+    }
+    let mut reader = BufReader::new(open(path)?);
+    reader.seek(SeekFrom::Start(pos - 1)).map_err(|e| Error::io(path, e))?;
+    let mut skipped = Vec::new();
+    let n = reader.read_until(b'\n', &mut skipped).map_err(|e| Error::io(path, e))?;
+    Ok(pos - 1 + n as u64)
+}
+
+/// Calls `each(line_bytes_without_eol, local_line_index)` for every line starting in
+/// `[start, end)`, both already line-aligned. Stops early when `each` returns false.
+fn for_each_line(path: &Path, start: u64, end: u64, mut each: impl FnMut(&[u8], u64) -> Result<bool>) -> Result<()> {
+    let mut file = open(path)?;
+    file.seek(SeekFrom::Start(start)).map_err(|e| Error::io(path, e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file.take(end - start));
+    let mut line = Vec::with_capacity(256);
+    let mut index = 0u64;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        if !each(&line, index)? {
+            return Ok(());
+        }
+        index += 1;
+    }
+}
+
+/// True for a line holding a sample (not blank, not only a comment).
+pub fn is_data_line(line: &[u8]) -> bool {
+    let content = match line.iter().position(|&b| b == b'#') {
+        Some(p) => &line[..p],
+        None => line,
+    };
+    content.iter().any(|b| !b.is_ascii_whitespace())
+}
+
+/// Counts data rows and lines in `[start, end)` without parsing them.
+pub fn census(path: &Path, start: u64, end: u64) -> Result<Census> {
+    let mut c = Census::default();
+    for_each_line(path, start, end, |line, _| {
+        c.lines += 1;
+        c.rows += u64::from(is_data_line(line));
+        Ok(true)
+    })?;
+    Ok(c)
+}
+
+/// Parses the data rows of `[start, end)`, skipping the first `skip` data rows and
+/// keeping at most `take`. `first_line` is the 1-based file line number of `start`.
+pub fn parse_range(
+    path: &Path,
+    (start, end): (u64, u64),
+    first_line: u64,
+    skip: u64,
+    take: u64,
+    rows: &mut Rows,
+) -> Result<()> {
+    let mut seen = 0u64;
+    let mut kept = 0u64;
+    for_each_line(path, start, end, |bytes, index| {
+        if kept == take {
+            return Ok(false);
+        }
+        if !is_data_line(bytes) {
+            return Ok(true);
+        }
+        seen += 1;
+        if seen <= skip {
+            return Ok(true);
+        }
+        let line_no = first_line + index;
+        let text = std::str::from_utf8(bytes).map_err(|_| Error::Parse {
+            path: path.to_path_buf(),
+            line: line_no,
+            what: "the line is not valid UTF-8 text".into(),
+            fix: "LIBSVM files are plain ASCII text; check the file is not binary or compressed".into(),
+        })?;
+        parse_line(text, &mut rows.matrix)
+            .map(|label| {
+                rows.labels.push(label);
+                rows.lines.push(line_no);
+            })
+            .map_err(|(what, fix)| Error::Parse { path: path.to_path_buf(), line: line_no, what, fix })?;
+        kept += 1;
+        Ok(true)
+    })
+}
+
+type LineError = (String, String);
+
+/// Parses one data line into a new row of `matrix` (growing `matrix.cols` to the
+/// largest 1-based index) and returns its raw label.
+pub fn parse_line(line: &str, matrix: &mut Csr) -> Result<f64, LineError> {
+    let content = line.split('#').next().unwrap_or("");
+    let mut tokens = content.split_ascii_whitespace();
+    let label_text = tokens.next().unwrap_or("");
+    let label: f64 = label_text.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(|| {
+        (
+            format!("the label '{label_text}' is not a number"),
+            "each row starts with its label (e.g. +1, -1, 0 or 2), then index:value pairs".to_string(),
+        )
+    })?;
+    let row_start = matrix.indices.len();
+    let mut previous = 0u32;
+    for token in tokens {
+        let (j, v) = parse_pair(token).inspect_err(|_| truncate(matrix, row_start))?;
+        if j <= previous {
+            truncate(matrix, row_start);
+            let what = if j == previous {
+                format!("feature index {j} appears twice")
+            } else {
+                format!("feature index {j} comes after {previous}")
+            };
+            return Err((what, "sort the features of each row by increasing index".into()));
+        }
+        previous = j;
+        matrix.indices.push(j - 1);
+        matrix.values.push(v);
+        matrix.cols = matrix.cols.max(j as usize);
+    }
+    matrix.indptr.push(matrix.indices.len());
+    Ok(label)
+}
+
+fn truncate(matrix: &mut Csr, len: usize) {
+    matrix.indices.truncate(len);
+    matrix.values.truncate(len);
+}
+
+fn parse_pair(token: &str) -> Result<(u32, f64), LineError> {
+    let bad = |what: String| (what, "features are written index:value with index ≥ 1".to_string());
+    let (j, v) = token.split_once(':').ok_or_else(|| bad(format!("'{token}' is not index:value")))?;
+    let j: u32 = j.parse().map_err(|_| bad(format!("'{j}' in '{token}' is not an index")))?;
+    if j == 0 {
+        return Err((
+            format!("feature index 0 in '{token}'"),
+            "LIBSVM indices start at 1: add 1 to every index of a 0-based file".into(),
+        ));
+    }
+    let v: f64 = v
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite())
+        .ok_or_else(|| bad(format!("'{v}' in '{token}' is not a finite number")))?;
+    Ok((j, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_accepted_forms() {
+        let mut m = Csr::empty(0);
+        assert_eq!(parse_line("+1 1:0.5 3:2  ", &mut m), Ok(1.0));
+        assert_eq!(parse_line("0\t2:1 # trailing comment", &mut m), Ok(0.0));
+        assert_eq!(parse_line("-1", &mut m), Ok(-1.0));
+        assert_eq!(m.rows(), 3);
+        assert_eq!(m.cols, 3);
+        assert_eq!(m.row(0), (&[0u32, 2][..], &[0.5, 2.0][..]));
+        assert_eq!(m.row(1), (&[1u32][..], &[1.0][..]));
+        assert_eq!(m.row(2).0.len(), 0);
+    }
+
+    #[test]
+    fn rejects_malformed_lines_and_leaves_the_matrix_unchanged() {
+        for bad in ["x 1:1", "1 1:1 1:2", "1 3:1 2:1", "1 0:1", "1 1:abc", "1 1", "1 1:nan", "1 a:1"] {
+            let mut m = Csr::empty(0);
+            assert!(parse_line(bad, &mut m).is_err(), "{bad}");
+            assert_eq!(m.nnz(), 0, "{bad}");
+            assert_eq!(m.rows(), 0, "{bad}");
+        }
+    }
+
+    #[test]
+    fn data_lines_exclude_blank_and_comment_lines() {
+        assert!(is_data_line(b"1 1:1"));
+        assert!(is_data_line(b"-1"));
+        assert!(!is_data_line(b"   \t"));
+        assert!(!is_data_line(b"# header"));
+        assert!(!is_data_line(b""));
+    }
+}

@@ -1,0 +1,81 @@
+//! qtrain: communication-compressed distributed training over MPI.
+//!
+//! Spec: ../shared/ALGORITHMS.md. Every MPI rank hosts one or more logical workers with
+//! their shard of a LIBSVM file, computes local gradients, compresses them into packed
+//! byte messages and exchanges them through MPI collectives; every rank keeps a
+//! replica of the server state (§0.3). Rank 0 writes per-iteration metrics to HDF5.
+
+pub mod cli;
+pub mod comm;
+pub mod compress;
+pub mod config;
+pub mod data;
+pub mod demo;
+pub mod error;
+pub mod logging;
+pub mod method;
+pub mod metrics;
+pub mod objective;
+pub mod problem;
+pub mod rng;
+pub mod solve;
+pub mod train;
+pub mod worker;
+
+use cli::{Command, SolveArgs};
+use comm::Comm;
+use error::Result;
+
+/// Runs a parsed command on this rank. Errors returned here have been agreed by all
+/// ranks (`Comm::agree`), so `main` can print one message and exit everywhere.
+pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<()> {
+    match command {
+        None => demo::run(comm, &cli::DemoArgs { iters: 2000, out: None }),
+        Some(Command::Demo(args)) => demo::run(comm, &args),
+        Some(Command::Train(args)) => train::run(comm, &args),
+        Some(Command::Solve(args)) => run_solve(comm, &args),
+        Some(Command::Shard(args)) => {
+            let result = if comm.is_root() {
+                data::write_shards::write_shards(&args.data, args.parts, &args.out_dir, args.split, args.force).map(
+                    |parts| {
+                        for (path, rows) in parts {
+                            println!("{}\t{rows} rows", path.display());
+                        }
+                    },
+                )
+            } else {
+                Ok(())
+            };
+            comm.agree(result)
+        }
+    }
+}
+
+fn run_solve(comm: &mut Comm, args: &SolveArgs) -> Result<()> {
+    let out_ok = match &args.out {
+        Some(p) if comm.is_root() && p.exists() && !args.force => Err(error::Error::OutputExists { path: p.clone() }),
+        _ => Ok(()),
+    };
+    comm.agree(out_ok)?;
+    let mut problem = problem::Problem::load(comm, &args.data, &args.objective, 0)?;
+    if !problem.objective.is_convex() {
+        log::warn!("the objective is non-convex: the solver returns a stationary point, not necessarily f*");
+    }
+    let x0 = vec![0.0; problem.dim];
+    let sol = solve::newton(comm, &mut problem, x0, args.tol, args.max_iters);
+    let sol = comm.agree(sol)?;
+    let saved = match &args.out {
+        Some(path) if comm.is_root() => config::write_vector_text(path, &sol.x, args.force),
+        _ => Ok(()),
+    };
+    comm.agree(saved)?;
+    if comm.is_root() {
+        println!("f*        {:.17e}", sol.f);
+        println!("‖∇f(x*)‖  {:.3e}", sol.grad_norm);
+        println!("newton    {} iterations, {} CG products", sol.newton_iters, sol.cg_iters);
+        if let Some(path) = &args.out {
+            println!("x*        {}", path.display());
+        }
+    }
+    Ok(())
+}

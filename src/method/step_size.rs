@@ -1,0 +1,96 @@
+//! Default step sizes from ALGORITHMS.md, and the user's overrides.
+
+use crate::objective::smoothness::Smoothness;
+
+/// `--step` (absolute) or `--step-factor` (multiplies the default rule).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Override {
+    pub step: Option<f64>,
+    pub factor: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepSize {
+    pub gamma: f64,
+    /// The rule with its source, as logged and stored in the HDF5 attributes.
+    pub rule: String,
+}
+
+impl StepSize {
+    pub fn resolve(default: f64, rule: &str, over: Override) -> StepSize {
+        match over.step {
+            Some(gamma) => {
+                StepSize { gamma, rule: format!("--step {gamma} (default would be {rule} = {default:.6e})") }
+            }
+            None if over.factor != 1.0 => {
+                StepSize { gamma: over.factor * default, rule: format!("{} × {rule}", over.factor) }
+            }
+            None => StepSize { gamma: default, rule: rule.to_string() },
+        }
+    }
+}
+
+/// GD: γ = 1/L (§0.2, all reference codes).
+pub fn gd(s: &Smoothness) -> (f64, String) {
+    (1.0 / s.l, format!("1/L, L = {:.6e} [ALGORITHMS.md §0.2]", s.l))
+}
+
+/// DCGD with an unbiased compressor: γ = 1/(L + 2·L_max·ω/n) (§A.3 baseline, `SD-DCGD.py`).
+pub fn dcgd(s: &Smoothness, omega: f64, n: usize) -> (f64, String) {
+    let gamma = 1.0 / (s.l + 2.0 * s.l_max * omega / n as f64);
+    (gamma, format!("1/(L + 2·L_max·ω/n), L = {:.6e}, L_max = {:.6e}, ω = {omega:.6}, n = {n} [§A.3]", s.l, s.l_max))
+}
+
+/// DIANA: γ = 1/(L(1 + 6ω/n)) with α = 1/(ω+1) (textbook rule, §A.3 note).
+pub fn diana(s: &Smoothness, omega: f64, n: usize) -> (f64, String) {
+    let gamma = 1.0 / (s.l * (1.0 + 6.0 * omega / n as f64));
+    (gamma, format!("1/(L(1 + 6ω/n)), L = {:.6e}, ω = {omega:.6}, n = {n} [§A.3]", s.l))
+}
+
+/// EF21 (and classic EF, §I.3): γ = 1/(L + L̃·√(B/A)) with the EF21 three-point
+/// constants A = 1 − √(1−α), B = (1−α)/A (§G.1, §G.2).
+pub fn ef21(s: &Smoothness, alpha: f64) -> (f64, String) {
+    let a = 1.0 - (1.0 - alpha).sqrt();
+    let b = (1.0 - alpha) / a;
+    let gamma = 1.0 / (s.l + s.l_tilde * (b / a).sqrt());
+    (
+        gamma,
+        format!(
+            "1/(L + L̃·√(B/A)), L = {:.6e}, L̃ = {:.6e}, α = {alpha:.6}, A = {a:.6}, B = {b:.6} [§G.2]",
+            s.l, s.l_tilde
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s() -> Smoothness {
+        Smoothness { l: 2.0, l_i: vec![1.0, 3.0], l_tilde: 5f64.sqrt(), l_max: 3.0 }
+    }
+
+    #[test]
+    fn ef21_with_alpha_one_is_gd() {
+        assert_eq!(ef21(&s(), 1.0).0, 0.5);
+        // √(B/A) = √(1−α)/(1 − √(1−α)) (§G.1 closed form).
+        let alpha: f64 = 0.19;
+        let closed = 1.0 / (2.0 + 5f64.sqrt() * (0.9 / 0.1));
+        assert!((ef21(&s(), alpha).0 - closed).abs() < 1e-15);
+    }
+
+    #[test]
+    fn unbiased_rules_reduce_to_gd_without_compression() {
+        assert_eq!(dcgd(&s(), 0.0, 4).0, 0.5);
+        assert_eq!(diana(&s(), 0.0, 4).0, 0.5);
+        assert!((diana(&s(), 2.0, 4).0 - 1.0 / (2.0 * 4.0)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn overrides() {
+        let o = Override { step: None, factor: 4.0 };
+        assert_eq!(StepSize::resolve(0.25, "r", o).gamma, 1.0);
+        let o = Override { step: Some(0.1), factor: 4.0 };
+        assert_eq!(StepSize::resolve(0.25, "r", o).gamma, 0.1);
+    }
+}

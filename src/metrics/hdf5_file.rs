@@ -1,0 +1,232 @@
+//! The HDF5 result file, written by rank 0 only.
+//!
+//! Layout (README "HDF5 schema"): root attributes hold the configuration and the
+//! constants of the run; `/metrics` holds one chunked, resizable 1-D dataset per entry
+//! of [`COLUMNS`]; `/test` holds `iter` and `accuracy`; `/model/x` the final model.
+//!
+//! Safety of results: the file is written as `OUT.partial` (created exclusively) and
+//! renamed to `OUT` only when the run finished, so an existing result is never
+//! clobbered by a failed run, and a half-written file never carries the final name.
+//! Rows are buffered and written every `flush_every` rows, then flushed to disk, so
+//! a running job can be watched with h5py.
+
+use super::{Getter, Row, COLUMNS};
+use crate::error::{Error, Result};
+use hdf5::types::VarLenUnicode;
+use hdf5::{Dataset, Extent, File};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// An attribute value for the root group.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attr {
+    Str(String),
+    F64(f64),
+    U64(u64),
+}
+
+pub struct MetricsFile {
+    file: Option<File>,
+    partial: PathBuf,
+    target: PathBuf,
+    force: bool,
+    columns: Vec<Dataset>,
+    test_iter: Dataset,
+    test_accuracy: Dataset,
+    pending: Vec<Row>,
+    pending_test: Vec<(u64, f64)>,
+    rows_written: usize,
+    tests_written: usize,
+    flush_every: usize,
+    u64_buf: Vec<u64>,
+    f64_buf: Vec<f64>,
+}
+
+const CHUNK: usize = 1024;
+
+/// The name a result is written under until it is complete.
+pub fn partial_path(target: &Path) -> PathBuf {
+    let mut name = target.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// Fails if `target` exists and `force` is not set (checked before training starts).
+pub fn check_target(target: &Path, force: bool) -> Result<()> {
+    if target.exists() && !force {
+        return Err(Error::OutputExists { path: target.to_path_buf() });
+    }
+    let partial = partial_path(target);
+    if partial.exists() {
+        return Err(Error::Io {
+            path: partial,
+            what: "exists: another run is writing this result, or a killed run left it; \
+                   remove it or choose another --out"
+                .into(),
+        });
+    }
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, format!("cannot create the output folder: {e}")))?;
+    }
+    Ok(())
+}
+
+impl MetricsFile {
+    pub fn create(target: &Path, force: bool, flush_every: usize, attrs: &[(String, Attr)]) -> Result<Self> {
+        check_target(target, force)?;
+        let partial = partial_path(target);
+        let h5 = |e: hdf5::Error| Error::hdf5(&partial, e);
+        let file = File::create_excl(&partial).map_err(h5)?;
+        // From here on, failure removes the partial file (Drop).
+        let mut columns = Vec::with_capacity(COLUMNS.len());
+        let metrics = file.create_group("metrics").map_err(h5)?;
+        for (name, getter, doc) in COLUMNS {
+            let builder = metrics.new_dataset_builder();
+            let ds = match getter {
+                Getter::U64(_) => builder.empty::<u64>(),
+                Getter::F64(_) => builder.empty::<f64>(),
+            }
+            .chunk(CHUNK)
+            .shape(Extent::resizable(0))
+            .create(*name)
+            .map_err(h5)?;
+            write_attr(&ds, "description", &Attr::Str(doc.to_string())).map_err(h5)?;
+            columns.push(ds);
+        }
+        let test = file.create_group("test").map_err(h5)?;
+        let test_iter =
+            test.new_dataset::<u64>().chunk(CHUNK).shape(Extent::resizable(0)).create("iter").map_err(h5)?;
+        let test_accuracy =
+            test.new_dataset::<f64>().chunk(CHUNK).shape(Extent::resizable(0)).create("accuracy").map_err(h5)?;
+        let mut me = MetricsFile {
+            file: Some(file),
+            partial,
+            target: target.to_path_buf(),
+            force,
+            columns,
+            test_iter,
+            test_accuracy,
+            pending: Vec::with_capacity(flush_every),
+            pending_test: Vec::new(),
+            rows_written: 0,
+            tests_written: 0,
+            flush_every: flush_every.max(1),
+            u64_buf: Vec::new(),
+            f64_buf: Vec::new(),
+        };
+        me.set_attrs(attrs)?;
+        Ok(me)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+
+    fn file(&self) -> &File {
+        self.file.as_ref().expect("metrics file used after finish")
+    }
+
+    pub fn set_attrs(&mut self, attrs: &[(String, Attr)]) -> Result<()> {
+        for (name, value) in attrs {
+            let file = self.file();
+            if file.attr(name).is_ok() {
+                file.delete_attr(name).map_err(|e| Error::hdf5(&self.partial, e))?;
+            }
+            write_attr(file, name, value).map_err(|e| Error::hdf5(&self.partial, e))?;
+        }
+        Ok(())
+    }
+
+    /// Buffers a row; writes and flushes every `flush_every` rows.
+    pub fn push(&mut self, row: Row) -> Result<()> {
+        self.pending.push(row);
+        if self.pending.len() >= self.flush_every {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn push_test(&mut self, iter: u64, accuracy: f64) {
+        self.pending_test.push((iter, accuracy));
+    }
+
+    /// Writes buffered rows and asks HDF5 to flush the file to disk.
+    pub fn flush(&mut self) -> Result<()> {
+        self.write_pending().map_err(|e| Error::hdf5(&self.partial, e))
+    }
+
+    fn write_pending(&mut self) -> hdf5::Result<()> {
+        let (start, n) = (self.rows_written, self.pending.len());
+        for ((_, getter, _), ds) in COLUMNS.iter().zip(&self.columns) {
+            ds.resize(start + n)?;
+            match getter {
+                Getter::U64(get) => {
+                    self.u64_buf.clear();
+                    self.u64_buf.extend(self.pending.iter().map(get));
+                    ds.write_slice(&self.u64_buf, start..start + n)?;
+                }
+                Getter::F64(get) => {
+                    self.f64_buf.clear();
+                    self.f64_buf.extend(self.pending.iter().map(get));
+                    ds.write_slice(&self.f64_buf, start..start + n)?;
+                }
+            }
+        }
+        self.rows_written += n;
+        self.pending.clear();
+
+        let (start, n) = (self.tests_written, self.pending_test.len());
+        self.test_iter.resize(start + n)?;
+        self.test_accuracy.resize(start + n)?;
+        self.u64_buf.clear();
+        self.u64_buf.extend(self.pending_test.iter().map(|t| t.0));
+        self.f64_buf.clear();
+        self.f64_buf.extend(self.pending_test.iter().map(|t| t.1));
+        self.test_iter.write_slice(&self.u64_buf, start..start + n)?;
+        self.test_accuracy.write_slice(&self.f64_buf, start..start + n)?;
+        self.tests_written += n;
+        self.pending_test.clear();
+        self.file().flush()
+    }
+
+    /// Stores a named vector under `/model` (the final x, …).
+    pub fn write_vector(&mut self, name: &str, v: &[f64]) -> Result<()> {
+        let file = self.file();
+        let group =
+            file.group("model").or_else(|_| file.create_group("model")).map_err(|e| Error::hdf5(&self.partial, e))?;
+        group.new_dataset_builder().with_data(v).create(name).map_err(|e| Error::hdf5(&self.partial, e))?;
+        Ok(())
+    }
+
+    /// Writes what is buffered, closes the file and gives it its final name.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        self.flush()?;
+        self.file.take().map(File::close).transpose().map_err(|e| Error::hdf5(&self.partial, e))?;
+        if self.target.exists() && !self.force {
+            return Err(Error::OutputExists { path: self.target.clone() });
+        }
+        std::fs::rename(&self.partial, &self.target)
+            .map_err(|e| Error::io(&self.target, format!("cannot move the finished result into place: {e}")))?;
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for MetricsFile {
+    /// A result that was not finished is removed: only complete files carry results.
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+fn write_attr(loc: &hdf5::Location, name: &str, value: &Attr) -> hdf5::Result<()> {
+    match value {
+        Attr::Str(s) => {
+            let v = VarLenUnicode::from_str(s).unwrap_or_else(|_| VarLenUnicode::from_str("<invalid text>").unwrap());
+            loc.new_attr::<VarLenUnicode>().shape(()).create(name)?.write_scalar(&v)
+        }
+        Attr::F64(v) => loc.new_attr::<f64>().shape(()).create(name)?.write_scalar(v),
+        Attr::U64(v) => loc.new_attr::<u64>().shape(()).create(name)?.write_scalar(v),
+    }
+}

@@ -1,0 +1,55 @@
+//! Per-iteration metrics: the row type and its column table (the HDF5 schema), the
+//! HDF5 writer of rank 0, and the terminal summary.
+
+pub mod hdf5_file;
+pub mod summary;
+
+/// One row of `/metrics`: the state after t rounds. Per-round columns (`*_round`,
+/// `t_*`) describe round t − 1, the one that produced x^t; row 0 has zeros there.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Row {
+    pub iter: u64,
+    pub loss: f64,
+    pub grad_norm_sq: f64,
+    pub f_gap: f64,
+    pub bits_up: u64,
+    pub bits_down: u64,
+    pub wire_bytes: u64,
+    pub bits_up_round: u64,
+    pub bits_down_round: u64,
+    pub wire_bytes_round: u64,
+    pub time: f64,
+    pub t_compute: f64,
+    pub t_compress: f64,
+    pub t_comm: f64,
+    pub t_decode: f64,
+    pub skipped: u64,
+}
+
+/// A column's type and how to read it from a row.
+#[derive(Clone, Copy)]
+pub enum Getter {
+    U64(fn(&Row) -> u64),
+    F64(fn(&Row) -> f64),
+}
+
+/// Name, getter and meaning of every `/metrics` dataset. The README's schema table is
+/// this list; a test checks that a written file has exactly these datasets.
+pub const COLUMNS: &[(&str, Getter, &str)] = &[
+    ("iter", Getter::U64(|r| r.iter), "round t (x^t is the model after t rounds)"),
+    ("loss", Getter::F64(|r| r.loss), "f(x^t) = Σ_i w_i f_i(x^t)"),
+    ("grad_norm_sq", Getter::F64(|r| r.grad_norm_sq), "‖∇f(x^t)‖²"),
+    ("f_gap", Getter::F64(|r| r.f_gap), "f(x^t) − f* (NaN when f* is unknown)"),
+    ("bits_up", Getter::U64(|r| r.bits_up), "paper-convention bits sent by all workers, cumulative"),
+    ("bits_down", Getter::U64(|r| r.bits_down), "paper-convention bits sent to the workers, cumulative"),
+    ("wire_bytes", Getter::U64(|r| r.wire_bytes), "bytes put into method collectives by all ranks, cumulative"),
+    ("bits_up_round", Getter::U64(|r| r.bits_up_round), "bits_up of round t − 1 alone"),
+    ("bits_down_round", Getter::U64(|r| r.bits_down_round), "bits_down of round t − 1 alone"),
+    ("wire_bytes_round", Getter::U64(|r| r.wire_bytes_round), "wire_bytes of round t − 1 alone"),
+    ("time", Getter::F64(|r| r.time), "seconds of training (rounds only, not metrics), cumulative"),
+    ("t_compute", Getter::F64(|r| r.t_compute), "seconds computing local gradients in round t − 1 (rank 0)"),
+    ("t_compress", Getter::F64(|r| r.t_compress), "seconds encoding messages in round t − 1 (rank 0)"),
+    ("t_comm", Getter::F64(|r| r.t_comm), "seconds in method collectives in round t − 1 (rank 0)"),
+    ("t_decode", Getter::F64(|r| r.t_decode), "seconds decoding and updating in round t − 1 (rank 0)"),
+    ("skipped", Getter::U64(|r| r.skipped), "workers that sent nothing in round t − 1"),
+];

@@ -1,0 +1,161 @@
+//! Objectives (ALGORITHMS.md §0.2): f_i(x) = (1/m_i) Σ_j φ(a_jᵀx; b_j) + R(x).
+//!
+//! An objective is a per-sample loss φ and a regulariser R. The global objective is
+//! f = Σ_i w_i f_i with Σ w_i = 1 (weights m_i/m by default, so f is the mean over all
+//! samples and an uncompressed run gives the same iterates for any rank count).
+
+pub mod least_squares;
+pub mod logistic;
+pub mod nonconvex;
+pub mod smoothness;
+
+use crate::data::Csr;
+
+/// Objective names as the CLI spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectiveKind {
+    /// L2-regularised logistic regression.
+    Logistic,
+    /// L2-regularised least squares on the ±1 labels.
+    LeastSquares,
+    /// Logistic loss with the non-convex regulariser λ Σ x²/(1+x²) (EF21 / 3PC papers).
+    LogisticNonconvex,
+}
+
+pub trait Objective: Send + Sync {
+    /// φ(t; b) and ∂φ/∂t at margin t = aᵀx for label b.
+    fn loss(&self, t: f64, b: f64) -> (f64, f64);
+
+    /// ∂²φ/∂t², for Hessian-vector products (`qtrain solve`).
+    fn loss_curvature(&self, t: f64, b: f64) -> f64;
+
+    /// sup_t ∂²φ/∂t²: the factor c in the smoothness matrix c·AᵀA/m + (reg.).
+    fn loss_curvature_bound(&self) -> f64;
+
+    /// R(x), adding ∇R(x) to `grad`.
+    fn regularize(&self, x: &[f64], grad: &mut [f64]) -> f64;
+
+    /// ∂²R/∂x_j² at x_j (R is separable in every objective here).
+    fn regularizer_curvature(&self, xj: f64) -> f64;
+
+    /// The smoothness constant of R (λ for ½λ‖x‖², 2λ for the non-convex one).
+    fn regularizer_smoothness(&self) -> f64;
+
+    /// Whether f is convex (the Newton solver and f* are exact only then).
+    fn is_convex(&self) -> bool;
+}
+
+pub fn build(kind: ObjectiveKind, lambda: f64) -> Box<dyn Objective> {
+    match kind {
+        ObjectiveKind::Logistic => Box::new(logistic::Logistic { lambda }),
+        ObjectiveKind::LeastSquares => Box::new(least_squares::LeastSquares { lambda }),
+        ObjectiveKind::LogisticNonconvex => Box::new(nonconvex::LogisticNonconvex { lambda }),
+    }
+}
+
+/// f_i(x) with ∇f_i(x) written into `grad`; `margins` is scratch of length m_i.
+pub fn value_and_gradient(
+    obj: &dyn Objective,
+    a: &Csr,
+    b: &[f64],
+    x: &[f64],
+    grad: &mut [f64],
+    margins: &mut [f64],
+) -> f64 {
+    let m = b.len() as f64;
+    a.margins(x, margins);
+    let mut total = 0.0;
+    for (t, &label) in margins.iter_mut().zip(b) {
+        let (phi, dphi) = obj.loss(*t, label);
+        total += phi;
+        *t = dphi / m;
+    }
+    grad.fill(0.0);
+    a.add_transposed(margins, grad);
+    total / m + obj.regularize(x, grad)
+}
+
+/// σ(z) = 1/(1+e^{−z}), without overflow for large |z|.
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// log(1+e^z), without overflow for large z or loss of precision for very negative z.
+pub fn softplus(z: f64) -> f64 {
+    z.max(0.0) + (-z.abs()).exp().ln_1p()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Central finite differences of f_i, an independent check of every gradient.
+    fn check_gradient(kind: ObjectiveKind) {
+        let obj = build(kind, 0.3);
+        let mut a = Csr::empty(3);
+        a.push_row([(0, 1.0), (2, -2.0)]);
+        a.push_row([(1, 0.5)]);
+        a.push_row([(0, 3.0), (1, 1.0), (2, 1.0)]);
+        let b = [1.0, -1.0, -1.0];
+        let x = [0.2, -0.7, 0.4];
+        let mut g = vec![0.0; 3];
+        let mut margins = vec![0.0; 3];
+        value_and_gradient(obj.as_ref(), &a, &b, &x, &mut g, &mut margins);
+        for j in 0..3 {
+            let h = 1e-6;
+            let mut xp = x;
+            let mut xm = x;
+            xp[j] += h;
+            xm[j] -= h;
+            let mut scratch = vec![0.0; 3];
+            let fp = value_and_gradient(obj.as_ref(), &a, &b, &xp, &mut scratch, &mut margins);
+            let fm = value_and_gradient(obj.as_ref(), &a, &b, &xm, &mut scratch, &mut margins);
+            let fd = (fp - fm) / (2.0 * h);
+            assert!((fd - g[j]).abs() < 1e-8, "{kind:?} coordinate {j}: {fd} vs {}", g[j]);
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        check_gradient(ObjectiveKind::Logistic);
+        check_gradient(ObjectiveKind::LeastSquares);
+        check_gradient(ObjectiveKind::LogisticNonconvex);
+    }
+
+    #[test]
+    fn curvatures_match_finite_differences_of_the_derivatives() {
+        for kind in [ObjectiveKind::Logistic, ObjectiveKind::LeastSquares, ObjectiveKind::LogisticNonconvex] {
+            let obj = build(kind, 0.3);
+            for &(t, b) in &[(0.3, 1.0), (-2.0, -1.0), (5.0, 1.0)] {
+                let h = 1e-6;
+                let fd = (obj.loss(t + h, b).1 - obj.loss(t - h, b).1) / (2.0 * h);
+                assert!((fd - obj.loss_curvature(t, b)).abs() < 1e-7, "{kind:?}");
+                assert!(obj.loss_curvature(t, b) <= obj.loss_curvature_bound() + 1e-15);
+            }
+            for &xj in &[0.0, 0.4, -1.3] {
+                let h = 1e-6;
+                let mut gp = [0.0];
+                let mut gm = [0.0];
+                obj.regularize(&[xj + h], &mut gp);
+                obj.regularize(&[xj - h], &mut gm);
+                let fd = (gp[0] - gm[0]) / (2.0 * h);
+                assert!((fd - obj.regularizer_curvature(xj)).abs() < 1e-7, "{kind:?}");
+                assert!(obj.regularizer_curvature(xj).abs() <= obj.regularizer_smoothness() + 1e-15);
+            }
+        }
+    }
+
+    #[test]
+    fn logistic_helpers_are_stable() {
+        assert_eq!(sigmoid(-1000.0), 0.0);
+        assert_eq!(sigmoid(1000.0), 1.0);
+        assert!((softplus(-800.0) - (-800.0f64).exp()).abs() < 1e-300);
+        assert_eq!(softplus(800.0), 800.0);
+        assert!((softplus(0.0) - 2f64.ln()).abs() < 1e-15);
+    }
+}

@@ -1,0 +1,82 @@
+//! A loaded problem: this rank's workers with their data, weights and private streams,
+//! and the objective. Shared by `train` and `solve`.
+
+use crate::cli::{DataArgs, ObjectiveArgs};
+use crate::comm::Comm;
+use crate::config;
+use crate::data::shard::{self, Layout};
+use crate::data::{Dataset, LabelMap, Source};
+use crate::error::Result;
+use crate::objective::{self, Objective};
+use crate::worker::{self, Worker};
+
+pub struct Problem {
+    pub source: Source,
+    pub workers: Vec<Worker>,
+    /// Weights w_i of all W workers, by global id.
+    pub weights: Vec<f64>,
+    pub rows_per_worker: Vec<u64>,
+    pub dim: usize,
+    pub labels: LabelMap,
+    pub objective: Box<dyn Objective>,
+}
+
+impl Problem {
+    pub fn load(comm: &mut Comm, data: &DataArgs, obj: &ObjectiveArgs, seed: u64) -> Result<Problem> {
+        let checked = config::workers(data, comm.size()).and_then(|w| config::lambda(obj.lambda).map(|_| w));
+        let workers = comm.agree(checked)?;
+        let source = Source::new(&data.data);
+        let layout = Layout { workers, split: data.split, features: data.features };
+        let Dataset { workers: shards, rows_per_worker, dim, labels } = shard::load_training(comm, &source, layout)?;
+        let weights = worker::weights(&rows_per_worker, data.weighting);
+        let workers = shards
+            .into_iter()
+            .map(|s| {
+                let weight = weights[s.id];
+                Worker::new(s, weight, seed)
+            })
+            .collect();
+        Ok(Problem {
+            source,
+            workers,
+            weights,
+            rows_per_worker,
+            dim,
+            labels,
+            objective: objective::build(obj.objective, obj.lambda),
+        })
+    }
+
+    pub fn total_workers(&self) -> usize {
+        self.weights.len()
+    }
+
+    pub fn first_worker(&self) -> usize {
+        self.workers[0].id
+    }
+
+    pub fn total_rows(&self) -> u64 {
+        self.rows_per_worker.iter().sum()
+    }
+
+    /// Evaluates every local worker at x and writes [f(x), ∇f(x)] into `out` (length
+    /// d + 1) after an unmetered allreduce: the monitor's view of the full objective.
+    pub fn full_value_and_gradient(&mut self, comm: &mut Comm, x: &[f64], out: &mut [f64]) {
+        for w in self.workers.iter_mut() {
+            w.evaluate(self.objective.as_ref(), x);
+        }
+        weighted_sum(&self.workers, out);
+        comm.monitor_sum(out);
+    }
+}
+
+/// out = [Σ w_i f_i, Σ w_i ∇f_i] over this rank's workers (before the allreduce).
+pub fn weighted_sum(workers: &[Worker], out: &mut [f64]) {
+    out.fill(0.0);
+    for w in workers {
+        out[0] += w.weight * w.loss;
+        for (o, g) in out[1..].iter_mut().zip(&w.grad) {
+            *o += w.weight * g;
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! `qtrain train`: set-up, the training loop and the result file.
+//!
+//! Round t: every local worker computes f_i(x^t) and ∇f_i(x^t); on evaluation rounds
+//! the monitor allreduces them into f(x^t), ‖∇f(x^t)‖² (rank 0 writes the row); then the
+//! method turns x^t into x^{t+1}. Stop decisions are taken from allreduced values and
+//! agreed, so every rank leaves the loop in the same round.
+
+use crate::cli::TrainArgs;
+use crate::comm::Comm;
+use crate::config::{self, Fstar};
+use crate::data::{checksum, shard, Csr};
+use crate::error::{Error, Result};
+use crate::method::{self, step_size, Method, Setup};
+use crate::metrics::hdf5_file::{self, Attr, MetricsFile};
+use crate::metrics::summary::{self, RunInfo};
+use crate::metrics::Row;
+use crate::objective::smoothness::{self, Smoothness};
+use crate::problem::{weighted_sum, Problem};
+use crate::solve;
+use std::time::Instant;
+
+/// How a run ended (stored as the `status` attribute).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Status {
+    Running = 0,
+    Converged = 1,
+    Diverged = 2,
+    WriteFailed = 3,
+}
+
+impl Status {
+    fn name(self) -> &'static str {
+        match self {
+            Status::Running => "max-iters",
+            Status::Converged => "converged",
+            Status::Diverged => "diverged",
+            Status::WriteFailed => "write-failed",
+        }
+    }
+
+    fn from_code(code: u64) -> Status {
+        match code {
+            0 => Status::Running,
+            1 => Status::Converged,
+            2 => Status::Diverged,
+            _ => Status::WriteFailed,
+        }
+    }
+}
+
+pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
+    let fstar_mode = comm.agree(config::check_train(args))?;
+    let target_ok = if comm.is_root() { hdf5_file::check_target(&args.out, args.force) } else { Ok(()) };
+    comm.agree(target_ok)?;
+
+    let mut problem = Problem::load(comm, &args.data, &args.objective, args.seed)?;
+    let d = problem.dim;
+    log::info!(
+        "{}: {} rows, d = {d}, {} workers on {} ranks ({}), {}",
+        problem.source.describe(),
+        problem.total_rows(),
+        problem.total_workers(),
+        comm.size(),
+        format!("{:?} split, {:?} weighting", args.data.split, args.data.weighting).to_lowercase(),
+        problem.labels.describe()
+    );
+    let test = match &args.test {
+        Some(t) => Some(shard::load_test(comm, &shard::Source::new(t), d, problem.labels)?),
+        None => None,
+    };
+    let x0 = match &args.x0 {
+        Some(path) => comm.agree(config::read_x0(path, d))?,
+        None => vec![0.0; d],
+    };
+    let fstar = match fstar_mode {
+        Fstar::Given(v) => Some(v),
+        Fstar::Unknown => None,
+        Fstar::Auto => {
+            let sol = solve::newton(comm, &mut problem, vec![0.0; d], 1e-10, 100);
+            let sol = comm.agree(sol)?;
+            log::info!(
+                "f* = {:.15e} (Newton-CG: {} iterations, ‖∇f‖ = {:.2e})",
+                sol.f,
+                sol.newton_iters,
+                sol.grad_norm
+            );
+            Some(sol.f)
+        }
+    };
+    let smooth = smoothness::estimate(comm, &problem.workers, problem.objective.as_ref(), args.seed);
+    log::info!("smoothness: L = {:.6e}, L̃ = {:.6e}, L_max = {:.6e}", smooth.l, smooth.l_tilde, smooth.l_max);
+
+    let setup = Setup {
+        kind: args.method,
+        compressor: &args.compressor,
+        dim: d,
+        weights: &problem.weights,
+        first_worker: problem.first_worker(),
+        local_workers: problem.workers.len(),
+        smoothness: &smooth,
+        step: step_size::Override { step: args.step, factor: args.step_factor },
+        ef_variant: args.ef_variant,
+        ef21_init: args.ef21_init,
+    };
+    let mut method = comm.agree(method::build(&setup))?;
+    log::info!("step size γ = {:.6e}: {}", method.step_size().gamma, method.step_size().rule);
+
+    let dataset_sha = checksum::of_source(comm, &problem.source)?;
+    let file = if comm.is_root() {
+        let attrs = attributes(args, comm, &problem, &smooth, method.as_ref(), fstar, &dataset_sha);
+        MetricsFile::create(&args.out, args.force, args.flush_every, &attrs).map(Some)
+    } else {
+        Ok(None)
+    };
+    let file = comm.agree(file)?;
+
+    let mut run = Run { comm, problem: &mut problem, method: method.as_mut(), args, fstar, test: test.as_ref(), file };
+    let outcome = run.train(x0);
+    let Run { file, comm, .. } = run;
+    finish(comm, file, args, outcome)
+}
+
+struct Outcome {
+    x: Vec<f64>,
+    last: Row,
+    totals: Row,
+    status: Status,
+    rounds: u64,
+    test_accuracy: Option<f64>,
+}
+
+struct Run<'a> {
+    comm: &'a mut Comm,
+    problem: &'a mut Problem,
+    method: &'a mut dyn Method,
+    args: &'a TrainArgs,
+    fstar: Option<f64>,
+    test: Option<&'a (Csr, Vec<f64>)>,
+    file: Option<MetricsFile>,
+}
+
+impl Run<'_> {
+    fn train(&mut self, mut x: Vec<f64>) -> Result<Outcome> {
+        let iters = self.args.iters;
+        let log_every = self.args.log_every.unwrap_or((iters / 10).max(1));
+        let test_every = self.args.test_every.unwrap_or(log_every);
+        let d = x.len();
+        let mut monitor = vec![0.0; d + 1];
+        let mut totals = Row::default();
+        let mut round = Row::default();
+        let mut last = Row::default();
+        let mut test_accuracy = None;
+        let mut write_error: Option<Error> = None;
+        let mut next_log = 0;
+        let mut status = Status::Running;
+        let mut t = 0;
+        loop {
+            let start = Instant::now();
+            for w in self.problem.workers.iter_mut() {
+                w.evaluate(self.problem.objective.as_ref(), &x);
+            }
+            let t_compute = start.elapsed().as_secs_f64();
+
+            if t % self.args.eval_every == 0 || t == iters {
+                weighted_sum(&self.problem.workers, &mut monitor);
+                self.comm.monitor_sum(&mut monitor);
+                last = self.row(t, &monitor, &totals, &round);
+                if let (Some(file), None) = (self.file.as_mut(), &write_error) {
+                    write_error = file.push(last).err();
+                }
+                if t >= next_log || t == iters {
+                    log::info!("{}", progress(&last, iters));
+                    next_log = t + log_every;
+                }
+                status = self.agree_status(&last, write_error.is_some());
+            }
+            if self.test.is_some() && (t % test_every == 0 || t == iters || status != Status::Running) {
+                let acc = self.test_accuracy(&x);
+                if let Some(file) = self.file.as_mut() {
+                    file.push_test(t, acc);
+                }
+                test_accuracy = Some(acc);
+            }
+            if t == iters || status != Status::Running {
+                break;
+            }
+
+            self.comm.take_meter();
+            let step_start = Instant::now();
+            let stats = self.method.step(&mut x, &mut self.problem.workers, self.comm);
+            let elapsed = step_start.elapsed().as_secs_f64();
+            let stats = self.comm.agree(stats)?;
+            let meter = self.comm.take_meter();
+            round = Row {
+                bits_up_round: stats.paper_bits_up,
+                bits_down_round: stats.paper_bits_down,
+                wire_bytes_round: meter.wire_bytes,
+                t_compute,
+                t_compress: stats.t_compress,
+                t_comm: meter.seconds,
+                t_decode: stats.t_decode,
+                skipped: u64::from(stats.skipped),
+                time: t_compute + elapsed,
+                ..Row::default()
+            };
+            accumulate(&mut totals, &round);
+            t += 1;
+        }
+        if let Some(e) = write_error {
+            return Err(e);
+        }
+        Ok(Outcome { x, last, totals, status, rounds: t, test_accuracy })
+    }
+
+    fn row(&self, t: u64, monitor: &[f64], totals: &Row, round: &Row) -> Row {
+        let grad_norm_sq: f64 = monitor[1..].iter().map(|g| g * g).sum();
+        Row {
+            iter: t,
+            loss: monitor[0],
+            grad_norm_sq,
+            f_gap: self.fstar.map_or(f64::NAN, |fs| monitor[0] - fs),
+            bits_up: totals.bits_up,
+            bits_down: totals.bits_down,
+            wire_bytes: totals.wire_bytes,
+            time: totals.time,
+            ..*round
+        }
+    }
+
+    /// The most severe of every rank's view of the run's state (an unmetered allreduce
+    /// of one integer), so all ranks stop together.
+    fn agree_status(&mut self, row: &Row, write_failed: bool) -> Status {
+        let local = if write_failed {
+            Status::WriteFailed
+        } else if !(row.loss.is_finite() && row.grad_norm_sq.is_finite()) {
+            Status::Diverged
+        } else if self.args.tol.is_some_and(|tol| row.grad_norm_sq <= tol) {
+            Status::Converged
+        } else {
+            Status::Running
+        };
+        Status::from_code(self.comm.max_u64(local as u64))
+    }
+
+    fn test_accuracy(&mut self, x: &[f64]) -> f64 {
+        let (a, b) = self.test.expect("test data present");
+        let mut margins = vec![0.0; b.len()];
+        a.margins(x, &mut margins);
+        let correct = margins.iter().zip(b).filter(|(&m, &label)| (m >= 0.0) == (label > 0.0)).count();
+        let mut counts = [correct as f64, b.len() as f64];
+        self.comm.monitor_sum(&mut counts);
+        counts[0] / counts[1]
+    }
+}
+
+fn accumulate(totals: &mut Row, round: &Row) {
+    totals.bits_up += round.bits_up_round;
+    totals.bits_down += round.bits_down_round;
+    totals.wire_bytes += round.wire_bytes_round;
+    totals.time += round.time;
+    totals.t_compute += round.t_compute;
+    totals.t_compress += round.t_compress;
+    totals.t_comm += round.t_comm;
+    totals.t_decode += round.t_decode;
+    totals.skipped += round.skipped;
+}
+
+fn progress(row: &Row, iters: u64) -> String {
+    let gap = if row.f_gap.is_finite() { format!("  f−f* {:.3e}", row.f_gap) } else { String::new() };
+    let per_iter = if row.iter > 0 { row.time / row.iter as f64 } else { 0.0 };
+    format!(
+        "iter {:>width$}/{iters}  f {:.10e}{gap}  ‖∇f‖² {:.3e}  bits↑ {:.4e}  {:.1} µs/iter",
+        row.iter,
+        row.loss,
+        row.grad_norm_sq,
+        row.bits_up as f64,
+        1e6 * per_iter,
+        width = iters.to_string().len()
+    )
+}
+
+/// Checks that every rank holds the same model, stores the final state and moves the
+/// result file into place; prints the summary on rank 0.
+fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome: Result<Outcome>) -> Result<()> {
+    let outcome = comm.agree(outcome)?;
+    let digest = model_digest(&outcome.x);
+    let digests = comm.all_gather_u64(digest);
+    if digests.iter().any(|&h| h != digest) {
+        let e = Error::Numerical {
+            what: format!("the model replicas differ across ranks (digests {digests:x?})"),
+            fix: "this is a bug in a method's replicated server state: please report it with the command".into(),
+        };
+        return Err(Error::Ranks { failed: vec![(0, e.to_string())], ranks: comm.size() });
+    }
+    let written = match file {
+        Some(mut file) => {
+            let extra = [
+                ("status".to_string(), Attr::Str(outcome.status.name().into())),
+                ("rounds".to_string(), Attr::U64(outcome.rounds)),
+                ("x_digest".to_string(), Attr::Str(format!("{digest:016x}"))),
+                ("final_loss".to_string(), Attr::F64(outcome.last.loss)),
+                ("final_grad_norm_sq".to_string(), Attr::F64(outcome.last.grad_norm_sq)),
+            ];
+            file.set_attrs(&extra)
+                .and_then(|_| file.write_vector("x", &outcome.x))
+                .and_then(|_| file.finish())
+                .map(Some)
+        }
+        None => Ok(None),
+    };
+    let written = comm.agree(written)?;
+    if let Some(path) = written {
+        let info = RunInfo {
+            method: &format!("{:?}", args.method).to_lowercase(),
+            compressor: &args.compressor,
+            ranks: comm.size(),
+            workers: args.data.workers.unwrap_or(comm.size()),
+            status: outcome.status.name(),
+            test_accuracy: outcome.test_accuracy,
+            rounds: outcome.rounds,
+        };
+        println!("{}", summary::render(&info, &outcome.last, &outcome.totals));
+        println!("metrics           {}", path.display());
+        if outcome.status == Status::Diverged {
+            log::warn!("the run diverged (f or ∇f not finite); try a smaller --step-factor");
+        }
+    }
+    Ok(())
+}
+
+/// FNV-1a over the bits of x: equal digests on all ranks mean bit-identical replicas.
+pub fn model_digest(x: &[f64]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in x {
+        for b in v.to_bits().to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn attributes(
+    args: &TrainArgs,
+    comm: &Comm,
+    p: &Problem,
+    s: &Smoothness,
+    method: &dyn Method,
+    fstar: Option<f64>,
+    dataset_sha: &str,
+) -> Vec<(String, Attr)> {
+    let text = |v: String| Attr::Str(v);
+    let lower = |v: String| Attr::Str(v.to_lowercase());
+    vec![
+        ("qtrain_version".into(), text(env!("CARGO_PKG_VERSION").into())),
+        ("git_commit".into(), text(option_env!("QTRAIN_GIT_COMMIT").unwrap_or("unknown").into())),
+        ("command_line".into(), text(std::env::args().collect::<Vec<_>>().join(" "))),
+        ("config".into(), text(format!("{args:?}"))),
+        ("method".into(), lower(format!("{:?}", args.method))),
+        ("compressor".into(), text(args.compressor.clone())),
+        ("objective".into(), lower(format!("{:?}", args.objective.objective))),
+        ("lambda".into(), Attr::F64(args.objective.lambda)),
+        ("ranks".into(), Attr::U64(comm.size() as u64)),
+        ("workers".into(), Attr::U64(p.total_workers() as u64)),
+        ("seed".into(), Attr::U64(args.seed)),
+        ("dataset".into(), text(p.source.describe())),
+        ("dataset_sha256".into(), text(dataset_sha.into())),
+        ("test_dataset".into(), text(args.test.clone().unwrap_or_default())),
+        ("rows".into(), Attr::U64(p.total_rows())),
+        ("features".into(), Attr::U64(p.dim as u64)),
+        ("labels".into(), text(p.labels.describe())),
+        ("split".into(), lower(format!("{:?}", args.data.split))),
+        ("weighting".into(), lower(format!("{:?}", args.data.weighting))),
+        ("iters".into(), Attr::U64(args.iters)),
+        ("step".into(), Attr::F64(method.step_size().gamma)),
+        ("step_rule".into(), text(method.step_size().rule.clone())),
+        ("L".into(), Attr::F64(s.l)),
+        ("L_tilde".into(), Attr::F64(s.l_tilde)),
+        ("L_max".into(), Attr::F64(s.l_max)),
+        ("fstar".into(), Attr::F64(fstar.unwrap_or(f64::NAN))),
+        ("eval_every".into(), Attr::U64(args.eval_every)),
+        ("mpi_library".into(), text(mpi_library())),
+        (
+            "started_unix".into(),
+            Attr::U64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
+        ),
+    ]
+}
+
+fn mpi_library() -> String {
+    mpi::environment::library_version()
+        .map(|v| v.trim_end_matches('\0').trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

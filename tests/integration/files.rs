@@ -1,0 +1,164 @@
+//! The result file (schema, h5dump), shard files, --x0, config files.
+
+use crate::util::*;
+use std::process::Command;
+
+/// The /metrics datasets the README documents.
+fn documented_columns() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("<!-- metrics-schema -->").expect("README has the schema table");
+    readme[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.contains("<!-- /metrics-schema -->"))
+        .filter_map(|l| l.strip_prefix("| `").and_then(|r| r.split('`').next()).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn hdf5_file_has_the_documented_schema() {
+    let dir = TempDir::new("schema");
+    let out = dir.path("run.h5");
+    let test = embedded("agaricus.txt.test");
+    let rest = [
+        "--method",
+        "ef21",
+        "--compressor",
+        "top-k:k=8",
+        "--iters",
+        "25",
+        "--test",
+        test.to_str().unwrap(),
+        "--test-every",
+        "10",
+    ];
+    mpirun(2, &strs(&train_args(out.to_str().unwrap(), &rest))).expect_ok();
+
+    let f = hdf5::File::open(&out).unwrap();
+    let metrics = f.group("metrics").unwrap();
+    let mut names = metrics.member_names().unwrap();
+    names.sort();
+    let mut documented = documented_columns();
+    documented.sort();
+    assert_eq!(names, documented, "datasets vs README schema table");
+    for name in &names {
+        let ds = metrics.dataset(name).unwrap();
+        assert_eq!(ds.shape(), vec![26], "{name}");
+        assert!(ds.is_chunked() && ds.is_resizable(), "{name} must be chunked and resizable");
+    }
+    let iters = column::<u64>(&out, "iter");
+    assert_eq!(iters, (0..=25).collect::<Vec<u64>>());
+    for attr in [
+        "method",
+        "compressor",
+        "objective",
+        "dataset",
+        "dataset_sha256",
+        "mpi_library",
+        "git_commit",
+        "status",
+        "step_rule",
+    ] {
+        assert!(!attr_str(&out, attr).is_empty(), "attribute {attr}");
+    }
+    for attr in ["ranks", "workers", "seed", "iters", "rows", "features"] {
+        let v: u64 = f.attr(attr).unwrap().read_scalar().unwrap();
+        assert!(attr == "seed" || v > 0, "{attr}");
+    }
+    assert_eq!(attr_str(&out, "method"), "ef21");
+    assert!(attr_f64(&out, "L") > attr_f64(&out, "lambda"));
+    let acc = f.dataset("test/accuracy").unwrap().read_raw::<f64>().unwrap();
+    let acc_iters = f.dataset("test/iter").unwrap().read_raw::<u64>().unwrap();
+    assert_eq!(acc_iters, vec![0, 10, 20, 25]);
+    assert!(acc.iter().all(|a| (0.0..=1.0).contains(a)) && *acc.last().unwrap() > 0.8, "{acc:?}");
+    assert_eq!(final_x(&out).len(), 126);
+
+    // The checksum is the one sha256sum prints.
+    let sha = Command::new("sha256sum").arg(embedded("agaricus.txt.train")).output().unwrap();
+    let expected = String::from_utf8_lossy(&sha.stdout).split_whitespace().next().unwrap().to_string();
+    assert_eq!(attr_str(&out, "dataset_sha256"), expected);
+
+    // h5dump, the HDF5 reference tool, reads it.
+    let dump = Command::new("h5dump").args(["-H", out.to_str().unwrap()]).output().unwrap();
+    assert!(dump.status.success());
+    assert!(String::from_utf8_lossy(&dump.stdout).contains("DATASET \"grad_norm_sq\""));
+}
+
+/// `qtrain shard` writes the blocks a training run uses, so a {rank} pattern over the
+/// shards gives exactly the iterates of the single file.
+#[test]
+fn shard_files_reproduce_the_single_file_run() {
+    let dir = TempDir::new("shard");
+    let parts = dir.path("parts");
+    let data = embedded("agaricus.txt.train");
+    let run =
+        mpirun(1, &["shard", "--data", data.to_str().unwrap(), "--parts", "2", "--out-dir", parts.to_str().unwrap()])
+            .expect_ok();
+    assert!(run.stdout.contains("part-1.svm\t3256 rows"), "{}", run.stdout);
+    let whole = dir.path("whole.h5");
+    let sharded = dir.path("sharded.h5");
+    let common = [
+        "--objective",
+        "logistic",
+        "--method",
+        "ef21",
+        "--compressor",
+        "rand-k:k=9",
+        "--iters",
+        "30",
+        "--features",
+        "126",
+    ];
+    let pattern = format!("{}/part-{{rank}}.svm", parts.display());
+    for (src, out) in [(data.to_str().unwrap().to_string(), &whole), (pattern, &sharded)] {
+        let mut args = vec!["train", "--data", src.as_str(), "--out", out.to_str().unwrap()];
+        args.extend_from_slice(&common);
+        mpirun(2, &args).expect_ok();
+    }
+    assert_eq!(attr_str(&whole, "x_digest"), attr_str(&sharded, "x_digest"));
+}
+
+/// --x0 from `qtrain solve --out`: starting at x*, GD stays at ‖∇f‖ ≈ 0.
+#[test]
+fn solve_output_is_a_valid_starting_point() {
+    let dir = TempDir::new("x0");
+    let xstar = dir.path("xstar.txt");
+    let data = embedded("agaricus.txt.train");
+    mpirun(2, &["solve", "--data", data.to_str().unwrap(), "--lambda", "0.1", "--out", xstar.to_str().unwrap()])
+        .expect_ok();
+    let out = dir.path("run.h5");
+    mpirun(2, &strs(&train_args(out.to_str().unwrap(), &["--iters", "3", "--x0", xstar.to_str().unwrap()])))
+        .expect_ok();
+    let g = column::<f64>(&out, "grad_norm_sq");
+    assert!(g[0] <= 1e-20, "‖∇f(x*)‖² = {}", g[0]);
+}
+
+/// A config file supplies flags; the command line overrides them.
+#[test]
+fn config_file_sets_flags_and_command_line_wins() {
+    let dir = TempDir::new("config");
+    let out = dir.path("run.h5");
+    let data = embedded("agaricus.txt.train");
+    let conf = dir.write(
+        "run.conf",
+        &format!(
+            "data = {}\nmethod = diana\ncompressor = qsgd:s=2\niters = 50\nout = {}\n",
+            data.display(),
+            out.display()
+        ),
+    );
+    mpirun(1, &["train", "--config", conf.to_str().unwrap(), "--iters", "7"]).expect_ok();
+    assert_eq!(attr_str(&out, "method"), "diana");
+    assert_eq!(column::<u64>(&out, "iter").len(), 8);
+}
+
+/// Without arguments, qtrain trains on the embedded data and names its result file.
+#[test]
+fn demo_runs_without_arguments() {
+    let dir = TempDir::new("demo");
+    let out = dir.path("demo.h5");
+    let run = mpirun(2, &["demo", "--iters", "200", "--out", out.to_str().unwrap()]).expect_ok();
+    assert!(run.stdout.contains("test accuracy"), "{}", run.stdout);
+    assert!(run.stdout.contains(out.to_str().unwrap()));
+    assert!(attr_f64(&out, "fstar").is_finite());
+}
