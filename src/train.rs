@@ -108,7 +108,12 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
     let dataset_sha = checksum::of_source(comm, &problem.source)?;
     let file = if comm.is_root() {
         let attrs = attributes(args, comm, &problem, &smooth, method.as_ref(), fstar, &dataset_sha);
-        MetricsFile::create(&args.out, args.force, args.flush_every, &attrs).map(Some)
+        MetricsFile::create(&args.out, args.force, args.flush_every, &attrs).and_then(|mut f| {
+            f.write_array("workers", "rows", &problem.rows_per_worker)?;
+            f.write_array("workers", "weight", &problem.weights)?;
+            f.write_array("workers", "L", &smooth.l_i)?;
+            Ok(Some(f))
+        })
     } else {
         Ok(None)
     };
@@ -302,7 +307,7 @@ fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome:
                 ("final_grad_norm_sq".to_string(), Attr::F64(outcome.last.grad_norm_sq)),
             ];
             file.set_attrs(&extra)
-                .and_then(|_| file.write_vector("x", &outcome.x))
+                .and_then(|_| file.write_array("model", "x", &outcome.x))
                 .and_then(|_| file.finish())
                 .map(Some)
         }

@@ -189,12 +189,12 @@ impl MetricsFile {
         self.file().flush()
     }
 
-    /// Stores a named vector under `/model` (the final x, …).
-    pub fn write_vector(&mut self, name: &str, v: &[f64]) -> Result<()> {
+    /// Stores a 1-D array as `/group/name` (the final model, per-worker constants).
+    pub fn write_array<T: hdf5::H5Type>(&mut self, group: &str, name: &str, data: &[T]) -> Result<()> {
         let file = self.file();
-        let group =
-            file.group("model").or_else(|_| file.create_group("model")).map_err(|e| Error::hdf5(&self.partial, e))?;
-        group.new_dataset_builder().with_data(v).create(name).map_err(|e| Error::hdf5(&self.partial, e))?;
+        let h5 = |e: hdf5::Error| Error::hdf5(&self.partial, e);
+        let group = file.group(group).or_else(|_| file.create_group(group)).map_err(h5)?;
+        group.new_dataset_builder().with_data(data).create(name).map_err(h5)?;
         Ok(())
     }
 

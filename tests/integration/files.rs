@@ -72,6 +72,10 @@ fn hdf5_file_has_the_documented_schema() {
     assert_eq!(acc_iters, vec![0, 10, 20, 25]);
     assert!(acc.iter().all(|a| (0.0..=1.0).contains(a)) && *acc.last().unwrap() > 0.8, "{acc:?}");
     assert_eq!(final_x(&out).len(), 126);
+    let rows = f.dataset("workers/rows").unwrap().read_raw::<u64>().unwrap();
+    assert_eq!(rows, vec![3257, 3256]);
+    let l_i = f.dataset("workers/L").unwrap().read_raw::<f64>().unwrap();
+    assert!(l_i.iter().all(|&l| l >= attr_f64(&out, "lambda")) && attr_f64(&out, "L_max") == l_i[0].max(l_i[1]));
 
     // The checksum is the one sha256sum prints.
     let sha = Command::new("sha256sum").arg(embedded("agaricus.txt.train")).output().unwrap();
@@ -161,4 +165,40 @@ fn demo_runs_without_arguments() {
     assert!(run.stdout.contains("test accuracy"), "{}", run.stdout);
     assert!(run.stdout.contains(out.to_str().unwrap()));
     assert!(attr_f64(&out, "fstar").is_finite());
+}
+
+/// The accepted LIBSVM variants (CRLF, comments, blank lines, trailing spaces, rows
+/// without features, labels 1/2) load identically whatever the byte ranges: 1 and 3
+/// ranks with 3 logical workers give the same iterates.
+#[test]
+fn messy_but_valid_files_load_the_same_on_any_rank_count() {
+    let dir = TempDir::new("messy");
+    let mut text = String::from("# generated\r\n\r\n");
+    for i in 0..60u32 {
+        let label = 1 + i % 2;
+        match i % 5 {
+            0 => text.push_str(&format!("{label} 1:{}.5 4:-1   \r\n", i % 7)),
+            1 => text.push_str(&format!("{label}\n")),
+            2 => text.push_str(&format!("{label} 2:1 3:{} # note\n\n", i)),
+            3 => text.push_str(&format!("  {label}\t1:0.25\t5:2\n# between rows\n")),
+            _ => text.push_str(&format!("{label} 5:{}e-1\n", i)),
+        }
+    }
+    let data = dir.write("messy.svm", &text);
+    let mut digests = Vec::new();
+    for ranks in [1, 3] {
+        let out = dir.path(&format!("r{ranks}.h5"));
+        let args = ["train", "--data", data.to_str().unwrap(), "--workers", "3", "--method", "ef21"];
+        let run = mpirun(
+            ranks,
+            &[&args[..], &["--compressor", "top-k:k=2", "--iters", "20", "--out", out.to_str().unwrap()]].concat(),
+        )
+        .expect_ok();
+        assert!(run.stderr.contains("labels 1 -> -1, 2 -> +1"), "{}", run.stderr);
+        let f = hdf5::File::open(&out).unwrap();
+        assert_eq!(f.attr("rows").unwrap().read_scalar::<u64>().unwrap(), 60);
+        assert_eq!(f.attr("features").unwrap().read_scalar::<u64>().unwrap(), 5);
+        digests.push(attr_str(&out, "x_digest"));
+    }
+    assert_eq!(digests[0], digests[1]);
 }
