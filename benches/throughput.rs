@@ -1,1 +1,338 @@
-fn main() {}
+//! Throughput of the compressors and of the logistic gradient, against memcpy and a
+//! measured memory bandwidth. `cargo bench --bench throughput` prints Markdown tables;
+//! `QTRAIN_BENCH_QUICK=1` runs fewer sizes and repeats (a smoke test).
+//!
+//! The harness follows Gloo's benchmark runner: warm up, then time batches of calls
+//! (each batch long enough for the clock), and report the median and p90 of the time
+//! per call. Throughput is computed from the median. 1 GB = 10⁹ bytes. Single thread.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use qtrain::compress;
+use qtrain::data::Csr;
+use qtrain::objective::{self, ObjectiveKind};
+use qtrain::rng::{self, Purpose};
+
+/// The compressors measured; `{k}` becomes d/100.
+const SPECS: &[&str] =
+    &["identity", "rand-k:k={k}", "top-k:k={k}", "qsgd:s=4", "natural", "nat-dither:s=4", "sign", "terngrad"];
+
+/// Seed of the generated inputs (the compressor stream is `rng::private(0, 0, ..)`).
+const SEED: u64 = 20240601;
+
+/// How long and how often to measure.
+struct Config {
+    quick: bool,
+    /// Warm-up: at least this many calls and this many seconds.
+    warmup_calls: usize,
+    warmup_s: f64,
+    /// Each sample times a batch of calls lasting at least this long.
+    sample_s: f64,
+    /// Samples: at most `samples`, at least `min_samples`, stopping after `budget_s`.
+    samples: usize,
+    min_samples: usize,
+    budget_s: f64,
+    dims: Vec<usize>,
+    /// Gradient problems: (rows, features, nnz per row).
+    problems: Vec<(usize, usize, usize)>,
+    /// Size of the bandwidth arrays in bytes.
+    stream_bytes: usize,
+}
+
+impl Config {
+    fn from_env() -> Config {
+        let quick = std::env::var("QTRAIN_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        if quick {
+            Config {
+                quick,
+                warmup_calls: 1,
+                warmup_s: 0.002,
+                sample_s: 0.001,
+                samples: 5,
+                min_samples: 3,
+                budget_s: 0.05,
+                dims: vec![10_000, 100_000],
+                problems: vec![(10_000, 10_000, 50)],
+                stream_bytes: 64 << 20,
+            }
+        } else {
+            Config {
+                quick,
+                warmup_calls: 3,
+                warmup_s: 0.05,
+                sample_s: 0.005,
+                samples: 31,
+                min_samples: 7,
+                budget_s: 0.6,
+                dims: vec![10_000, 100_000, 1_000_000, 10_000_000],
+                problems: vec![(100_000, 10_000, 50), (100_000, 1_000_000, 50)],
+                stream_bytes: 512 << 20,
+            }
+        }
+    }
+}
+
+/// Seconds per call.
+#[derive(Clone, Copy)]
+struct Timing {
+    median: f64,
+    p90: f64,
+    samples: usize,
+}
+
+impl Timing {
+    /// Throughput in GB/s for `bytes` per call, from the median.
+    fn gbps(&self, bytes: f64) -> f64 {
+        bytes / self.median / 1e9
+    }
+}
+
+/// Warm-up, calibrate a batch size, then time batches of `f` (Gloo's runner, simplified).
+fn measure(cfg: &Config, mut f: impl FnMut()) -> Timing {
+    let start = Instant::now();
+    let mut calls = 0usize;
+    while calls < cfg.warmup_calls || start.elapsed().as_secs_f64() < cfg.warmup_s {
+        f();
+        calls += 1;
+    }
+    let per_call = start.elapsed().as_secs_f64() / calls as f64;
+    let batch = ((cfg.sample_s / per_call).ceil() as usize).max(1);
+    let mut times = Vec::with_capacity(cfg.samples);
+    let begin = Instant::now();
+    while times.len() < cfg.samples
+        && (times.len() < cfg.min_samples || begin.elapsed().as_secs_f64() < cfg.budget_s)
+    {
+        let t = Instant::now();
+        for _ in 0..batch {
+            f();
+        }
+        times.push(t.elapsed().as_secs_f64() / batch as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    Timing { median: quantile(&times, 0.5), p90: quantile(&times, 0.9), samples: times.len() }
+}
+
+/// The q-quantile of sorted values (nearest rank).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// n standard normal values (Box–Muller on a seeded ChaCha8 stream).
+fn gaussian(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+    let mut v = Vec::with_capacity(n + 1);
+    while v.len() < n {
+        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
+        let u2: f64 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let theta = 2.0 * std::f64::consts::PI * u2;
+        v.push(r * theta.cos());
+        v.push(r * theta.sin());
+    }
+    v.truncate(n);
+    v
+}
+
+fn us(seconds: f64) -> String {
+    format!("{:.1}", seconds * 1e6)
+}
+
+// ---------------------------------------------------------------------------------------
+// Compressors
+
+/// One compressor at one d: encode and decode timings and the message length.
+struct CodecRow {
+    spec: String,
+    wire_bytes: usize,
+    encode: Timing,
+    decode: Timing,
+}
+
+/// Encode and decode_add of one SPEC; checks that the message length and the output
+/// buffer's capacity do not change across calls (the hot path does not reallocate).
+fn bench_codec(cfg: &Config, spec: &str, x: &[f64]) -> CodecRow {
+    let d = x.len();
+    let mut coder = compress::build(spec, d).unwrap_or_else(|e| panic!("building {spec}: {e}"));
+    let mut rng = rng::private(0, 0, Purpose::Compressor);
+    let mut out = Vec::new();
+    coder.encode(x, &mut rng, &mut out);
+    let (len, capacity) = (out.len(), out.capacity());
+    let encode = measure(cfg, || {
+        coder.encode(black_box(x), &mut rng, &mut out);
+        assert_eq!(out.len(), len, "{spec}: message length changed");
+    });
+    assert_eq!(out.capacity(), capacity, "{spec}: the output buffer was reallocated");
+    let mut acc = vec![0.0; d];
+    let decode = measure(cfg, || {
+        coder.decode_add(black_box(&out), 1e-3, &mut acc).expect("decoding its own message");
+    });
+    black_box(&acc);
+    CodecRow { spec: spec.to_string(), wire_bytes: len, encode, decode }
+}
+
+/// `dst.copy_from_slice(src)` of the same d×f64 bytes: the bound for every compressor.
+fn bench_memcpy(cfg: &Config, x: &[f64]) -> Timing {
+    let mut dst = vec![0.0; x.len()];
+    let t = measure(cfg, || dst.copy_from_slice(black_box(x)));
+    black_box(&dst);
+    t
+}
+
+fn compressor_tables(cfg: &Config) {
+    println!("## Compressors: encode and decode_add throughput (GB/s of f64 input, 8d bytes)\n");
+    println!("Ratio = throughput / memcpy throughput of the same 8d bytes at the same d.");
+    println!("Times are per call: median and p90 over the samples (n).\n");
+    println!("| d | SPEC | wire bytes | encode µs (med / p90) | encode GB/s | × memcpy | decode µs (med / p90) | decode GB/s | × memcpy | n |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut data_rng = ChaCha8Rng::seed_from_u64(SEED);
+    for &d in &cfg.dims {
+        let x = gaussian(&mut data_rng, d);
+        let bytes = 8.0 * d as f64;
+        let copy = bench_memcpy(cfg, &x);
+        let copy_gbps = copy.gbps(bytes);
+        println!(
+            "| {d} | memcpy (bound) | {} | {} / {} | {copy_gbps:.2} | 1.00 | | | | {} |",
+            8 * d,
+            us(copy.median),
+            us(copy.p90),
+            copy.samples
+        );
+        for template in SPECS {
+            let spec = template.replace("{k}", &(d / 100).to_string());
+            let row = bench_codec(cfg, &spec, &x);
+            let (enc, dec) = (row.encode.gbps(bytes), row.decode.gbps(bytes));
+            println!(
+                "| {d} | `{}` | {} | {} / {} | {enc:.2} | {:.3} | {} / {} | {dec:.2} | {:.3} | {}/{} |",
+                row.spec,
+                row.wire_bytes,
+                us(row.encode.median),
+                us(row.encode.p90),
+                enc / copy_gbps,
+                us(row.decode.median),
+                us(row.decode.p90),
+                dec / copy_gbps,
+                row.encode.samples,
+                row.decode.samples
+            );
+        }
+    }
+    println!();
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory bandwidth
+
+/// Sum of a slice with 8 independent accumulators, so the loop is bound by loads rather
+/// than by the latency of one floating-point add chain.
+fn stream_sum(v: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = v.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// Bandwidth of a streaming sum (bytes read/s) and of a copy (bytes copied/s).
+struct Bandwidth {
+    sum: Timing,
+    copy: Timing,
+    bytes: f64,
+}
+
+fn bench_bandwidth(cfg: &Config) -> Bandwidth {
+    let n = cfg.stream_bytes / 8;
+    let src: Vec<f64> = (0..n).map(|i| (i % 1024) as f64).collect();
+    let mut dst = vec![1.0; n];
+    let sum = measure(cfg, || {
+        black_box(stream_sum(black_box(&src)));
+    });
+    let copy = measure(cfg, || dst.copy_from_slice(black_box(&src)));
+    black_box(&dst);
+    Bandwidth { sum, copy, bytes: (8 * n) as f64 }
+}
+
+// ---------------------------------------------------------------------------------------
+// Gradient
+
+/// A seeded random CSR matrix: `per_row` distinct uniform columns per row (sorted),
+/// Gaussian values, ±1 labels.
+fn random_problem(rows: usize, cols: usize, per_row: usize, rng: &mut ChaCha8Rng) -> (Csr, Vec<f64>) {
+    let mut a = Csr::empty(cols);
+    a.indptr.reserve(rows);
+    a.indices.reserve(rows * per_row);
+    a.values.reserve(rows * per_row);
+    let mut picked: Vec<u32> = Vec::with_capacity(per_row);
+    for _ in 0..rows {
+        picked.clear();
+        while picked.len() < per_row.min(cols) {
+            let j = rng.random_range(0..cols as u32);
+            if !picked.contains(&j) {
+                picked.push(j);
+            }
+        }
+        picked.sort_unstable();
+        let values = gaussian(rng, picked.len());
+        a.push_row(picked.iter().copied().zip(values));
+    }
+    let labels = (0..rows).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect();
+    (a, labels)
+}
+
+fn gradient_table(cfg: &Config, bw: &Bandwidth) {
+    let read_gbps = bw.sum.gbps(bw.bytes);
+    println!("## Logistic gradient (`objective::value_and_gradient`) against memory bandwidth\n");
+    println!(
+        "Streaming sum over {} MiB of f64: {read_gbps:.2} GB/s read (median {} µs, p90 {} µs); copy of {} MiB: {:.2} GB/s copied (read + write = {:.2} GB/s).\n",
+        cfg.stream_bytes >> 20,
+        us(bw.sum.median),
+        us(bw.sum.p90),
+        cfg.stream_bytes >> 20,
+        bw.copy.gbps(bw.bytes),
+        2.0 * bw.copy.gbps(bw.bytes),
+    );
+    println!("CSR bytes = 2 × nnz × (4 B index + 8 B value): read once for the margins, once for Aᵀy.\n");
+    println!("| rows | d | nnz | CSR MB | ms/gradient (med / p90) | Mnnz/s | GB/s of CSR | × streaming sum | n |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED + 1);
+    let obj = objective::build(ObjectiveKind::Logistic, 1e-3);
+    for &(rows, cols, per_row) in &cfg.problems {
+        let (a, b) = random_problem(rows, cols, per_row, &mut rng);
+        let x: Vec<f64> = gaussian(&mut rng, cols).iter().map(|v| 0.1 * v).collect();
+        let (mut grad, mut margins) = (vec![0.0; cols], vec![0.0; rows]);
+        let t = measure(cfg, || {
+            black_box(objective::value_and_gradient(obj.as_ref(), &a, &b, black_box(&x), &mut grad, &mut margins));
+        });
+        let nnz = a.nnz() as f64;
+        let bytes = 2.0 * nnz * 12.0;
+        let gbps = t.gbps(bytes);
+        println!(
+            "| {rows} | {cols} | {} | {:.1} | {:.2} / {:.2} | {:.0} | {gbps:.2} | {:.2} | {} |",
+            a.nnz(),
+            nnz * 12.0 / 1e6,
+            t.median * 1e3,
+            t.p90 * 1e3,
+            nnz / t.median / 1e6,
+            gbps / read_gbps,
+            t.samples
+        );
+    }
+    println!();
+}
+
+fn main() {
+    let cfg = Config::from_env();
+    let started = Instant::now();
+    println!("# qtrain throughput{}\n", if cfg.quick { " (QTRAIN_BENCH_QUICK: fewer sizes and repeats)" } else { "" });
+    compressor_tables(&cfg);
+    let bw = bench_bandwidth(&cfg);
+    gradient_table(&cfg, &bw);
+    println!("Total bench time: {:.1} s", started.elapsed().as_secs_f64());
+}

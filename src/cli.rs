@@ -3,6 +3,7 @@
 //! defaults live here only.
 
 use crate::data::SplitRule;
+use crate::method::exchange::Collective;
 use crate::method::{Ef21Init, EfVariant, MethodKind};
 use crate::objective::ObjectiveKind;
 use crate::worker::Weighting;
@@ -78,10 +79,15 @@ pub struct TrainArgs {
     pub test: Option<String>,
     #[arg(long, value_enum, default_value_t = MethodKind::Gd)]
     pub method: MethodKind,
-    /// Compressor SPEC: identity, rand-k:k=K[,unscaled], top-k:k=K, qsgd:s=S[,norm=inf],
-    /// natural, nat-dither:s=S[,norm=inf], sign, terngrad.
+    /// Compressor SPEC: identity, rand-k:k=K[,unscaled][,shared], top-k:k=K,
+    /// qsgd:s=S[,norm=inf], natural, nat-dither:s=S[,norm=inf], sign, terngrad;
+    /// clt-k:k=K (scalecom); sketch:rows=R,cols=C,k=K,p2=P (sketched-sgd).
     #[arg(long, value_name = "SPEC", default_value = "identity")]
     pub compressor: String,
+    /// How compressed messages travel (default: allreduce for shared-support
+    /// compressors such as rand-k:k=K,shared, allgather otherwise; gd: allreduce).
+    #[arg(long, value_enum)]
+    pub collective: Option<Collective>,
     /// Number of rounds.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub iters: u64,

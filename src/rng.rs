@@ -28,6 +28,10 @@ pub enum Purpose {
     PowerIteration = 2,
     /// Server-side randomness every replica must agree on (shared).
     Server = 3,
+    /// Supports of shared-seed compressors (shared rand-k, §0.3).
+    SharedSupport = 4,
+    /// Count Sketch hash functions (shared, §C.1).
+    SketchHashes = 5,
 }
 
 /// SplitMix64: a bijective mixer used to expand (seed, purpose) into a ChaCha key.

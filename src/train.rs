@@ -101,6 +101,8 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
         step: step_size::Override { step: args.step, factor: args.step_factor },
         ef_variant: args.ef_variant,
         ef21_init: args.ef21_init,
+        collective: args.collective,
+        seed: args.seed,
     };
     let mut method = comm.agree(method::build(&setup))?;
     log::info!("step size γ = {:.6e}: {}", method.step_size().gamma, method.step_size().rule);

@@ -17,6 +17,7 @@ pub mod rand_k;
 pub mod sign;
 pub mod sparse;
 pub mod spec;
+pub mod summable;
 pub mod terngrad;
 pub mod top_k;
 pub mod wire;

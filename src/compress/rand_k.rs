@@ -28,10 +28,52 @@ pub struct RandK {
     d: usize,
     scaled: bool,
     format: SparseFormat,
+    sampler: SubsetSampler,
+}
+
+/// Uniform k-subsets of 0..d without replacement, drawing without allocation. Shared by
+/// private rand-k and shared-seed rand-k.
+pub struct SubsetSampler {
+    d: usize,
+    k: usize,
     /// One bit per coordinate: membership in the sample being drawn. All zero between calls.
     taken: Vec<u64>,
     /// The drawn indices; capacity k, reused.
     chosen: Vec<u32>,
+}
+
+impl SubsetSampler {
+    pub fn new(d: usize, k: usize) -> Self {
+        SubsetSampler { d, k, taken: vec![0; d.div_ceil(64)], chosen: Vec::with_capacity(k) }
+    }
+
+    /// Draws k distinct indices uniformly (Floyd's algorithm: for j = d−k..d−1 take a
+    /// uniform t ≤ j, or j itself when t is already taken) and returns them sorted.
+    /// O(k log k), no allocation; the bitset is cleared again before returning.
+    pub fn draw(&mut self, rng: &mut Stream) -> &[u32] {
+        let (d, k) = (self.d as u32, self.k as u32);
+        self.chosen.clear();
+        for j in d - k..d {
+            let t = rng.random_range(0..=j);
+            let pick = if self.is_taken(t) { j } else { t };
+            self.taken[pick as usize / 64] |= 1 << (pick % 64);
+            self.chosen.push(pick);
+        }
+        for &j in &self.chosen {
+            self.taken[j as usize / 64] &= !(1 << (j % 64));
+        }
+        self.chosen.sort_unstable();
+        &self.chosen
+    }
+
+    /// The last subset drawn.
+    pub fn current(&self) -> &[u32] {
+        &self.chosen
+    }
+
+    fn is_taken(&self, j: u32) -> bool {
+        self.taken[j as usize / 64] >> (j % 64) & 1 == 1
+    }
 }
 
 impl RandK {
@@ -44,31 +86,8 @@ impl RandK {
             d,
             scaled,
             format,
-            taken: vec![0; d.div_ceil(64)],
-            chosen: Vec::with_capacity(k),
+            sampler: SubsetSampler::new(d, k),
         })
-    }
-
-    /// Draws k distinct indices uniformly (Floyd's algorithm: for j = d−k..d−1 take a
-    /// uniform t ≤ j, or j itself when t is already taken) and sorts them. O(k log k),
-    /// no allocation; the bitset is cleared again before returning.
-    fn draw(&mut self, rng: &mut Stream) {
-        let (d, k) = (self.d as u32, self.format.k() as u32);
-        self.chosen.clear();
-        for j in d - k..d {
-            let t = rng.random_range(0..=j);
-            let pick = if self.is_taken(t) { j } else { t };
-            self.taken[pick as usize / 64] |= 1 << (pick % 64);
-            self.chosen.push(pick);
-        }
-        for &j in &self.chosen {
-            self.taken[j as usize / 64] &= !(1 << (j % 64));
-        }
-        self.chosen.sort_unstable();
-    }
-
-    fn is_taken(&self, j: u32) -> bool {
-        self.taken[j as usize / 64] >> (j % 64) & 1 == 1
     }
 }
 
@@ -89,9 +108,9 @@ impl Compressor for RandK {
     /// Panics if `x.len() != d` (a caller bug, not a wire condition).
     fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
         assert_eq!(x.len(), self.d, "{NAME}: encoding a vector of the wrong dimension");
-        self.draw(rng);
         let factor = if self.scaled { self.d as f64 / self.format.k() as f64 } else { 1.0 };
-        self.format.write(&self.chosen, |j| (x[j] * factor) as f32, out);
+        let chosen = self.sampler.draw(rng);
+        self.format.write(chosen, |j| (x[j] * factor) as f32, out);
     }
 
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {

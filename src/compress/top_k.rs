@@ -35,10 +35,11 @@ impl TopK {
     }
 }
 
-/// The k indices of largest |x_j| (ties → lowest index), in increasing order.
+/// The k indices of largest |x_j| (ties → lowest index), in increasing order; `order`
+/// is reusable scratch. Shared with ScaleCom's leader selection (CLT-k, §E.1).
 ///
 /// `select_nth_unstable_by` partitions in O(d) on average; only the k winners are sorted.
-fn select_top_k<'a>(order: &'a mut Vec<u32>, x: &[f64], k: usize) -> &'a [u32] {
+pub fn select_top_k<'a>(order: &'a mut Vec<u32>, x: &[f64], k: usize) -> &'a [u32] {
     order.clear();
     order.extend(0..x.len() as u32);
     let larger_first = |a: &u32, b: &u32| {

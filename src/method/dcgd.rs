@@ -17,7 +17,7 @@ pub struct Dcgd {
 impl Dcgd {
     pub fn new(setup: &Setup) -> Result<Self> {
         let exchange = Exchange::from_setup(setup)?;
-        let omega = require_unbiased(exchange.compressor().class(), "dcgd", setup.compressor)?;
+        let omega = require_unbiased(exchange.class(), "dcgd", setup.compressor)?;
         let (gamma, rule) = step_size::dcgd(setup.smoothness, omega, setup.workers());
         Ok(Dcgd { step: StepSize::resolve(gamma, &rule, setup.step), exchange, g: vec![0.0; setup.dim] })
     }
@@ -30,7 +30,7 @@ impl Method for Dcgd {
             self.exchange.encode(j, &w.grad, &mut w.rng, &mut stats);
         }
         self.g.fill(0.0);
-        self.exchange.exchange(comm, 1.0, &mut self.g, &mut stats, |_, _, _| Ok(()))?;
+        self.exchange.exchange(comm, 1.0, &mut self.g, &mut stats, |_, _| Ok(()))?;
         descend(x, self.step.gamma, &self.g);
         Ok(stats)
     }

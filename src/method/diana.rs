@@ -28,7 +28,7 @@ pub struct Diana {
 impl Diana {
     pub fn new(setup: &Setup) -> Result<Self> {
         let exchange = Exchange::from_setup(setup)?;
-        let omega = require_unbiased(exchange.compressor().class(), "diana", setup.compressor)?;
+        let omega = require_unbiased(exchange.class(), "diana", setup.compressor)?;
         let (gamma, rule) = step_size::diana(setup.smoothness, omega, setup.workers());
         Ok(Diana {
             step: StepSize::resolve(gamma, &rule, setup.step),
@@ -53,8 +53,8 @@ impl Method for Diana {
         }
         self.delta.fill(0.0);
         let (shifts, alpha) = (&mut self.shifts, self.alpha);
-        self.exchange.exchange(comm, 1.0, &mut self.delta, &mut stats, |j, decoder, msg| {
-            decoder.decode_add(msg, alpha, &mut shifts[j])
+        self.exchange.exchange(comm, 1.0, &mut self.delta, &mut stats, |j, own| {
+            own.add_to(alpha, &mut shifts[j])
         })?;
         let gamma = self.step.gamma;
         for ((xj, hj), dj) in x.iter_mut().zip(self.h.iter_mut()).zip(&self.delta) {

@@ -31,7 +31,7 @@ pub struct Ef {
 impl Ef {
     pub fn new(setup: &Setup) -> Result<Self> {
         let exchange = Exchange::from_setup(setup)?;
-        let class = exchange.compressor().class();
+        let class = exchange.class();
         let scale = class.contractive_scale();
         let (gamma, rule) = step_size::ef21(setup.smoothness, class.alpha());
         let zeros = vec![vec![0.0; setup.dim]; setup.local_workers];
@@ -64,10 +64,10 @@ impl Method for Ef {
         }
         self.update.fill(0.0);
         let (errors, inputs, scale) = (&mut self.errors, &self.inputs, self.scale);
-        self.exchange.exchange(comm, scale, &mut self.update, &mut stats, |j, decoder, msg| {
+        self.exchange.exchange(comm, scale, &mut self.update, &mut stats, |j, own| {
             // e_i ← u_i − v_i
             errors[j].copy_from_slice(&inputs[j]);
-            decoder.decode_add(msg, -scale, &mut errors[j])
+            own.add_to(-scale, &mut errors[j])
         })?;
         descend(x, gamma / input_step, &self.update);
         Ok(stats)

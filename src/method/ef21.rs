@@ -32,7 +32,7 @@ pub struct Ef21 {
 impl Ef21 {
     pub fn new(setup: &Setup) -> Result<Self> {
         let exchange = Exchange::from_setup(setup)?;
-        let class = exchange.compressor().class();
+        let class = exchange.class();
         let scale = class.contractive_scale();
         let (gamma, rule) = step_size::ef21(setup.smoothness, class.alpha());
         Ok(Ef21 {
@@ -67,8 +67,8 @@ impl Ef21 {
             self.exchange.encode(j, &self.diff, &mut w.rng, &mut stats);
         }
         let (local, scale) = (&mut self.local, self.scale);
-        self.exchange.exchange(comm, scale, &mut self.g, &mut stats, |j, decoder, msg| {
-            decoder.decode_add(msg, scale, &mut local[j])
+        self.exchange.exchange(comm, scale, &mut self.g, &mut stats, |j, own| {
+            own.add_to(scale, &mut local[j])
         })?;
         Ok(stats)
     }

@@ -92,6 +92,9 @@ pub struct Setup<'a> {
     pub step: step_size::Override,
     pub ef_variant: EfVariant,
     pub ef21_init: Ef21Init,
+    /// `--collective`; None picks allreduce for shared-support compressors.
+    pub collective: Option<exchange::Collective>,
+    pub seed: u64,
 }
 
 impl Setup<'_> {
@@ -102,7 +105,7 @@ impl Setup<'_> {
 
 pub fn build(setup: &Setup) -> Result<Box<dyn Method>> {
     Ok(match setup.kind {
-        MethodKind::Gd => Box::new(gd::Gd::new(setup)),
+        MethodKind::Gd => Box::new(gd::Gd::new(setup)?),
         MethodKind::Dcgd => Box::new(dcgd::Dcgd::new(setup)?),
         MethodKind::Ef => Box::new(ef::Ef::new(setup)?),
         MethodKind::Ef21 => Box::new(ef21::Ef21::new(setup)?),
