@@ -37,6 +37,8 @@ struct Config {
     min_samples: usize,
     budget_s: f64,
     dims: Vec<usize>,
+    /// Distinct input vectors (and messages) per d, used in turn; `None`: [`variants_for`].
+    variants: Option<usize>,
     /// Gradient problems: (rows, features, nnz per row).
     problems: Vec<(usize, usize, usize)>,
     /// Size of the bandwidth arrays in bytes.
@@ -56,6 +58,7 @@ impl Config {
                 min_samples: 3,
                 budget_s: 0.05,
                 dims: vec![10_000, 100_000],
+                variants: variants(),
                 problems: vec![(10_000, 10_000, 50)],
                 stream_bytes: 64 << 20,
             }
@@ -66,14 +69,28 @@ impl Config {
                 warmup_s: 0.05,
                 sample_s: 0.005,
                 samples: 31,
-                min_samples: 7,
-                budget_s: 0.6,
+                min_samples: 9,
+                budget_s: 1.0,
                 dims: vec![10_000, 100_000, 1_000_000, 10_000_000],
+                variants: variants(),
                 problems: vec![(100_000, 10_000, 50), (100_000, 1_000_000, 50)],
                 stream_bytes: 512 << 20,
             }
         }
     }
+}
+
+/// `QTRAIN_BENCH_VARIANTS=V` fixes the number of distinct inputs per d.
+fn variants() -> Option<usize> {
+    std::env::var("QTRAIN_BENCH_VARIANTS").ok().and_then(|v| v.parse().ok()).map(|v: usize| v.max(1))
+}
+
+/// Distinct inputs used in turn at dimension d: enough that one cycle spans ≥ 8·10⁵
+/// coordinates (a branch predictor learns the sign pattern of one repeated 10⁴-long
+/// message, which makes `sign` decode look 6× faster), at least 2 and at most 8, so the
+/// footprint stays near that of one vector (L2 for d = 10⁴, L3 up to 10⁶).
+fn variants_for(cfg: &Config, d: usize) -> usize {
+    cfg.variants.unwrap_or_else(|| 800_000usize.div_ceil(d).clamp(2, 8))
 }
 
 /// Seconds per call.
@@ -103,9 +120,7 @@ fn measure(cfg: &Config, mut f: impl FnMut()) -> Timing {
     let batch = ((cfg.sample_s / per_call).ceil() as usize).max(1);
     let mut times = Vec::with_capacity(cfg.samples);
     let begin = Instant::now();
-    while times.len() < cfg.samples
-        && (times.len() < cfg.min_samples || begin.elapsed().as_secs_f64() < cfg.budget_s)
-    {
+    while times.len() < cfg.samples && (times.len() < cfg.min_samples || begin.elapsed().as_secs_f64() < cfg.budget_s) {
         let t = Instant::now();
         for _ in 0..batch {
             f();
@@ -152,32 +167,60 @@ struct CodecRow {
     decode: Timing,
 }
 
-/// Encode and decode_add of one SPEC; checks that the message length and the output
-/// buffer's capacity do not change across calls (the hot path does not reallocate).
-fn bench_codec(cfg: &Config, spec: &str, x: &[f64]) -> CodecRow {
-    let d = x.len();
+/// Encode and decode_add of one SPEC, cycling through the input variants (and their
+/// messages) so that no branch sees the same data twice in a row. Checks that the
+/// message length and the output buffer's capacity do not change across calls (the hot
+/// path does not reallocate).
+fn bench_codec(cfg: &Config, spec: &str, xs: &[Vec<f64>]) -> CodecRow {
+    let d = xs[0].len();
     let mut coder = compress::build(spec, d).unwrap_or_else(|e| panic!("building {spec}: {e}"));
     let mut rng = rng::private(0, 0, Purpose::Compressor);
+    let mut messages: Vec<Vec<u8>> = vec![Vec::new(); xs.len()];
+    for (x, msg) in xs.iter().zip(&mut messages) {
+        coder.encode(x, &mut rng, msg);
+    }
+    let len = messages[0].len();
+    assert!(messages.iter().all(|m| m.len() == len), "{spec}: message lengths differ");
     let mut out = Vec::new();
-    coder.encode(x, &mut rng, &mut out);
-    let (len, capacity) = (out.len(), out.capacity());
+    coder.encode(&xs[0], &mut rng, &mut out);
+    let capacity = out.capacity();
+    let mut next = 0;
     let encode = measure(cfg, || {
-        coder.encode(black_box(x), &mut rng, &mut out);
+        next = (next + 1) % xs.len();
+        coder.encode(black_box(&xs[next]), &mut rng, &mut out);
         assert_eq!(out.len(), len, "{spec}: message length changed");
     });
     assert_eq!(out.capacity(), capacity, "{spec}: the output buffer was reallocated");
     let mut acc = vec![0.0; d];
     let decode = measure(cfg, || {
-        coder.decode_add(black_box(&out), 1e-3, &mut acc).expect("decoding its own message");
+        next = (next + 1) % messages.len();
+        coder.decode_add(black_box(&messages[next]), 1e-3, &mut acc).expect("decoding its own message");
     });
     black_box(&acc);
     CodecRow { spec: spec.to_string(), wire_bytes: len, encode, decode }
 }
 
-/// `dst.copy_from_slice(src)` of the same d×f64 bytes: the bound for every compressor.
-fn bench_memcpy(cfg: &Config, x: &[f64]) -> Timing {
-    let mut dst = vec![0.0; x.len()];
-    let t = measure(cfg, || dst.copy_from_slice(black_box(x)));
+/// d uniform f64 draws from the compressor stream: what the dithering compressors
+/// (qsgd, natural, nat-dither, terngrad) draw per message, one per coordinate.
+fn bench_rng(cfg: &Config, d: usize) -> Timing {
+    let mut rng = rng::private(0, 0, Purpose::Compressor);
+    measure(cfg, || {
+        let mut acc = 0.0;
+        for _ in 0..d {
+            acc += rng.random::<f64>();
+        }
+        black_box(acc);
+    })
+}
+
+/// `dst.copy_from_slice(src)` of the same d×f64 inputs: the bound for every compressor.
+fn bench_memcpy(cfg: &Config, xs: &[Vec<f64>]) -> Timing {
+    let mut dst = vec![0.0; xs[0].len()];
+    let mut next = 0;
+    let t = measure(cfg, || {
+        next = (next + 1) % xs.len();
+        dst.copy_from_slice(black_box(&xs[next]));
+    });
     black_box(&dst);
     t
 }
@@ -185,25 +228,39 @@ fn bench_memcpy(cfg: &Config, x: &[f64]) -> Timing {
 fn compressor_tables(cfg: &Config) {
     println!("## Compressors: encode and decode_add throughput (GB/s of f64 input, 8d bytes)\n");
     println!("Ratio = throughput / memcpy throughput of the same 8d bytes at the same d.");
-    println!("Times are per call: median and p90 over the samples (n).\n");
-    println!("| d | SPEC | wire bytes | encode µs (med / p90) | encode GB/s | × memcpy | decode µs (med / p90) | decode GB/s | × memcpy | n |");
+    println!(
+        "Each d uses V seeded Gaussian inputs in turn (and their messages for decode), so that branch \
+         predictors cannot learn one message; memcpy copies the same inputs. Times are per call: \
+         median and p90 over n samples (encode/decode).\n"
+    );
+    println!("| d (V) | SPEC | wire bytes | encode µs (med / p90) | encode GB/s | × memcpy | decode µs (med / p90) | decode GB/s | × memcpy | n |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut data_rng = ChaCha8Rng::seed_from_u64(SEED);
     for &d in &cfg.dims {
-        let x = gaussian(&mut data_rng, d);
+        let xs: Vec<Vec<f64>> = (0..variants_for(cfg, d)).map(|_| gaussian(&mut data_rng, d)).collect();
         let bytes = 8.0 * d as f64;
-        let copy = bench_memcpy(cfg, &x);
+        let copy = bench_memcpy(cfg, &xs);
         let copy_gbps = copy.gbps(bytes);
         println!(
-            "| {d} | memcpy (bound) | {} | {} / {} | {copy_gbps:.2} | 1.00 | | | | {} |",
+            "| {d} ({}) | memcpy (bound) | {} | {} / {} | {copy_gbps:.2} | 1.00 | | | | {} |",
+            xs.len(),
             8 * d,
             us(copy.median),
             us(copy.p90),
             copy.samples
         );
+        let draws = bench_rng(cfg, d);
+        println!(
+            "| {d} | d × `random::<f64>()` (ChaCha8) | | {} / {} | {:.2} | {:.3} | | | | {} |",
+            us(draws.median),
+            us(draws.p90),
+            draws.gbps(bytes),
+            draws.gbps(bytes) / copy_gbps,
+            draws.samples
+        );
         for template in SPECS {
             let spec = template.replace("{k}", &(d / 100).to_string());
-            let row = bench_codec(cfg, &spec, &x);
+            let row = bench_codec(cfg, &spec, &xs);
             let (enc, dec) = (row.encode.gbps(bytes), row.decode.gbps(bytes));
             println!(
                 "| {d} | `{}` | {} | {} / {} | {enc:.2} | {:.3} | {} / {} | {dec:.2} | {:.3} | {}/{} |",
@@ -298,33 +355,52 @@ fn gradient_table(cfg: &Config, bw: &Bandwidth) {
         bw.copy.gbps(bw.bytes),
         2.0 * bw.copy.gbps(bw.bytes),
     );
-    println!("CSR bytes = 2 × nnz × (4 B index + 8 B value): read once for the margins, once for Aᵀy.\n");
-    println!("| rows | d | nnz | CSR MB | ms/gradient (med / p90) | Mnnz/s | GB/s of CSR | × streaming sum | n |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("CSR bytes = 2 × nnz × (4 B index + 8 B value): read once for the margins, once for Aᵀy.");
+    println!("`margins` and `Aᵀy` time `Csr::margins` and `Csr::add_transposed` alone (median ms).\n");
+    println!("| rows | d | nnz | CSR MB | ms/gradient (med / p90) | margins | Aᵀy | Mnnz/s | GB/s of CSR | × streaming sum | n |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rng = ChaCha8Rng::seed_from_u64(SEED + 1);
-    let obj = objective::build(ObjectiveKind::Logistic, 1e-3);
     for &(rows, cols, per_row) in &cfg.problems {
         let (a, b) = random_problem(rows, cols, per_row, &mut rng);
         let x: Vec<f64> = gaussian(&mut rng, cols).iter().map(|v| 0.1 * v).collect();
-        let (mut grad, mut margins) = (vec![0.0; cols], vec![0.0; rows]);
-        let t = measure(cfg, || {
-            black_box(objective::value_and_gradient(obj.as_ref(), &a, &b, black_box(&x), &mut grad, &mut margins));
-        });
+        let g = bench_gradient(cfg, &a, &b, &x);
         let nnz = a.nnz() as f64;
-        let bytes = 2.0 * nnz * 12.0;
-        let gbps = t.gbps(bytes);
+        let gbps = g.full.gbps(2.0 * nnz * 12.0);
         println!(
-            "| {rows} | {cols} | {} | {:.1} | {:.2} / {:.2} | {:.0} | {gbps:.2} | {:.2} | {} |",
+            "| {rows} | {cols} | {} | {:.1} | {:.2} / {:.2} | {:.2} | {:.2} | {:.0} | {gbps:.2} | {:.2} | {} |",
             a.nnz(),
             nnz * 12.0 / 1e6,
-            t.median * 1e3,
-            t.p90 * 1e3,
-            nnz / t.median / 1e6,
+            g.full.median * 1e3,
+            g.full.p90 * 1e3,
+            g.margins.median * 1e3,
+            g.transposed.median * 1e3,
+            nnz / g.full.median / 1e6,
             gbps / read_gbps,
-            t.samples
+            g.full.samples
         );
     }
     println!();
+}
+
+struct GradientTimings {
+    full: Timing,
+    margins: Timing,
+    transposed: Timing,
+}
+
+/// The whole `value_and_gradient` of the logistic objective, and its two CSR products.
+fn bench_gradient(cfg: &Config, a: &Csr, b: &[f64], x: &[f64]) -> GradientTimings {
+    let obj = objective::build(ObjectiveKind::Logistic, 1e-3);
+    let (mut grad, mut margins) = (vec![0.0; a.cols], vec![0.0; a.rows()]);
+    let full = measure(cfg, || {
+        black_box(objective::value_and_gradient(obj.as_ref(), a, b, black_box(x), &mut grad, &mut margins));
+    });
+    let margins_only = measure(cfg, || a.margins(black_box(x), &mut margins));
+    // Nonzero weights, so that no row is skipped by `add_transposed`.
+    let y: Vec<f64> = margins.iter().map(|m| 1e-6 * (1.0 + m.abs())).collect();
+    let transposed = measure(cfg, || a.add_transposed(black_box(&y), &mut grad));
+    black_box((&grad, &margins));
+    GradientTimings { full, margins: margins_only, transposed }
 }
 
 fn main() {

@@ -4,7 +4,7 @@
 
 use crate::data::SplitRule;
 use crate::method::exchange::Collective;
-use crate::method::{Ef21Init, EfVariant, MethodKind};
+use crate::method::{Ef21Init, EfVariant, MethodKind, SketchStep};
 use crate::objective::ObjectiveKind;
 use crate::worker::Weighting;
 use clap::{Args, Parser, Subcommand};
@@ -127,6 +127,26 @@ pub struct TrainArgs {
     /// Write buffered metrics rows to the HDF5 file every K rows.
     #[arg(long, value_name = "K", default_value_t = 100)]
     pub flush_every: usize,
+    /// ScaleCom low-pass filter β of the error memory (1 = plain error feedback).
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub beta: f64,
+    /// ScaleCom: rounds without compression at the start.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub warmup: u64,
+    /// Sketched-SGD momentum ρ.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub momentum: f64,
+    /// Sketched-SGD: HEAVYMIX recovery (the paper's theory version) instead of P·k
+    /// candidates with exact top-k.
+    #[arg(long)]
+    pub heavymix: bool,
+    /// Sketched-SGD: apply γ to the update (reference code) or accumulate γ·u (paper).
+    #[arg(long, value_enum, default_value_t = SketchStep::Update)]
+    pub sketch_step: SketchStep,
+    /// Compare a digest of the model across ranks on every evaluated round (an
+    /// allgather of 8 bytes); a mismatch stops the run with an error.
+    #[arg(long)]
+    pub check_replicas: bool,
     /// Classic EF: apply γ inside the compressor (default) or at the server.
     #[arg(long, value_enum, default_value_t = EfVariant::Inside)]
     pub ef_variant: EfVariant,

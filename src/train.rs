@@ -103,6 +103,11 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
         ef21_init: args.ef21_init,
         collective: args.collective,
         seed: args.seed,
+        beta: args.beta,
+        warmup: args.warmup,
+        momentum: args.momentum,
+        heavymix: args.heavymix,
+        sketch_step: args.sketch_step,
     };
     let mut method = comm.agree(method::build(&setup))?;
     log::info!("step size γ = {:.6e}: {}", method.step_size().gamma, method.step_size().rule);
@@ -183,8 +188,8 @@ impl Run<'_> {
             }
             if self.test.is_some() && (t % test_every == 0 || t == iters || status != Status::Running) {
                 let acc = self.test_accuracy(&x);
-                if let Some(file) = self.file.as_mut() {
-                    file.push_test(t, acc);
+                if let (Some(file), None) = (self.file.as_mut(), &write_error) {
+                    write_error = file.push_series("test", "accuracy", t, acc).err();
                 }
                 test_accuracy = Some(acc);
             }
@@ -212,6 +217,12 @@ impl Run<'_> {
             };
             accumulate(&mut totals, &round);
             t += 1;
+            if t % self.args.eval_every == 0 || t == iters {
+                self.record_diagnostics(t, &mut write_error);
+                if self.args.check_replicas {
+                    check_replicas(self.comm, &x)?;
+                }
+            }
         }
         if let Some(e) = write_error {
             return Err(e);
@@ -247,6 +258,16 @@ impl Run<'_> {
             Status::Running
         };
         Status::from_code(self.comm.max_u64(local as u64))
+    }
+
+    /// Stores the method's diagnostics of round t − 1 under `/diagnostics/NAME`.
+    fn record_diagnostics(&mut self, t: u64, write_error: &mut Option<Error>) {
+        for (name, value) in self.method.diagnostics(self.comm) {
+            log::debug!("round {}: {name} = {value}", t - 1);
+            if let (Some(file), None) = (self.file.as_mut(), &*write_error) {
+                *write_error = file.push_series(&format!("diagnostics/{name}"), "value", t, value).err();
+            }
+        }
     }
 
     fn test_accuracy(&mut self, x: &[f64]) -> f64 {
@@ -290,15 +311,7 @@ fn progress(row: &Row, iters: u64) -> String {
 /// result file into place; prints the summary on rank 0.
 fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome: Result<Outcome>) -> Result<()> {
     let outcome = comm.agree(outcome)?;
-    let digest = model_digest(&outcome.x);
-    let digests = comm.all_gather_u64(digest);
-    if digests.iter().any(|&h| h != digest) {
-        let e = Error::Numerical {
-            what: format!("the model replicas differ across ranks (digests {digests:x?})"),
-            fix: "this is a bug in a method's replicated server state: please report it with the command".into(),
-        };
-        return Err(Error::Ranks { failed: vec![(0, e.to_string())], ranks: comm.size() });
-    }
+    let digest = check_replicas(comm, &outcome.x)?;
     let written = match file {
         Some(mut file) => {
             let extra = [
@@ -333,6 +346,21 @@ fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome:
         }
     }
     Ok(())
+}
+
+/// Fails on every rank alike unless all ranks hold bit-identical models; returns the
+/// digest.
+fn check_replicas(comm: &mut Comm, x: &[f64]) -> Result<u64> {
+    let digest = model_digest(x);
+    let digests = comm.all_gather_u64(digest);
+    if digests.iter().any(|&h| h != digest) {
+        let e = Error::Numerical {
+            what: format!("the model replicas differ across ranks (digests {digests:x?})"),
+            fix: "this is a bug in a method's replicated server state: please report it with the command".into(),
+        };
+        return Err(Error::Ranks { failed: vec![(0, e.to_string())], ranks: comm.size() });
+    }
+    Ok(digest)
 }
 
 /// FNV-1a over the bits of x: equal digests on all ranks mean bit-identical replicas.

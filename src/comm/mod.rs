@@ -90,6 +90,15 @@ impl Comm {
         self.meter.wire_bytes += (8 * buf.len() * self.size) as u64;
     }
 
+    /// Broadcast of indices from `root` (metered: 4 bytes per index, counted once, as
+    /// the root's upload).
+    pub fn broadcast_u32(&mut self, root: usize, buf: &mut [u32]) {
+        let start = mpi::time();
+        self.world.process_at_rank(root as i32).broadcast_into(buf);
+        self.meter.seconds += mpi::time() - start;
+        self.meter.wire_bytes += 4 * buf.len() as u64;
+    }
+
     /// In-place allreduce sum that is not metered (metrics, setup).
     pub fn monitor_sum(&mut self, buf: &mut [f64]) {
         self.allreduce(buf, SystemOperation::sum());

@@ -9,6 +9,7 @@
 //! coins and rand-k masks (§0.3). Decoding is deterministic, which keeps the replicated
 //! server state bit-identical on every rank.
 
+pub mod count_sketch;
 pub mod identity;
 pub mod nat_dither;
 pub mod natural;

@@ -81,13 +81,7 @@ impl RandK {
         let k = spec.take_usize("k")?;
         let scaled = !spec.take_flag("unscaled")?;
         let format = SparseFormat::new(NAME, spec, d, k)?;
-        Ok(RandK {
-            spec: spec.text().to_string(),
-            d,
-            scaled,
-            format,
-            sampler: SubsetSampler::new(d, k),
-        })
+        Ok(RandK { spec: spec.text().to_string(), d, scaled, format, sampler: SubsetSampler::new(d, k) })
     }
 }
 

@@ -197,7 +197,11 @@ mod tests {
         assert!(bias <= 5.0 * (var / n as f64).sqrt(), "bias {bias}");
         let omega = d as f64 / 4.0 - 1.0;
         // §1.2: the variance equals (d/k − 1)‖x‖² in expectation.
-        assert!((var - omega * norm2).abs() <= 5.0 / (n as f64).sqrt() * omega * norm2 * 2.0, "{var} vs {}", omega * norm2);
+        assert!(
+            (var - omega * norm2).abs() <= 5.0 / (n as f64).sqrt() * omega * norm2 * 2.0,
+            "{var} vs {}",
+            omega * norm2
+        );
     }
 
     #[test]

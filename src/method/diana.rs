@@ -53,9 +53,7 @@ impl Method for Diana {
         }
         self.delta.fill(0.0);
         let (shifts, alpha) = (&mut self.shifts, self.alpha);
-        self.exchange.exchange(comm, 1.0, &mut self.delta, &mut stats, |j, own| {
-            own.add_to(alpha, &mut shifts[j])
-        })?;
+        self.exchange.exchange(comm, 1.0, &mut self.delta, &mut stats, |j, own| own.add_to(alpha, &mut shifts[j]))?;
         let gamma = self.step.gamma;
         for ((xj, hj), dj) in x.iter_mut().zip(self.h.iter_mut()).zip(&self.delta) {
             *xj -= gamma * (*hj + dj);

@@ -67,9 +67,7 @@ impl Ef21 {
             self.exchange.encode(j, &self.diff, &mut w.rng, &mut stats);
         }
         let (local, scale) = (&mut self.local, self.scale);
-        self.exchange.exchange(comm, scale, &mut self.g, &mut stats, |j, own| {
-            own.add_to(scale, &mut local[j])
-        })?;
+        self.exchange.exchange(comm, scale, &mut self.g, &mut stats, |j, own| own.add_to(scale, &mut local[j]))?;
         Ok(stats)
     }
 }

@@ -5,9 +5,9 @@
 //! `--collective allgather` gathers every worker's gradient (d f64) instead and sums
 //! them in worker order on every rank.
 
+use super::exchange::{Collective, Exchange};
 use super::step_size::{self, StepSize};
 use super::{descend, Method, RoundStats, Setup};
-use super::exchange::{Collective, Exchange};
 use crate::comm::Comm;
 use crate::error::{Error, Result};
 use crate::worker::Worker;
@@ -33,7 +33,12 @@ impl Gd {
             Some(Collective::Allgather) => Some(Exchange::from_setup(setup)?),
             _ => None,
         };
-        Ok(Gd { step: StepSize::resolve(gamma, &rule, setup.step), g: vec![0.0; setup.dim], workers: setup.workers(), gather })
+        Ok(Gd {
+            step: StepSize::resolve(gamma, &rule, setup.step),
+            g: vec![0.0; setup.dim],
+            workers: setup.workers(),
+            gather,
+        })
     }
 }
 

@@ -13,6 +13,8 @@ pub mod ef;
 pub mod ef21;
 pub mod exchange;
 pub mod gd;
+pub mod scalecom;
+pub mod sketched_sgd;
 pub mod step_size;
 
 use crate::comm::Comm;
@@ -35,6 +37,10 @@ pub enum MethodKind {
     Ef21,
     /// DIANA: compressed gradient differences with learned shifts (§A.3 baseline).
     Diana,
+    /// ScaleCom: cyclic local top-k through allreduce, low-pass filtered memory (§E).
+    Scalecom,
+    /// Sketched-SGD: count sketches summed by allreduce, heavy hitters, exact values (§C).
+    SketchedSgd,
 }
 
 /// Where classic EF applies the step size (§I.3).
@@ -76,6 +82,12 @@ pub trait Method {
 
     /// The step size in use and the rule it came from.
     fn step_size(&self) -> &StepSize;
+
+    /// Method-specific diagnostics of the last round, computed on evaluation rounds
+    /// (may use unmetered collectives: every rank calls it).
+    fn diagnostics(&mut self, _comm: &mut Comm) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
 }
 
 /// Everything a method needs to build itself.
@@ -95,6 +107,22 @@ pub struct Setup<'a> {
     /// `--collective`; None picks allreduce for shared-support compressors.
     pub collective: Option<exchange::Collective>,
     pub seed: u64,
+    /// ScaleCom low-pass filter β and uncompressed warm-up rounds (§E.2).
+    pub beta: f64,
+    pub warmup: u64,
+    /// Sketched-SGD momentum ρ, HEAVYMIX recovery and step placement (§C.2).
+    pub momentum: f64,
+    pub heavymix: bool,
+    pub sketch_step: SketchStep,
+}
+
+/// Where Sketched-SGD applies γ (§C.2 note on η placement).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SketchStep {
+    /// Accumulate u and multiply the update by γ (reference code).
+    Update,
+    /// Accumulate γ·u (the paper); the update is applied as recovered.
+    Accumulator,
 }
 
 impl Setup<'_> {
@@ -110,6 +138,8 @@ pub fn build(setup: &Setup) -> Result<Box<dyn Method>> {
         MethodKind::Ef => Box::new(ef::Ef::new(setup)?),
         MethodKind::Ef21 => Box::new(ef21::Ef21::new(setup)?),
         MethodKind::Diana => Box::new(diana::Diana::new(setup)?),
+        MethodKind::Scalecom => Box::new(scalecom::ScaleCom::new(setup)?),
+        MethodKind::SketchedSgd => Box::new(sketched_sgd::SketchedSgd::new(setup)?),
     })
 }
 

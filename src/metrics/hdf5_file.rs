@@ -31,12 +31,9 @@ pub struct MetricsFile {
     target: PathBuf,
     force: bool,
     columns: Vec<Dataset>,
-    test_iter: Dataset,
-    test_accuracy: Dataset,
+    series: Vec<Series>,
     pending: Vec<Row>,
-    pending_test: Vec<(u64, f64)>,
     rows_written: usize,
-    tests_written: usize,
     flush_every: usize,
     u64_buf: Vec<u64>,
     f64_buf: Vec<f64>,
@@ -93,23 +90,15 @@ impl MetricsFile {
             write_attr(&ds, "description", &Attr::Str(doc.to_string())).map_err(h5)?;
             columns.push(ds);
         }
-        let test = file.create_group("test").map_err(h5)?;
-        let test_iter =
-            test.new_dataset::<u64>().chunk(CHUNK).shape(Extent::resizable(0)).create("iter").map_err(h5)?;
-        let test_accuracy =
-            test.new_dataset::<f64>().chunk(CHUNK).shape(Extent::resizable(0)).create("accuracy").map_err(h5)?;
         let mut me = MetricsFile {
             file: Some(file),
             partial,
             target: target.to_path_buf(),
             force,
             columns,
-            test_iter,
-            test_accuracy,
+            series: Vec::new(),
             pending: Vec::with_capacity(flush_every),
-            pending_test: Vec::new(),
             rows_written: 0,
-            tests_written: 0,
             flush_every: flush_every.max(1),
             u64_buf: Vec::new(),
             f64_buf: Vec::new(),
@@ -146,8 +135,20 @@ impl MetricsFile {
         Ok(())
     }
 
-    pub fn push_test(&mut self, iter: u64, accuracy: f64) {
-        self.pending_test.push((iter, accuracy));
+    /// Buffers one (iter, value) pair of a sparse series stored as `/group/iter` and
+    /// `/group/{value_name}` (test accuracy, method diagnostics); created on first use.
+    pub fn push_series(&mut self, group: &str, value_name: &str, iter: u64, value: f64) -> Result<()> {
+        let index = match self.series.iter().position(|s| s.group == group) {
+            Some(i) => i,
+            None => {
+                let created =
+                    Series::create(self.file(), group, value_name).map_err(|e| Error::hdf5(&self.partial, e))?;
+                self.series.push(created);
+                self.series.len() - 1
+            }
+        };
+        self.series[index].pending.push((iter, value));
+        Ok(())
     }
 
     /// Writes buffered rows and asks HDF5 to flush the file to disk.
@@ -175,17 +176,9 @@ impl MetricsFile {
         self.rows_written += n;
         self.pending.clear();
 
-        let (start, n) = (self.tests_written, self.pending_test.len());
-        self.test_iter.resize(start + n)?;
-        self.test_accuracy.resize(start + n)?;
-        self.u64_buf.clear();
-        self.u64_buf.extend(self.pending_test.iter().map(|t| t.0));
-        self.f64_buf.clear();
-        self.f64_buf.extend(self.pending_test.iter().map(|t| t.1));
-        self.test_iter.write_slice(&self.u64_buf, start..start + n)?;
-        self.test_accuracy.write_slice(&self.f64_buf, start..start + n)?;
-        self.tests_written += n;
-        self.pending_test.clear();
+        for series in self.series.iter_mut() {
+            series.write_pending()?;
+        }
         self.file().flush()
     }
 
@@ -208,6 +201,40 @@ impl MetricsFile {
         std::fs::rename(&self.partial, &self.target)
             .map_err(|e| Error::io(&self.target, format!("cannot move the finished result into place: {e}")))?;
         Ok(self.target.clone())
+    }
+}
+
+/// A resizable (iter, value) pair of datasets written as values arrive.
+struct Series {
+    group: String,
+    iter: Dataset,
+    value: Dataset,
+    pending: Vec<(u64, f64)>,
+    written: usize,
+}
+
+impl Series {
+    fn create(file: &File, path: &str, value_name: &str) -> hdf5::Result<Series> {
+        let mut group = file.as_group()?;
+        for part in path.split('/') {
+            group = group.group(part).or_else(|_| group.create_group(part))?;
+        }
+        let iter = group.new_dataset::<u64>().chunk(CHUNK).shape(Extent::resizable(0)).create("iter")?;
+        let value = group.new_dataset::<f64>().chunk(CHUNK).shape(Extent::resizable(0)).create(value_name)?;
+        Ok(Series { group: path.to_string(), iter, value, pending: Vec::new(), written: 0 })
+    }
+
+    fn write_pending(&mut self) -> hdf5::Result<()> {
+        let (start, n) = (self.written, self.pending.len());
+        let iters: Vec<u64> = self.pending.iter().map(|p| p.0).collect();
+        let values: Vec<f64> = self.pending.iter().map(|p| p.1).collect();
+        self.iter.resize(start + n)?;
+        self.value.resize(start + n)?;
+        self.iter.write_slice(&iters, start..start + n)?;
+        self.value.write_slice(&values, start..start + n)?;
+        self.written += n;
+        self.pending.clear();
+        Ok(())
     }
 }
 
