@@ -22,7 +22,7 @@ const SPECS: &[&str] =
     &["identity", "rand-k:k={k}", "top-k:k={k}", "qsgd:s=4", "natural", "nat-dither:s=4", "sign", "terngrad"];
 
 /// Seed of the generated inputs (the compressor stream is `rng::private(0, 0, ..)`).
-const SEED: u64 = 20240601;
+const SEED: u64 = 20_240_601;
 
 /// How long and how often to measure.
 struct Config {
@@ -403,12 +403,39 @@ fn bench_gradient(cfg: &Config, a: &Csr, b: &[f64], x: &[f64]) -> GradientTiming
     GradientTimings { full, margins: margins_only, transposed }
 }
 
+/// CPU time in clock ticks (USER_HZ): (busy on all CPUs, this process), from Linux's
+/// /proc/stat and /proc/self/stat; `None` elsewhere.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let all: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+    let busy = all.iter().take(8).sum::<u64>() - all.get(3)? - all.get(4)?;
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+    let mine = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((busy, mine))
+}
+
+/// The average number of CPUs kept busy by other processes while the bench ran: the
+/// noise a shared machine adds (this bench itself is single-threaded).
+fn report_other_load(before: Option<(u64, u64)>, seconds: f64) {
+    if let (Some((busy0, mine0)), Some((busy1, mine1))) = (before, cpu_ticks()) {
+        let others = (busy1 - busy0).saturating_sub(mine1 - mine0) as f64 / 100.0 / seconds;
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        println!("Other processes kept {others:.2} of {cpus} CPUs busy on average during the run (/proc/stat).");
+    }
+}
+
 fn main() {
     let cfg = Config::from_env();
     let started = Instant::now();
+    let ticks = cpu_ticks();
     println!("# qtrain throughput{}\n", if cfg.quick { " (QTRAIN_BENCH_QUICK: fewer sizes and repeats)" } else { "" });
     compressor_tables(&cfg);
     let bw = bench_bandwidth(&cfg);
     gradient_table(&cfg, &bw);
-    println!("Total bench time: {:.1} s", started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    println!("Total bench time: {seconds:.1} s.");
+    report_other_load(ticks, seconds);
 }

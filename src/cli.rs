@@ -21,6 +21,8 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+// Parsed once per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a model with a (compressed) distributed method; rank 0 writes HDF5 metrics.
@@ -35,6 +37,33 @@ pub enum Command {
     /// Train on the embedded mushrooms data (what qtrain does without arguments).
     #[command(args_override_self = true)]
     Demo(DemoArgs),
+    /// Write a seeded synthetic LIBSVM data set (Zipf features, planted labels).
+    #[command(args_override_self = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GenerateArgs {
+    #[arg(long, value_name = "M")]
+    pub rows: usize,
+    #[arg(long, value_name = "D")]
+    pub features: usize,
+    /// Nonzero features per row.
+    #[arg(long, value_name = "Z", default_value_t = 30)]
+    pub nnz: usize,
+    /// Zipf exponent of the feature frequencies.
+    #[arg(long, value_name = "S", default_value_t = 1.1)]
+    pub zipf: f64,
+    /// Features of the planted model (the most frequent ones).
+    #[arg(long, value_name = "P", default_value_t = 1000)]
+    pub planted: usize,
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Where the data come from and how they are split (shared by train and solve).

@@ -34,6 +34,18 @@ pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<()> {
         Some(Command::Demo(args)) => demo::run(comm, &args),
         Some(Command::Train(args)) => train::run(comm, &args),
         Some(Command::Solve(args)) => run_solve(comm, &args),
+        Some(Command::Generate(a)) => {
+            let shape = data::generate::Shape {
+                rows: a.rows,
+                features: a.features,
+                nnz: a.nnz,
+                zipf: a.zipf,
+                planted: a.planted.min(a.features),
+                seed: a.seed,
+            };
+            let result = if comm.is_root() { data::generate::generate(shape, &a.out, a.force) } else { Ok(()) };
+            comm.agree(result)
+        }
         Some(Command::Shard(args)) => {
             let result = if comm.is_root() {
                 data::write_shards::write_shards(&args.data, args.parts, &args.out_dir, args.split, args.force).map(

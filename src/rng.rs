@@ -32,6 +32,8 @@ pub enum Purpose {
     SharedSupport = 4,
     /// Count Sketch hash functions (shared, §C.1).
     SketchHashes = 5,
+    /// Synthetic data sets (`qtrain generate`).
+    Generator = 6,
 }
 
 /// SplitMix64: a bijective mixer used to expand (seed, purpose) into a ChaCha key.

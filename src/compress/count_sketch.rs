@@ -81,10 +81,15 @@ impl CountSketch {
     /// v̂_j for every coordinate.
     pub fn estimate_all(&self, table: &[f64], out: &mut [f64]) {
         let mut buf = [0.0f64; MAX_ROWS];
+        let rows: Vec<(&[u32], &[i8], &[f64])> = (0..self.rows)
+            .map(|r| {
+                let span = r * self.d..(r + 1) * self.d;
+                (&self.buckets[span.clone()], &self.signs[span], &table[r * self.cols..(r + 1) * self.cols])
+            })
+            .collect();
         for (j, o) in out.iter_mut().enumerate() {
-            for (r, slot) in buf[..self.rows].iter_mut().enumerate() {
-                let at = r * self.d + j;
-                *slot = f64::from(self.signs[at]) * table[r * self.cols + self.buckets[at] as usize];
+            for (slot, (b, s, t)) in buf.iter_mut().zip(&rows) {
+                *slot = f64::from(s[j]) * t[b[j] as usize];
             }
             *o = lower_median(&mut buf[..self.rows]);
         }
@@ -106,9 +111,16 @@ impl CountSketch {
     }
 }
 
-/// The lower middle value (the median for odd lengths).
+/// The lower middle value (the median for odd lengths). Insertion sort: r is small
+/// (5 in the papers) and this runs once per coordinate per round.
 fn lower_median(v: &mut [f64]) -> f64 {
-    v.sort_unstable_by(f64::total_cmp);
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 && v[j - 1] > v[j] {
+            v.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     v[(v.len() - 1) / 2]
 }
 

@@ -19,7 +19,7 @@ pub trait Summable: Send {
     fn class(&self) -> Class;
 
     /// Number of values a worker contributes per round.
-    fn len(&self) -> usize;
+    fn values_per_worker(&self) -> usize;
 
     /// Fixes this round's support; `shared` is the stream every rank draws from alike.
     fn begin_round(&mut self, shared: &mut Stream);
@@ -107,7 +107,7 @@ impl Summable for SharedRandK {
         }
     }
 
-    fn len(&self) -> usize {
+    fn values_per_worker(&self) -> usize {
         self.k
     }
 
@@ -150,8 +150,8 @@ mod tests {
     #[test]
     fn shared_supports_make_projections_additive() {
         let d = 50;
-        let mut a = build_summable("rand-k:k=7,shared", d).unwrap();
-        let mut b = build_summable("rand-k:k=7,shared", d).unwrap();
+        let mut a = build_summable("rand-k:k=7,shared,unscaled", d).unwrap();
+        let mut b = build_summable("rand-k:k=7,shared,unscaled", d).unwrap();
         let (mut ra, mut rb) = (rng::shared(3, Purpose::Server), rng::shared(3, Purpose::Server));
         let x: Vec<f64> = (0..d).map(|j| j as f64 * 0.25 - 3.0).collect();
         let y: Vec<f64> = (0..d).map(|j| (j % 7) as f64).collect();

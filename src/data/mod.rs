@@ -2,6 +2,7 @@
 
 pub mod checksum;
 pub mod csr;
+pub mod generate;
 pub mod labels;
 pub mod libsvm;
 pub mod shard;

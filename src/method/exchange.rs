@@ -46,6 +46,8 @@ impl Own<'_> {
     }
 }
 
+// One per method instance: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Coding {
     /// One coder per local worker (compressors may keep per-worker scratch).
     Messages(Vec<Box<dyn Compressor>>),
@@ -70,7 +72,7 @@ impl Exchange {
         let collective = setup.collective.unwrap_or(if shared { Collective::Allreduce } else { Collective::Allgather });
         let coding = if shared || collective == Collective::Allreduce {
             let summable = summable::build_summable(setup.compressor, setup.dim)?;
-            let k = summable.len();
+            let k = summable.values_per_worker();
             Coding::Shared {
                 summable,
                 stream: rng::shared(setup.seed, Purpose::SharedSupport),

@@ -193,8 +193,6 @@ impl Method for ScaleCom {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     /// §E.4: CLT-k commutes with the (weighted) mean for a fixed index set, exactly when
     /// the sums are taken in the same order.
     #[test]
@@ -209,7 +207,7 @@ mod tests {
                 *v += w * pj[i];
             }
         }
-        let mut mean = vec![0.0; 10];
+        let mut mean = [0.0; 10];
         for (pj, w) in p.iter().zip(weights) {
             mean.iter_mut().zip(pj).for_each(|(m, v)| *m += w * v);
         }

@@ -3,5 +3,6 @@
 
 mod errors;
 mod files;
+mod summable;
 mod training;
 mod util;
