@@ -37,9 +37,19 @@ pub enum Command {
     /// Train on the embedded mushrooms data (what qtrain does without arguments).
     #[command(args_override_self = true)]
     Demo(DemoArgs),
+    /// Summarise result files: a table of what ran, its final state and its per-round cost.
+    #[command(args_override_self = true)]
+    Report(ReportArgs),
     /// Write a seeded synthetic LIBSVM data set (Zipf features, planted labels).
     #[command(args_override_self = true)]
     Generate(GenerateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// HDF5 result files written by qtrain train.
+    #[arg(required = true, value_name = "FILE.h5")]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

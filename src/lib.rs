@@ -17,6 +17,7 @@ pub mod method;
 pub mod metrics;
 pub mod objective;
 pub mod problem;
+pub mod report;
 pub mod rng;
 pub mod solve;
 pub mod train;
@@ -34,6 +35,14 @@ pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<()> {
         Some(Command::Demo(args)) => demo::run(comm, &args),
         Some(Command::Train(args)) => train::run(comm, &args),
         Some(Command::Solve(args)) => run_solve(comm, &args),
+        Some(Command::Report(a)) => {
+            let runs = if comm.is_root() { a.files.iter().map(|f| report::read(f)).collect() } else { Ok(Vec::new()) };
+            let runs = comm.agree(runs)?;
+            if comm.is_root() {
+                print!("{}", report::table(&runs));
+            }
+            Ok(())
+        }
         Some(Command::Generate(a)) => {
             let shape = data::generate::Shape {
                 rows: a.rows,

@@ -56,12 +56,13 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
     let mut problem = Problem::load(comm, &args.data, &args.objective, args.seed)?;
     let d = problem.dim;
     log::info!(
-        "{}: {} rows, d = {d}, {} workers on {} ranks ({}), {}",
+        "{}: {} rows, d = {d}, {} workers on {} ranks ({} split, {} weighting), {}",
         problem.source.describe(),
         problem.total_rows(),
         problem.total_workers(),
         comm.size(),
-        format!("{:?} split, {:?} weighting", args.data.split, args.data.weighting).to_lowercase(),
+        cli_name(args.data.split),
+        cli_name(args.data.weighting),
         problem.labels.describe()
     );
     let test = match &args.test {
@@ -207,6 +208,7 @@ impl Run<'_> {
                 bits_up_round: stats.paper_bits_up,
                 bits_down_round: stats.paper_bits_down,
                 wire_bytes_round: meter.wire_bytes,
+                recv_bytes_round: meter.received_bytes,
                 t_compute,
                 t_compress: stats.t_compress,
                 t_comm: meter.seconds,
@@ -331,7 +333,7 @@ fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome:
     let written = comm.agree(written)?;
     if let Some(path) = written {
         let info = RunInfo {
-            method: &format!("{:?}", args.method).to_lowercase(),
+            method: &cli_name(args.method),
             compressor: &args.compressor,
             ranks: comm.size(),
             workers: args.data.workers.unwrap_or(comm.size()),
@@ -385,15 +387,14 @@ fn attributes(
     dataset_sha: &str,
 ) -> Vec<(String, Attr)> {
     let text = |v: String| Attr::Str(v);
-    let lower = |v: String| Attr::Str(v.to_lowercase());
     vec![
         ("qtrain_version".into(), text(env!("CARGO_PKG_VERSION").into())),
         ("git_commit".into(), text(option_env!("QTRAIN_GIT_COMMIT").unwrap_or("unknown").into())),
         ("command_line".into(), text(std::env::args().collect::<Vec<_>>().join(" "))),
         ("config".into(), text(format!("{args:?}"))),
-        ("method".into(), lower(format!("{:?}", args.method))),
+        ("method".into(), text(cli_name(args.method))),
         ("compressor".into(), text(args.compressor.clone())),
-        ("objective".into(), lower(format!("{:?}", args.objective.objective))),
+        ("objective".into(), text(cli_name(args.objective.objective))),
         ("lambda".into(), Attr::F64(args.objective.lambda)),
         ("ranks".into(), Attr::U64(comm.size() as u64)),
         ("workers".into(), Attr::U64(p.total_workers() as u64)),
@@ -404,8 +405,8 @@ fn attributes(
         ("rows".into(), Attr::U64(p.total_rows())),
         ("features".into(), Attr::U64(p.dim as u64)),
         ("labels".into(), text(p.labels.describe())),
-        ("split".into(), lower(format!("{:?}", args.data.split))),
-        ("weighting".into(), lower(format!("{:?}", args.data.weighting))),
+        ("split".into(), text(cli_name(args.data.split))),
+        ("weighting".into(), text(cli_name(args.data.weighting))),
         ("iters".into(), Attr::U64(args.iters)),
         ("step".into(), Attr::F64(method.step_size().gamma)),
         ("step_rule".into(), text(method.step_size().rule.clone())),
@@ -420,6 +421,11 @@ fn attributes(
             Attr::U64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
         ),
     ]
+}
+
+/// A flag value as the command line spells it (`sketched-sgd`, `remainder-last`).
+pub fn cli_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value().map_or_else(String::new, |p| p.get_name().to_string())
 }
 
 fn mpi_library() -> String {

@@ -26,6 +26,10 @@ use mpi::traits::*;
 pub struct Meter {
     /// Bytes all ranks put into method collectives (payloads plus length headers).
     pub wire_bytes: u64,
+    /// Bytes this rank received from method collectives: the other ranks' messages of
+    /// an allgather, the reduced vector of an allreduce (whatever algorithm MPI uses
+    /// underneath), the broadcast indices on non-root ranks.
+    pub received_bytes: u64,
     /// Seconds this rank spent inside method collectives.
     pub seconds: f64,
 }
@@ -78,7 +82,10 @@ impl Comm {
         let result = self.gather.run(&self.world, local);
         self.meter.seconds += mpi::time() - start;
         let messages = result?;
+        let own: usize = local.iter().map(Vec::len).sum();
+        let others = (messages.len() - local.len()) as u64;
         self.meter.wire_bytes += messages.total_bytes() as u64 + 4 * messages.len() as u64;
+        self.meter.received_bytes += (messages.total_bytes() - own) as u64 + 4 * others;
         Ok(messages)
     }
 
@@ -88,6 +95,9 @@ impl Comm {
         self.allreduce(buf, SystemOperation::sum());
         self.meter.seconds += mpi::time() - start;
         self.meter.wire_bytes += (8 * buf.len() * self.size) as u64;
+        if self.size > 1 {
+            self.meter.received_bytes += 8 * buf.len() as u64;
+        }
     }
 
     /// Broadcast of indices from `root` (metered: 4 bytes per index, counted once, as
@@ -97,6 +107,9 @@ impl Comm {
         self.world.process_at_rank(root as i32).broadcast_into(buf);
         self.meter.seconds += mpi::time() - start;
         self.meter.wire_bytes += 4 * buf.len() as u64;
+        if self.rank != root {
+            self.meter.received_bytes += 4 * buf.len() as u64;
+        }
     }
 
     /// In-place allreduce sum that is not metered (metrics, setup).
