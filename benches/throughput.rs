@@ -1,6 +1,8 @@
 //! Throughput of the compressors and of the logistic gradient, against memcpy and a
 //! measured memory bandwidth. `cargo bench --bench throughput` prints Markdown tables;
-//! `QTRAIN_BENCH_QUICK=1` runs fewer sizes and repeats (a smoke test).
+//! `QTRAIN_BENCH_QUICK=1` runs fewer sizes and repeats (a smoke test);
+//! `QTRAIN_BENCH_ONLY=compressors` or `=gradient` runs one part alone;
+//! `QTRAIN_BENCH_VARIANTS=V` fixes the number of distinct inputs per d.
 //!
 //! The harness follows Gloo's benchmark runner: warm up, then time batches of calls
 //! (each batch long enough for the clock), and report the median and p90 of the time
@@ -432,9 +434,15 @@ fn main() {
     let started = Instant::now();
     let ticks = cpu_ticks();
     println!("# qtrain throughput{}\n", if cfg.quick { " (QTRAIN_BENCH_QUICK: fewer sizes and repeats)" } else { "" });
-    compressor_tables(&cfg);
-    let bw = bench_bandwidth(&cfg);
-    gradient_table(&cfg, &bw);
+    // `QTRAIN_BENCH_ONLY=compressors|gradient` repeats one part alone.
+    let only = std::env::var("QTRAIN_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "compressors" {
+        compressor_tables(&cfg);
+    }
+    if only.is_empty() || only == "gradient" {
+        let bw = bench_bandwidth(&cfg);
+        gradient_table(&cfg, &bw);
+    }
     let seconds = started.elapsed().as_secs_f64();
     println!("Total bench time: {seconds:.1} s.");
     report_other_load(ticks, seconds);

@@ -40,6 +40,9 @@ pub enum Command {
     /// Summarise result files: a table of what ran, its final state and its per-round cost.
     #[command(args_override_self = true)]
     Report(ReportArgs),
+    /// Project the time per round to more ranks with a latency–bandwidth model.
+    #[command(args_override_self = true)]
+    Project(ProjectArgs),
     /// Write a seeded synthetic LIBSVM data set (Zipf features, planted labels).
     #[command(args_override_self = true)]
     Generate(GenerateArgs),
@@ -50,6 +53,32 @@ pub struct ReportArgs {
     /// HDF5 result files written by qtrain train.
     #[arg(required = true, value_name = "FILE.h5")]
     pub files: Vec<PathBuf>,
+    /// Write figures (PNG and SVG) into DIR: convergence against rounds, bits and time;
+    /// scaling (time split, bytes per rank) when the files cover several rank counts.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ProjectArgs {
+    /// A result file of qtrain train (its median round is projected).
+    #[arg(value_name = "FILE.h5")]
+    pub file: PathBuf,
+    /// Rank counts to project to.
+    #[arg(long, value_name = "P,P,…", value_delimiter = ',', default_value = "64,256,1024")]
+    pub ranks: Vec<usize>,
+    /// Link bandwidth, e.g. 10Gbit/s, 1gbit, 100Mbit/s, 1.25GB/s.
+    #[arg(long, value_name = "RATE", default_value = "10Gbit/s")]
+    pub bandwidth: String,
+    /// Per-message latency α, e.g. 2us, 50us, 1.5ms.
+    #[arg(long, value_name = "TIME", default_value = "2us")]
+    pub latency: String,
+    /// strong: the data set is fixed; weak: each rank keeps its rows.
+    #[arg(long, value_enum, default_value_t = crate::cost_model::Scaling::Strong)]
+    pub scaling: crate::cost_model::Scaling,
+    /// Also write projection.png / .svg into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod comm;
 pub mod compress;
 pub mod config;
+pub mod cost_model;
 pub mod data;
 pub mod demo;
 pub mod error;
@@ -38,10 +39,22 @@ pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<()> {
         Some(Command::Report(a)) => {
             let runs = if comm.is_root() { a.files.iter().map(|f| report::read(f)).collect() } else { Ok(Vec::new()) };
             let runs = comm.agree(runs)?;
+            let figures = match (&a.out, comm.is_root()) {
+                (Some(dir), true) => report::figures(dir, &runs),
+                _ => Ok(Vec::new()),
+            };
+            let figures = comm.agree(figures)?;
             if comm.is_root() {
                 print!("{}", report::table(&runs));
+                for f in figures {
+                    println!("figure  {}", f.display());
+                }
             }
             Ok(())
+        }
+        Some(Command::Project(a)) => {
+            let result = if comm.is_root() { run_project(&a) } else { Ok(()) };
+            comm.agree(result)
         }
         Some(Command::Generate(a)) => {
             let shape = data::generate::Shape {
@@ -70,6 +83,34 @@ pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<()> {
             comm.agree(result)
         }
     }
+}
+
+fn run_project(a: &cli::ProjectArgs) -> Result<()> {
+    let net = cost_model::Network {
+        latency: cost_model::parse_latency(&a.latency)?,
+        bandwidth: cost_model::parse_bandwidth(&a.bandwidth)?,
+    };
+    let measured = cost_model::read(&a.file)?;
+    let mut ranks = vec![measured.ranks];
+    ranks.extend(a.ranks.iter().copied().filter(|&p| p != measured.ranks));
+    if ranks.contains(&0) {
+        return Err(error::Error::config("--ranks 0", "rank counts are positive"));
+    }
+    let rows: Vec<_> = ranks.iter().map(|&p| cost_model::project(&measured, p, net, a.scaling)).collect();
+    println!("α = {} s, bandwidth = {} B/s, {} scaling", net.latency, net.bandwidth, train::cli_name(a.scaling));
+    print!("{}", cost_model::table(&measured, &rows));
+    println!(
+        "\ncheck at {} ranks: measured comm {:.1} µs vs model {:.1} µs on the given network",
+        measured.ranks,
+        1e6 * measured.t_comm,
+        1e6 * rows[0].comm()
+    );
+    if let Some(dir) = &a.out {
+        for f in report::plot::projection_figure(dir, &measured, &rows)? {
+            println!("figure  {}", f.display());
+        }
+    }
+    Ok(())
 }
 
 fn run_solve(comm: &mut Comm, args: &SolveArgs) -> Result<()> {

@@ -32,6 +32,26 @@ pub struct Meter {
     pub received_bytes: u64,
     /// Seconds this rank spent inside method collectives.
     pub seconds: f64,
+    /// What the collectives were, for the latency-bandwidth cost model.
+    pub allgather: Op,
+    pub allreduce: Op,
+    pub bcast: Op,
+}
+
+/// Calls of one kind of collective and their sizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Op {
+    pub calls: u64,
+    /// allgather: the mean bytes one rank contributes, summed over calls; allreduce and
+    /// bcast: the vector's bytes, summed over calls.
+    pub bytes: u64,
+}
+
+impl Op {
+    fn add(&mut self, bytes: u64) {
+        self.calls += 1;
+        self.bytes += bytes;
+    }
 }
 
 pub struct Comm {
@@ -86,6 +106,10 @@ impl Comm {
         let others = (messages.len() - local.len()) as u64;
         self.meter.wire_bytes += messages.total_bytes() as u64 + 4 * messages.len() as u64;
         self.meter.received_bytes += (messages.total_bytes() - own) as u64 + 4 * others;
+        // Two collectives: the lengths (4 bytes per message), then the bytes.
+        let per_rank = messages.len() as u64 / self.size as u64;
+        self.meter.allgather.add(4 * per_rank);
+        self.meter.allgather.add(messages.total_bytes() as u64 / self.size as u64);
         Ok(messages)
     }
 
@@ -95,6 +119,7 @@ impl Comm {
         self.allreduce(buf, SystemOperation::sum());
         self.meter.seconds += mpi::time() - start;
         self.meter.wire_bytes += (8 * buf.len() * self.size) as u64;
+        self.meter.allreduce.add(8 * buf.len() as u64);
         if self.size > 1 {
             self.meter.received_bytes += 8 * buf.len() as u64;
         }
@@ -107,6 +132,7 @@ impl Comm {
         self.world.process_at_rank(root as i32).broadcast_into(buf);
         self.meter.seconds += mpi::time() - start;
         self.meter.wire_bytes += 4 * buf.len() as u64;
+        self.meter.bcast.add(4 * buf.len() as u64);
         if self.rank != root {
             self.meter.received_bytes += 4 * buf.len() as u64;
         }

@@ -3,6 +3,7 @@
 
 mod errors;
 mod files;
+mod reporting;
 mod summable;
 mod training;
 mod util;

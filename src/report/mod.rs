@@ -2,6 +2,8 @@
 //! what ran, how far it got, and what a round cost (bytes per rank, time split). The
 //! scaling benchmark and the cluster workflow build on it.
 
+pub mod plot;
+
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -69,12 +71,35 @@ pub fn read(path: &Path) -> Result<RunSummary> {
         final_gap: gap.last().copied().unwrap_or(f64::NAN),
         bits_up: bits.last().copied().unwrap_or(0),
         bytes_per_rank_round: median(wire),
-        recv_bytes_round: median(u64s("recv_bytes_round")?.iter().skip(1).map(|&b| b as f64).collect()),
+        // Absent from files written before it was recorded.
+        recv_bytes_round: u64s("recv_bytes_round")
+            .map_or(f64::NAN, |v| median(v.iter().skip(1).map(|&b| b as f64).collect())),
         t_compute: median_of("t_compute")?,
         t_compress: median_of("t_compress")?,
         t_comm: median_of("t_comm")?,
         t_decode: median_of("t_decode")?,
     })
+}
+
+/// Writes the figures for `runs` into `dir`: convergence against rounds, bits and
+/// time; with two or more rank counts, the scaling figures too. Returns the files.
+pub fn figures(dir: &Path, runs: &[RunSummary]) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, format!("cannot create the folder: {e}")))?;
+    let curves = runs.iter().map(|r| plot::read_curves(&r.path, label(r))).collect::<Result<Vec<_>>>()?;
+    let mut written = plot::convergence_figures(dir, &curves)?;
+    let mut ranks: Vec<u64> = runs.iter().map(|r| r.ranks).collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    if ranks.len() >= 2 {
+        written.extend(plot::scaling_figures(dir, runs)?);
+    }
+    Ok(written)
+}
+
+/// A curve's legend: the file name, then what ran.
+fn label(r: &RunSummary) -> String {
+    let stem = r.path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    format!("{stem}: {} {} ({} ranks)", r.method, r.compressor, r.ranks)
 }
 
 /// The median (NaN for no values).

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# The real test of jobs/: start the local single-node Slurm (scripts/slurm-local.sh),
+# submit every jobs/*.sbatch with `sbatch -W` and small parameters, check each job's final
+# state and its HDF5 files, then stop Slurm again (unless it was running before). One
+# line per check; exit 1 when any check fails.
+# Where a local Slurm cannot run (not root, Slurm missing and no apt-get, a Slurm set up
+# by someone else), it prints "skipped: REASON" and exits 0.
+# Nothing waits forever: the start, every job and every Slurm command run under a timeout.
+#
+#   scripts/test-slurm.sh                  the binary: QTRAIN, default target/release/qtrain
+#   KEEP=1 scripts/test-slurm.sh           keep the job logs and result files (path printed)
+#   JOB_TIMEOUT=300 scripts/test-slurm.sh  seconds per job (default 120)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"
+QTRAIN=$(realpath -m "${QTRAIN:-target/release/qtrain}")
+JOB_TIMEOUT=${JOB_TIMEOUT:-120}
+STATE=${QTRAIN_SLURM_STATE:-/run/qtrain-slurm}
+
+checks=0
+failures=0
+ok() { checks=$((checks + 1)); echo "ok    $*"; }
+bad() { checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL  $*"; }
+# check DESCRIPTION COMMAND…: one line, ok or FAIL.
+check() {
+  local what=$1
+  shift
+  if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what"; fi
+}
+
+# One test at a time on this machine: they share the daemons.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>/tmp/qtrain-test-slurm.lock
+  flock -w 300 9 || { echo "FAIL  another scripts/test-slurm.sh held the lock for 300 s"; exit 1; }
+fi
+
+tmp=$(mktemp -d /tmp/qtrain-test-slurm.XXXXXX)
+was_running=0
+bash scripts/slurm-local.sh status >/dev/null 2>&1 && was_running=1
+
+cleanup() {
+  if [ "$was_running" = 0 ]; then
+    local munged_ours=0
+    [ -s "$STATE/munged.pid" ] && munged_ours=1
+    timeout 120 bash scripts/slurm-local.sh stop >"$tmp/stop.log" 2>&1
+    check "slurm-local.sh stop" test $? = 0
+    local left
+    left=$(pgrep -a -x 'slurmctld|slurmd|slurmstepd' || true)
+    [ "$munged_ours" = 1 ] && left+=$(pgrep -a -x munged || true)
+    if [ -z "$left" ]; then ok "no Slurm or munge process left after stop"; else bad "left after stop: $left"; fi
+  else
+    echo "note  the local Slurm was running before this test: left running"
+  fi
+  if [ "$failures" -gt 0 ] || [ -n "${KEEP:-}" ]; then
+    echo "logs and results kept in $tmp"
+  else
+    rm -rf "$tmp"
+  fi
+  echo "test-slurm: $checks checks, $failures failed"
+  [ "$failures" = 0 ]
+}
+
+# Start (installs slurm-wlm and munge first where missing). Exit 1 = cannot run here.
+t0=$SECONDS
+timeout 900 bash scripts/slurm-local.sh start >"$tmp/start.log" 2>&1
+rc=$?
+if [ "$rc" = 1 ]; then
+  echo "skipped: local Slurm cannot run here: $(grep -v '^ ' "$tmp/start.log" | tail -n 1 | sed 's/^slurm-local: //')"
+  bash scripts/slurm-local.sh stop >/dev/null 2>&1
+  rm -rf "$tmp"
+  exit 0
+fi
+trap 'cleanup; exit $?' EXIT
+trap 'exit 130' INT TERM
+if [ "$rc" = 0 ]; then
+  ok "slurm-local.sh start: node idle after $((SECONDS - t0)) s ($(tail -n 1 "$tmp/start.log" | sed 's/^slurm-local: //'))"
+else
+  bad "slurm-local.sh start exited $rc:"
+  sed 's/^/      /' "$tmp/start.log"
+  exit 1
+fi
+if [ ! -x "$QTRAIN" ]; then
+  bad "$QTRAIN is missing: cargo build --release first"
+  exit 1
+fi
+
+# submit NAME SCRIPT VAR=value…: sbatch -W under a timeout with the parameters in the
+# environment (all other job parameters unset, so the caller's shell cannot leak in).
+# Sets JOB, STATE_LINE (JobState=… ExitCode=…), LOG and TOOK.
+submit() {
+  local name=$1 script=$2
+  shift 2
+  local params=(-u DATA -u TEST -u METHOD -u COMPRESSOR -u ITERS -u RANKS -u REPEATS -u METHODS
+    -u COMPRESSORS -u FSTAR -u EXTRA_ARGS -u MPI_PLUGIN -u MODULES -u SLURM_JOB_NAME
+    QTRAIN="$QTRAIN" RESULTS="$tmp/results" "$@")
+  local start=$SECONDS
+  timeout "$JOB_TIMEOUT" env "${params[@]}" sbatch -W --parsable --output="$tmp/%x-%j.out" "$script" \
+    >"$tmp/$name.sbatch" 2>&1
+  local rc=$?
+  TOOK=$((SECONDS - start))
+  JOB=$(grep -Eo '^[0-9]+' "$tmp/$name.sbatch" | head -n 1)
+  if [ -z "$JOB" ]; then
+    bad "$name: sbatch $script did not submit: $(tr '\n' ' ' <"$tmp/$name.sbatch")"
+    return 1
+  fi
+  if [ "$rc" = 124 ]; then
+    bad "$name: job $JOB still not finished after $JOB_TIMEOUT s: cancelled ($(timeout 10 squeue -h -j "$JOB" -o '%T %r' 2>&1))"
+    timeout 10 scancel "$JOB"
+    return 1
+  fi
+  STATE_LINE=$(timeout 10 scontrol show job "$JOB" 2>&1 | grep -Eo '(JobState|ExitCode)=[^ ]+' | tr '\n' ' ')
+  LOG=$(ls "$tmp"/*-"$JOB".out 2>/dev/null | head -n 1)
+  echo "      $name: job $JOB, sbatch -W exit $rc, $STATE_LINE, $TOOK s (log ${LOG:-missing})"
+}
+
+# expect_state NAME STATE EXITCODE: the job ended as expected (ExitCode is exit:signal).
+expect_state() {
+  if [[ "$STATE_LINE" == *"JobState=$2 "*"ExitCode=$3:0"* ]]; then
+    ok "$1: job $JOB ended $2 with exit code $3 ($TOOK s with sbatch -W)"
+  else
+    bad "$1: job $JOB: expected JobState=$2 ExitCode=$3:0, got $STATE_LINE"
+    [ -n "$LOG" ] && tail -n 20 "$LOG" | sed 's/^/      | /'
+  fi
+}
+
+# expect_h5 NAME FILE RANKS: FILE exists, `qtrain report` reads it and says RANKS ranks
+# (one MPI job of RANKS ranks, not RANKS singletons), and h5dump reads it where installed.
+expect_h5() {
+  local name=$1 file=$2 ranks=$3 got
+  if [ ! -s "$file" ]; then
+    bad "$name: missing $(basename "$file") (in $(dirname "$file"): $(ls "$(dirname "$file")" 2>&1 | tr '\n' ' '))"
+    return
+  fi
+  got=$(timeout 30 "$QTRAIN" report "$file" 2>&1 | awk -F'|' 'NR == 3 { gsub(/ /, "", $5); print $5 }')
+  if [ "$got" = "$ranks" ]; then
+    ok "$name: $(basename "$file") readable (qtrain report), ranks = $ranks"
+  else
+    bad "$name: qtrain report $(basename "$file"): expected ranks = $ranks, got '$got'"
+  fi
+  if command -v h5dump >/dev/null 2>&1; then
+    check "$name: h5dump -H $(basename "$file")" timeout 30 h5dump -H "$file"
+  fi
+}
+
+# expect_report NAME ROWS: the job log ends with a `qtrain report` table of ROWS runs.
+expect_report() {
+  local rows
+  rows=$(grep -c '^| [^-]' "${LOG:-/dev/null}" 2>/dev/null)
+  rows=$((${rows:-0} - 1)) # minus the header row
+  if [ "$rows" = "$2" ]; then ok "$1: log has the report table ($2 runs)"; else bad "$1: log report has $rows runs, expected $2"; fi
+}
+
+# 1. One training run with the script's defaults, except few rounds.
+if submit train jobs/train.sbatch ITERS=50; then
+  expect_state train COMPLETED 0
+  expect_h5 train "$tmp/results/qtrain-train-$JOB/ef21_top-k_k_12.h5" 2
+  expect_report train 1
+fi
+
+# 2. Scaling study over 1 and 2 ranks.
+if submit scaling jobs/scaling.sbatch RANKS="1 2" ITERS=50; then
+  expect_state scaling COMPLETED 0
+  expect_h5 scaling "$tmp/results/qtrain-scaling-$JOB/ranks-1.h5" 1
+  expect_h5 scaling "$tmp/results/qtrain-scaling-$JOB/ranks-2.h5" 2
+  expect_report scaling 2
+fi
+
+# 3. Sweep: 2 methods x 2 compressors.
+if submit sweep jobs/sweep.sbatch METHODS="dcgd ef21" COMPRESSORS="rand-k:k=12 natural" ITERS=30; then
+  expect_state sweep COMPLETED 0
+  for f in dcgd_rand-k_k_12 dcgd_natural ef21_rand-k_k_12 ef21_natural; do
+    expect_h5 sweep "$tmp/results/qtrain-sweep-$JOB/$f.h5" 2
+  done
+  expect_report sweep 4
+fi
+
+# 4. A sweep with a pair qtrain rejects (DIANA needs an unbiased compressor): the other
+#    pair still runs and is reported, and the job ends FAILED with exit code 1.
+if submit sweep-invalid jobs/sweep.sbatch METHODS=diana COMPRESSORS="top-k:k=5 qsgd:s=4" ITERS=30; then
+  expect_state sweep-invalid FAILED 1
+  expect_h5 sweep-invalid "$tmp/results/qtrain-sweep-$JOB/diana_qsgd_s_4.h5" 2
+  check "sweep-invalid: no file for the rejected pair" test ! -e "$tmp/results/qtrain-sweep-$JOB/diana_top-k_k_5.h5"
+  expect_report sweep-invalid 1
+fi
+
+exit "$((failures > 0))"
