@@ -296,7 +296,8 @@ pub fn scaling_figures(dir: &Path, runs: &[RunSummary]) -> Result<Vec<PathBuf>> 
             })
             .collect()
     };
-    let parts: [(&str, fn(&RunSummary) -> f64); 4] = [
+    type Part = (&'static str, fn(&RunSummary) -> f64);
+    let parts: [Part; 4] = [
         ("compute", |r| 1e6 * r.t_compute),
         ("compress", |r| 1e6 * r.t_compress),
         ("communicate", |r| 1e6 * r.t_comm),
