@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use qtrain::compress;
 use qtrain::data::Csr;
-use qtrain::objective::{self, ObjectiveKind};
+use qtrain::objective::{self, Objective, ObjectiveKind};
 use qtrain::rng::{self, Purpose};
 
 /// The compressors measured; `{k}` becomes d/100.
@@ -392,10 +392,10 @@ struct GradientTimings {
 
 /// The whole `value_and_gradient` of the logistic objective, and its two CSR products.
 fn bench_gradient(cfg: &Config, a: &Csr, b: &[f64], x: &[f64]) -> GradientTimings {
-    let obj = objective::build(ObjectiveKind::Logistic, 1e-3);
+    let obj = Objective::new(ObjectiveKind::Logistic, 1e-3);
     let (mut grad, mut margins) = (vec![0.0; a.cols], vec![0.0; a.rows()]);
     let full = measure(cfg, || {
-        black_box(objective::value_and_gradient(obj.as_ref(), a, b, black_box(x), &mut grad, &mut margins));
+        black_box(objective::value_and_gradient(&obj, a, b, black_box(x), &mut grad, &mut margins));
     });
     let margins_only = measure(cfg, || a.margins(black_box(x), &mut margins));
     // Nonzero weights, so that no row is skipped by `add_transposed`.

@@ -32,17 +32,31 @@ TIMEOUT=${SLURM_LOCAL_TIMEOUT:-60}
 NODE=localhost
 
 say() { echo "slurm-local: $*"; }
-die() { echo "slurm-local: $*" >&2; exit "${2:-2}"; }
+die() { echo "slurm-local: $1" >&2; exit "${2:-2}"; }
+
+# is_live NAME PID: PID is a process named NAME and not a zombie (an exited daemon stays
+# a zombie until PID 1 reaps it, which in some containers takes seconds).
+is_live() {
+  local stat
+  stat=$(cat "/proc/$2/stat" 2>/dev/null) || return 1
+  [ "$(cat "/proc/$2/comm" 2>/dev/null)" = "$1" ] && [[ "${stat##*) }" != Z* ]]
+}
 
 # The PID recorded for daemon $1, if that process is still that daemon (not a reused PID).
 our_pid() {
   local pid
   pid=$(cat "$STATE/$1.pid" 2>/dev/null) || return 1
-  [[ "$pid" =~ ^[0-9]+$ ]] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] && echo "$pid"
+  [[ "$pid" =~ ^[0-9]+$ ]] && is_live "$1" "$pid" && echo "$pid"
 }
 
-# Any running process named exactly $1 (ours or not).
-running() { pgrep -x "$1" >/dev/null 2>&1; }
+# live_pids NAME: the live processes named exactly NAME (ours or not).
+live_pids() {
+  local pid
+  for pid in $(pgrep -x "$1"); do
+    if is_live "$1" "$pid"; then echo "$pid"; fi
+  done
+}
+running() { [ -n "$(live_pids "$1")" ]; }
 
 # wait_for SECONDS DESCRIPTION COMMAND…: poll every 0.5 s until COMMAND succeeds.
 wait_for() {
@@ -84,7 +98,7 @@ MSG
   # stop leaves the machine as it was before this script installed anything.
   if [ "$munged_before" = 0 ] && running munged; then
     mkdir -p "$STATE"
-    pgrep -x munged | head -n 1 >"$STATE/munged.pid"
+    live_pids munged | head -n 1 >"$STATE/munged.pid"
     say "adopted the munged that the package installation started"
   fi
 }
@@ -206,13 +220,18 @@ stop_daemon() {
   if pid=$(our_pid "$name"); then
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < TIMEOUT * 2; i++)); do
-      [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || break
+      is_live "$name" "$pid" || break
       sleep 0.5
     done
-    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
+    if is_live "$name" "$pid"; then
       say "$name (pid $pid) ignored TERM for ${TIMEOUT} s: killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi
+    # Give PID 1 up to 10 s to reap the zombie, so that pgrep shows nothing afterwards.
+    for ((i = 0; i < 20; i++)); do
+      [ -e "/proc/$pid" ] || break
+      sleep 0.5
+    done
     say "stopped $name (pid $pid)"
   fi
   rm -f "$STATE/$name.pid"
@@ -241,7 +260,7 @@ stop() {
   # Job-step daemons of the slurmd stopped above (only when it was ours), if any outlived it.
   if [ "$had_slurmd" = 1 ] && running slurmstepd; then
     local p
-    for p in $(pgrep -x slurmstepd); do kill -KILL "$p" 2>/dev/null || true; done
+    for p in $(live_pids slurmstepd); do kill -KILL "$p" 2>/dev/null || true; done
     say "killed leftover slurmstepd processes"
   fi
   return 0
@@ -253,7 +272,7 @@ status() {
     if pid=$(our_pid "$name"); then
       echo "$name: running (pid $pid, started by this script)"
     elif running "$name"; then
-      echo "$name: running (pid $(pgrep -x "$name" | tr '\n' ' '), not started by this script)"
+      echo "$name: running (pid $(live_pids "$name" | tr '\n' ' '), not started by this script)"
       [ "$name" = munged ] || all=3
     else
       echo "$name: not running"
@@ -267,7 +286,7 @@ status() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  status) status ;;
+  status) status || exit $? ;;
   *)
     echo "usage: $0 start|stop|status" >&2
     exit 2

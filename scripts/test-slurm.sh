@@ -5,7 +5,8 @@
 # line per check; exit 1 when any check fails.
 # Where a local Slurm cannot run (not root, Slurm missing and no apt-get, a Slurm set up
 # by someone else), it prints "skipped: REASON" and exits 0.
-# Nothing waits forever: the start, every job and every Slurm command run under a timeout.
+# Nothing waits forever: the start (300 s, apt-get included), every job (JOB_TIMEOUT) and
+# every Slurm command run under a timeout.
 #
 #   scripts/test-slurm.sh                  the binary: QTRAIN, default target/release/qtrain
 #   KEEP=1 scripts/test-slurm.sh           keep the job logs and result files (path printed)
@@ -29,9 +30,9 @@ check() {
 }
 
 # One test at a time on this machine: they share the daemons.
-if command -v flock >/dev/null 2>&1; then
-  exec 9>/tmp/qtrain-test-slurm.lock
-  flock -w 300 9 || { echo "FAIL  another scripts/test-slurm.sh held the lock for 300 s"; exit 1; }
+lock="${TMPDIR:-/tmp}/qtrain-test-slurm-$(id -u).lock"
+if command -v flock >/dev/null 2>&1 && { exec 9>>"$lock"; } 2>/dev/null; then
+  flock -w 300 9 || { echo "FAIL  another scripts/test-slurm.sh held $lock for 300 s"; exit 1; }
 fi
 
 tmp=$(mktemp -d /tmp/qtrain-test-slurm.XXXXXX)
@@ -44,9 +45,11 @@ cleanup() {
     [ -s "$STATE/munged.pid" ] && munged_ours=1
     timeout 120 bash scripts/slurm-local.sh stop >"$tmp/stop.log" 2>&1
     check "slurm-local.sh stop" test $? = 0
-    local left
-    left=$(pgrep -a -x 'slurmctld|slurmd|slurmstepd' || true)
-    [ "$munged_ours" = 1 ] && left+=$(pgrep -a -x munged || true)
+    # Live processes only: a killed daemon stays a zombie until PID 1 reaps it.
+    local left names="slurmctld slurmd slurmstepd slurmscriptd"
+    [ "$munged_ours" = 1 ] && names+=" munged"
+    left=$(ps -eo pid=,stat=,comm= | awk -v names=" $names " \
+      '$2 !~ /^Z/ && index(names, " " $3 " ") { printf "%s %s; ", $1, $3 }')
     if [ -z "$left" ]; then ok "no Slurm or munge process left after stop"; else bad "left after stop: $left"; fi
   else
     echo "note  the local Slurm was running before this test: left running"
@@ -62,7 +65,7 @@ cleanup() {
 
 # Start (installs slurm-wlm and munge first where missing). Exit 1 = cannot run here.
 t0=$SECONDS
-timeout 900 bash scripts/slurm-local.sh start >"$tmp/start.log" 2>&1
+timeout 300 bash scripts/slurm-local.sh start >"$tmp/start.log" 2>&1
 rc=$?
 if [ "$rc" = 1 ]; then
   echo "skipped: local Slurm cannot run here: $(grep -v '^ ' "$tmp/start.log" | tail -n 1 | sed 's/^slurm-local: //')"

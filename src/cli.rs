@@ -313,8 +313,7 @@ mod tests {
 
     #[test]
     fn config_file_lines_become_flags_that_the_command_line_overrides() {
-        let dir = std::env::temp_dir().join(format!("qtrain-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::TempDir::new("cfg");
         let path = dir.join("run.conf");
         std::fs::write(&path, "# a run\nmethod = ef21\ncompressor = \"top-k:k=5\"\nforce = true\niters=10\n").unwrap();
         let args: Vec<String> = ["qtrain", "train", "--config", path.to_str().unwrap(), "--iters", "20"]
@@ -338,6 +337,5 @@ mod tests {
         std::fs::write(&path, "no equals sign\n").unwrap();
         let err = expand_config(vec!["qtrain".into(), "--config".into(), path.to_str().unwrap().into()]).unwrap_err();
         assert!(err.contains("run.conf:1"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -157,8 +157,7 @@ mod tests {
 
     #[test]
     fn x0_round_trips_through_text() {
-        let dir = std::env::temp_dir().join(format!("qtrain-x0-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::TempDir::new("x0");
         let path = dir.join("x0.txt");
         let x = vec![0.1, -2.5e-300, 1.0 / 3.0];
         write_vector_text(&path, &x, false).unwrap();
@@ -167,6 +166,5 @@ mod tests {
         assert!(read_x0(&path, 4).is_err());
         std::fs::write(&path, "1\nx\n").unwrap();
         assert!(read_x0(&path, 2).unwrap_err().to_string().contains(":2:"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

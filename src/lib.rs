@@ -21,6 +21,8 @@ pub mod problem;
 pub mod report;
 pub mod rng;
 pub mod solve;
+#[cfg(test)]
+mod testing;
 pub mod train;
 pub mod worker;
 

@@ -7,7 +7,7 @@ use crate::config;
 use crate::data::shard::{self, Layout};
 use crate::data::{Dataset, LabelMap, Source};
 use crate::error::Result;
-use crate::objective::{self, Objective};
+use crate::objective::Objective;
 use crate::worker::{self, Worker};
 
 pub struct Problem {
@@ -18,7 +18,7 @@ pub struct Problem {
     pub rows_per_worker: Vec<u64>,
     pub dim: usize,
     pub labels: LabelMap,
-    pub objective: Box<dyn Objective>,
+    pub objective: Objective,
 }
 
 impl Problem {
@@ -43,7 +43,7 @@ impl Problem {
             rows_per_worker,
             dim,
             labels,
-            objective: objective::build(obj.objective, obj.lambda),
+            objective: Objective::new(obj.objective, obj.lambda),
         })
     }
 
@@ -63,7 +63,7 @@ impl Problem {
     /// d + 1) after an unmetered allreduce: the monitor's view of the full objective.
     pub fn full_value_and_gradient(&mut self, comm: &mut Comm, x: &[f64], out: &mut [f64]) {
         for w in self.workers.iter_mut() {
-            w.evaluate(self.objective.as_ref(), x);
+            w.evaluate(&self.objective, x);
         }
         weighted_sum(&self.workers, out);
         comm.monitor_sum(out);

@@ -52,7 +52,7 @@ pub fn newton(comm: &mut Comm, p: &mut Problem, x0: Vec<f64>, tol: f64, max_iter
         let hessian = |v: &[f64], out: &mut [f64], comm: &mut Comm, scratch: &mut [Vec<f64>]| {
             out.fill(0.0);
             for ((w, m), s) in p.workers.iter().zip(&margins).zip(scratch.iter_mut()) {
-                w.add_weighted_hessian_product(p.objective.as_ref(), m, v, s, out);
+                w.add_weighted_hessian_product(&p.objective, m, v, s, out);
             }
             comm.monitor_sum(out);
             for ((o, vj), xj) in out.iter_mut().zip(v).zip(&x) {

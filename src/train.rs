@@ -88,7 +88,7 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
             Some(sol.f)
         }
     };
-    let smooth = smoothness::estimate(comm, &problem.workers, problem.objective.as_ref(), args.seed);
+    let smooth = smoothness::estimate(comm, &problem.workers, &problem.objective, args.seed);
     log::info!("smoothness: L = {:.6e}, L̃ = {:.6e}, L_max = {:.6e}", smooth.l, smooth.l_tilde, smooth.l_max);
 
     let setup = Setup {
@@ -170,7 +170,7 @@ impl Run<'_> {
         loop {
             let start = Instant::now();
             for w in self.problem.workers.iter_mut() {
-                w.evaluate(self.problem.objective.as_ref(), &x);
+                w.evaluate(&self.problem.objective, &x);
             }
             let t_compute = start.elapsed().as_secs_f64();
 

@@ -68,7 +68,7 @@ impl Worker {
     }
 
     /// Computes f_i(x) and ∇f_i(x) into `loss` and `grad` (no allocation).
-    pub fn evaluate(&mut self, obj: &dyn Objective, x: &[f64]) {
+    pub fn evaluate(&mut self, obj: &Objective, x: &[f64]) {
         self.loss = value_and_gradient(obj, &self.a, &self.b, x, &mut self.grad, &mut self.margins);
     }
 
@@ -76,7 +76,7 @@ impl Worker {
     /// weighted Hessian-vector product; `margins` holds A_i x, `scratch` has m_i entries.
     pub fn add_weighted_hessian_product(
         &self,
-        obj: &dyn Objective,
+        obj: &Objective,
         margins: &[f64],
         v: &[f64],
         scratch: &mut [f64],

@@ -104,8 +104,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_file_and_valid_libsvm() {
-        let dir = std::env::temp_dir().join(format!("qtrain-gen-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::TempDir::new("gen");
         let shape = Shape { rows: 50, features: 1000, nnz: 7, zipf: 1.1, planted: 20, seed: 3 };
         let (a, b) = (dir.join("a.svm"), dir.join("b.svm"));
         generate(shape, &a, false).unwrap();
@@ -123,7 +122,6 @@ mod tests {
         // Rows are unit vectors.
         let (_, v) = m.row(0);
         assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-8);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

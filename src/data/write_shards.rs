@@ -67,8 +67,7 @@ mod tests {
 
     #[test]
     fn shards_hold_the_balanced_blocks_in_order() {
-        let dir = std::env::temp_dir().join(format!("qtrain-shard-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::TempDir::new("shard");
         let data = dir.join("d.svm");
         std::fs::write(&data, "# header\n1 1:1\r\n0 2:1\n\n1 3:1\n0 1:2\n1 2:2\n").unwrap();
         let out = dir.join("parts");
@@ -78,6 +77,5 @@ mod tests {
         assert_eq!(std::fs::read_to_string(part_path(&out, 1)).unwrap(), "0 1:2\n1 2:2\n");
         assert!(matches!(write_shards(&data, 2, &out, SplitRule::Balanced, false), Err(Error::OutputExists { .. })));
         assert!(write_shards(&data, 2, &out, SplitRule::Balanced, true).is_ok());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

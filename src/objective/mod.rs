@@ -6,7 +6,7 @@
 
 pub mod least_squares;
 pub mod logistic;
-pub mod nonconvex;
+pub mod regularizer;
 pub mod smoothness;
 
 use crate::data::Csr;
@@ -22,40 +22,85 @@ pub enum ObjectiveKind {
     LogisticNonconvex,
 }
 
-pub trait Objective: Send + Sync {
-    /// φ(t; b) and ∂φ/∂t at margin t = aᵀx for label b.
-    fn loss(&self, t: f64, b: f64) -> (f64, f64);
+/// The per-sample loss φ(t; b) of a margin t = aᵀx and a label b.
+pub trait Loss: Send + Sync {
+    /// φ(t; b) and ∂φ/∂t.
+    fn value(&self, t: f64, b: f64) -> (f64, f64);
 
     /// ∂²φ/∂t², for Hessian-vector products (`qtrain solve`).
-    fn loss_curvature(&self, t: f64, b: f64) -> f64;
+    fn curvature(&self, t: f64, b: f64) -> f64;
 
-    /// sup_t ∂²φ/∂t²: the factor c in the smoothness matrix c·AᵀA/m + (reg.).
-    fn loss_curvature_bound(&self) -> f64;
+    /// sup_t ∂²φ/∂t²: the factor c in the smoothness matrix c·AᵀA/m (+ regulariser).
+    fn curvature_bound(&self) -> f64;
+}
 
+/// A separable regulariser R(x) = Σ_j r(x_j).
+pub trait Regularizer: Send + Sync {
     /// R(x), adding ∇R(x) to `grad`.
-    fn regularize(&self, x: &[f64], grad: &mut [f64]) -> f64;
+    fn apply(&self, x: &[f64], grad: &mut [f64]) -> f64;
 
-    /// ∂²R/∂x_j² at x_j (R is separable in every objective here).
-    fn regularizer_curvature(&self, xj: f64) -> f64;
+    /// r''(x_j).
+    fn curvature(&self, xj: f64) -> f64;
 
-    /// The smoothness constant of R (λ for ½λ‖x‖², 2λ for the non-convex one).
-    fn regularizer_smoothness(&self) -> f64;
+    /// The smoothness constant of R (sup |r''|).
+    fn smoothness(&self) -> f64;
 
-    /// Whether f is convex (the Newton solver and f* are exact only then).
     fn is_convex(&self) -> bool;
 }
 
-pub fn build(kind: ObjectiveKind, lambda: f64) -> Box<dyn Objective> {
-    match kind {
-        ObjectiveKind::Logistic => Box::new(logistic::Logistic { lambda }),
-        ObjectiveKind::LeastSquares => Box::new(least_squares::LeastSquares { lambda }),
-        ObjectiveKind::LogisticNonconvex => Box::new(nonconvex::LogisticNonconvex { lambda }),
+/// A loss and a regulariser.
+pub struct Objective {
+    loss: Box<dyn Loss>,
+    regularizer: Box<dyn Regularizer>,
+}
+
+impl Objective {
+    pub fn new(kind: ObjectiveKind, lambda: f64) -> Objective {
+        let (loss, regularizer): (Box<dyn Loss>, Box<dyn Regularizer>) = match kind {
+            ObjectiveKind::Logistic => (Box::new(logistic::Logistic), Box::new(regularizer::Ridge { lambda })),
+            ObjectiveKind::LeastSquares => (Box::new(least_squares::Squared), Box::new(regularizer::Ridge { lambda })),
+            ObjectiveKind::LogisticNonconvex => {
+                (Box::new(logistic::Logistic), Box::new(regularizer::NonconvexPenalty { lambda }))
+            }
+        };
+        Objective { loss, regularizer }
+    }
+
+    /// φ(t; b) and ∂φ/∂t.
+    pub fn loss(&self, t: f64, b: f64) -> (f64, f64) {
+        self.loss.value(t, b)
+    }
+
+    pub fn loss_curvature(&self, t: f64, b: f64) -> f64 {
+        self.loss.curvature(t, b)
+    }
+
+    pub fn loss_curvature_bound(&self) -> f64 {
+        self.loss.curvature_bound()
+    }
+
+    /// R(x), adding ∇R(x) to `grad`.
+    pub fn regularize(&self, x: &[f64], grad: &mut [f64]) -> f64 {
+        self.regularizer.apply(x, grad)
+    }
+
+    pub fn regularizer_curvature(&self, xj: f64) -> f64 {
+        self.regularizer.curvature(xj)
+    }
+
+    pub fn regularizer_smoothness(&self) -> f64 {
+        self.regularizer.smoothness()
+    }
+
+    /// Whether f is convex (the Newton solver's f* is the optimum only then).
+    pub fn is_convex(&self) -> bool {
+        self.regularizer.is_convex()
     }
 }
 
 /// f_i(x) with ∇f_i(x) written into `grad`; `margins` is scratch of length m_i.
 pub fn value_and_gradient(
-    obj: &dyn Objective,
+    obj: &Objective,
     a: &Csr,
     b: &[f64],
     x: &[f64],
@@ -96,7 +141,7 @@ mod tests {
 
     /// Central finite differences of f_i, an independent check of every gradient.
     fn check_gradient(kind: ObjectiveKind) {
-        let obj = build(kind, 0.3);
+        let obj = Objective::new(kind, 0.3);
         let mut a = Csr::empty(3);
         a.push_row([(0, 1.0), (2, -2.0)]);
         a.push_row([(1, 0.5)]);
@@ -105,7 +150,7 @@ mod tests {
         let x = [0.2, -0.7, 0.4];
         let mut g = vec![0.0; 3];
         let mut margins = vec![0.0; 3];
-        value_and_gradient(obj.as_ref(), &a, &b, &x, &mut g, &mut margins);
+        value_and_gradient(&obj, &a, &b, &x, &mut g, &mut margins);
         for j in 0..3 {
             let h = 1e-6;
             let mut xp = x;
@@ -113,8 +158,8 @@ mod tests {
             xp[j] += h;
             xm[j] -= h;
             let mut scratch = vec![0.0; 3];
-            let fp = value_and_gradient(obj.as_ref(), &a, &b, &xp, &mut scratch, &mut margins);
-            let fm = value_and_gradient(obj.as_ref(), &a, &b, &xm, &mut scratch, &mut margins);
+            let fp = value_and_gradient(&obj, &a, &b, &xp, &mut scratch, &mut margins);
+            let fm = value_and_gradient(&obj, &a, &b, &xm, &mut scratch, &mut margins);
             let fd = (fp - fm) / (2.0 * h);
             assert!((fd - g[j]).abs() < 1e-8, "{kind:?} coordinate {j}: {fd} vs {}", g[j]);
         }
@@ -130,7 +175,7 @@ mod tests {
     #[test]
     fn curvatures_match_finite_differences_of_the_derivatives() {
         for kind in [ObjectiveKind::Logistic, ObjectiveKind::LeastSquares, ObjectiveKind::LogisticNonconvex] {
-            let obj = build(kind, 0.3);
+            let obj = Objective::new(kind, 0.3);
             for &(t, b) in &[(0.3, 1.0), (-2.0, -1.0), (5.0, 1.0)] {
                 let h = 1e-6;
                 let fd = (obj.loss(t + h, b).1 - obj.loss(t - h, b).1) / (2.0 * h);

@@ -27,7 +27,7 @@ pub struct Smoothness {
     pub l_max: f64,
 }
 
-pub fn estimate(comm: &mut Comm, workers: &[Worker], obj: &dyn Objective, seed: u64) -> Smoothness {
+pub fn estimate(comm: &mut Comm, workers: &[Worker], obj: &Objective, seed: u64) -> Smoothness {
     let d = workers[0].grad.len();
     let c = obj.loss_curvature_bound();
     let reg = obj.regularizer_smoothness();

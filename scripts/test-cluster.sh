@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The emulated-cluster test (docs/emulated-cluster.md): brings up 4 hosts at 1gbit,
+# runs qtrain with each example hostfile, then shows that the rate limit is real:
+# dense GD on a high-dimensional set has a much larger t_comm at 100mbit than at 10gbit.
+# One line per check; exit 0 when all pass, 1 on a failure; `skipped: <reason>` and
+# exit 0 where namespaces cannot be made (not root, no CAP_SYS_ADMIN).
+# Replaces (and at the end removes) any cluster that scripts/netns-cluster.sh has up.
+#
+#   scripts/test-cluster.sh                 # QTRAIN_BIN=… picks the binary (default
+#                                           # target/release/qtrain); QTRAIN_CLUSTER_TIMEOUT
+#                                           # bounds each mpirun (default 300 s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+qtrain=${QTRAIN_BIN:-$root/target/release/qtrain}
+limit=${QTRAIN_CLUSTER_TIMEOUT:-300}
+
+skip() { echo "skipped: $*"; exit 0; }
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces, tc)"
+command -v unshare >/dev/null 2>&1 || skip "unshare (util-linux) is missing"
+unshare --net --mount --uts true 2>/dev/null || skip "creating namespaces is not permitted here"
+if command -v ip >/dev/null 2>&1; then   # (netns-cluster.sh installs iproute2 when it is missing)
+  ip netns add "qtrain-probe-$$" 2>/dev/null || skip "'ip netns add' is not permitted here"
+  ip netns del "qtrain-probe-$$"
+fi
+command -v mpirun >/dev/null 2>&1 || { echo "FAIL: mpirun not found (scripts/setup.sh)"; exit 1; }
+[ -x "$qtrain" ] || { echo "FAIL: $qtrain is missing (cargo build --release)"; exit 1; }
+
+# one cluster at a time on this machine (two test runs would tear down each other's hosts)
+exec 9>/tmp/qtrain-netns-cluster.lock
+flock -w 120 9 || { echo "FAIL: another scripts/test-cluster.sh held the lock for 120 s"; exit 1; }
+
+source scripts/mpi-env.sh
+tmp=$(mktemp -d /tmp/qtrain-cluster.XXXXXX)
+cluster() { timeout 120 bash scripts/netns-cluster.sh "$@"; }
+cleanup() { cluster down >/dev/null 2>&1 || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { echo "FAIL: $*"; [ -s "$tmp/log" ] && tail -n 20 "$tmp/log" | sed 's/^/    /'; exit 1; }
+ok() { echo "ok: $*"; }
+
+# The flags of hostfiles/README.md: OpenMPI's daemons and ranks in the host namespaces,
+# TCP over the shaped veths only (no shared memory), no pinning, yielding when idle.
+emulated=(--hostfile "$root/hostfiles/emulated-4" -n 4 --bind-to none
+  --mca plm_rsh_agent "$root/scripts/netns-rsh"
+  --mca btl tcp,self --mca btl_tcp_if_include qnet0 --mca oob_tcp_if_include qnet0
+  --mca mpi_yield_when_idle 1)
+train=(train --data "$root/data/agaricus.txt.train" --method ef21 --compressor top-k:k=12 --iters 20)
+
+# Bytes sent so far by each host's qdisc (qnet0 egress), space-separated.
+link_bytes() {
+  local i
+  for i in 0 1 2 3; do tc -n "qh$i" -s qdisc show dev qnet0 | awk '/Sent/ {printf "%s ", $2}'; done
+}
+
+# Median per-round t_comm of a result file in µs: the "comm" column of `qtrain report`.
+t_comm_us() {
+  "$qtrain" report "$1" | awk -F'|' '
+    /^\| run / { for (i = 1; i <= NF; i++) { f = $i; gsub(/ /, "", f); if (f == "comm") c = i } next }
+    c && /^\| [^-]/ { v = $c; gsub(/ /, "", v); print v; exit }'
+}
+# The "sent B/rank/round" column (qtrain's own count of bytes put into collectives).
+sent_bytes() {
+  "$qtrain" report "$1" | awk -F'|' '/^\| run / {next} /^\| [^-]/ {v = $11; gsub(/ /, "", v); print v; exit}'
+}
+
+# 1. the cluster
+cluster up --hosts 4 --rate 1gbit >"$tmp/log" 2>&1 || fail "netns-cluster.sh up --hosts 4 --rate 1gbit"
+for i in 0 1 2 3; do
+  [ "$(cluster run --host "qh$i" -- hostname 2>>"$tmp/log")" = "qh$i" ] || fail "host qh$i does not answer"
+done
+ok "cluster up: 4 hosts qh0…qh3 (10.77.0.10–13), 1gbit per link and direction"
+
+# 2. hostfiles/localhost: plain mpirun, 2 ranks on this machine
+timeout "$limit" mpirun --hostfile hostfiles/localhost -n 2 "$qtrain" "${train[@]}" --out "$tmp/localhost.h5" >"$tmp/log" 2>&1 \
+  || fail "mpirun --hostfile hostfiles/localhost -n 2 exited with $?"
+[ -s "$tmp/localhost.h5" ] || fail "hostfiles/localhost: no $tmp/localhost.h5"
+ok "hostfiles/localhost: 2 ranks, exit 0, $(basename "$tmp/localhost.h5") written"
+
+# 3. hostfiles/emulated-4: one rank per host, every host's link must carry traffic
+before=($(link_bytes))
+timeout "$limit" bash scripts/netns-cluster.sh run -- mpirun "${emulated[@]}" "$qtrain" "${train[@]}" \
+  --out "$tmp/emulated-4.h5" >"$tmp/log" 2>&1 || fail "mpirun --hostfile hostfiles/emulated-4 -n 4 exited with $?"
+[ -s "$tmp/emulated-4.h5" ] || fail "hostfiles/emulated-4: no $tmp/emulated-4.h5"
+after=($(link_bytes))
+ok "hostfiles/emulated-4: 4 ranks on qh0…qh3, exit 0, $(basename "$tmp/emulated-4.h5") written"
+for i in 0 1 2 3; do
+  [ "${after[$i]}" -gt "${before[$i]}" ] || fail "qh$i's link carried no traffic: ranks did not talk over the veths"
+done
+ok "every host's shaped link carried traffic: $(for i in 0 1 2 3; do printf 'qh%d %d B  ' "$i" $((after[i] - before[i])); done)"
+
+# 4. the rate limit is real: dense GD, d = 200000 (1.6 MB of f64 per rank per round)
+timeout "$limit" "$qtrain" generate --rows 4000 --features 200000 --nnz 20 --seed 1 --out "$tmp/hd.svm" >"$tmp/log" 2>&1 \
+  || fail "qtrain generate"
+declare -A comm
+for rate in 100mbit 10gbit; do
+  cluster up --hosts 4 --rate "$rate" >"$tmp/log" 2>&1 || fail "netns-cluster.sh up --rate $rate"
+  before=($(link_bytes))
+  timeout "$limit" bash scripts/netns-cluster.sh run -- mpirun "${emulated[@]}" "$qtrain" train --data "$tmp/hd.svm" \
+    --features 200000 --method gd --iters 10 --out "$tmp/gd-$rate.h5" >"$tmp/log" 2>&1 \
+    || fail "gd at $rate exited with $?"
+  after=($(link_bytes))
+  comm[$rate]=$(t_comm_us "$tmp/gd-$rate.h5")
+  [[ "${comm[$rate]}" =~ ^[0-9.]+$ ]] || fail "no comm column in qtrain report of gd-$rate.h5"
+  ok "gd at $rate: t_comm $(awk -v u="${comm[$rate]}" 'BEGIN {printf "%.1f ms", u / 1000}') per round (median of 10), $(sent_bytes "$tmp/gd-$rate.h5") B/rank/round put into allreduce, qh0's link sent $(((after[0] - before[0]) / 1000000)) MB in the whole run"
+done
+ratio=$(awk -v a="${comm[100mbit]}" -v b="${comm[10gbit]}" 'BEGIN {printf "%.1f", a / b}')
+awk -v r="$ratio" 'BEGIN {exit !(r >= 3)}' || fail "t_comm at 100mbit is only ${ratio}× that at 10gbit (expected ≥ 3×)"
+ok "rate limit is real: t_comm(100mbit) / t_comm(10gbit) = ${ratio}× (≥ 3×)"
+
+cluster down >/dev/null 2>&1 || fail "netns-cluster.sh down"
+ip netns list | grep -qE '^(qh[0-9]+|qsw)( |$)' && fail "namespaces left after down"
+ok "cluster down: no qh*/qsw namespaces left"
