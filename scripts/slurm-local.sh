@@ -241,10 +241,10 @@ stop() {
   if our_pid slurmctld >/dev/null; then
     # Jobs of this single-node test cluster: cancel them so no slurmstepd outlives slurmd.
     local jobs
-    jobs=$(timeout 10 squeue -h -o %A 2>/dev/null || true)
-    if [ -n "$jobs" ]; then
-      say "cancelling jobs: $(echo $jobs)"
-      timeout 10 scancel $jobs 2>/dev/null || true
+    mapfile -t jobs < <(timeout 10 squeue -h -o %A 2>/dev/null || true)
+    if [ ${#jobs[@]} -gt 0 ]; then
+      say "cancelling jobs: ${jobs[*]}"
+      timeout 10 scancel "${jobs[@]}" 2>/dev/null || true
       local i
       for ((i = 0; i < TIMEOUT * 2; i++)); do
         [ -z "$(timeout 10 squeue -h -o %A 2>/dev/null)" ] && break

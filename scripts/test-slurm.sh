@@ -12,7 +12,7 @@
 #   KEEP=1 scripts/test-slurm.sh           keep the job logs and result files (path printed)
 #   JOB_TIMEOUT=300 scripts/test-slurm.sh  seconds per job (default 120)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export PATH="$PATH:/usr/sbin:/sbin"
 QTRAIN=$(realpath -m "${QTRAIN:-target/release/qtrain}")
 JOB_TIMEOUT=${JOB_TIMEOUT:-120}
@@ -39,6 +39,7 @@ tmp=$(mktemp -d /tmp/qtrain-test-slurm.XXXXXX)
 was_running=0
 bash scripts/slurm-local.sh status >/dev/null 2>&1 && was_running=1
 
+# shellcheck disable=SC2317  # called from the EXIT trap
 cleanup() {
   if [ "$was_running" = 0 ]; then
     local munged_ours=0
@@ -111,8 +112,9 @@ submit() {
     timeout 10 scancel "$JOB"
     return 1
   fi
-  STATE_LINE=$(timeout 10 scontrol show job "$JOB" 2>&1 | grep -Eo '(JobState|ExitCode)=[^ ]+' | tr '\n' ' ')
-  LOG=$(ls "$tmp"/*-"$JOB".out 2>/dev/null | head -n 1)
+  STATE_LINE=$(timeout 10 scontrol show job "$JOB" 2>&1 | grep -Eo '(JobState|ExitCode)=[^ ]+' | paste -sd ' ')
+  LOG=""
+  for f in "$tmp"/*-"$JOB".out; do [ -e "$f" ] && LOG=$f; done
   echo "      $name: job $JOB, sbatch -W exit $rc, $STATE_LINE, $TOOK s (log ${LOG:-missing})"
 }
 
@@ -131,7 +133,7 @@ expect_state() {
 expect_h5() {
   local name=$1 file=$2 ranks=$3 got
   if [ ! -s "$file" ]; then
-    bad "$name: missing $(basename "$file") (in $(dirname "$file"): $(ls "$(dirname "$file")" 2>&1 | tr '\n' ' '))"
+    bad "$name: missing $file"
     return
   fi
   got=$(timeout 30 "$QTRAIN" report "$file" 2>&1 | awk -F'|' 'NR == 3 { gsub(/ /, "", $5); print $5 }')

@@ -31,5 +31,10 @@ fn jobs_run_under_a_local_single_node_slurm() {
         eprintln!("{line}");
         return;
     }
-    assert!(out.status.success(), "scripts/test-slurm.sh failed ({:?}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}", out.status.code());
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "scripts/test-slurm.sh failed ({:?}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status.code()
+    );
 }
