@@ -111,9 +111,15 @@ impl CountSketch {
     }
 }
 
-/// The lower middle value (the median for odd lengths). Insertion sort: r is small
-/// (5 in the papers) and this runs once per coordinate per round.
+/// The lower middle value (the median for odd lengths). It runs once per coordinate per
+/// round: r = 3 and r = 5 (the papers' choice) use branch-free min/max networks, other r
+/// an insertion sort.
 fn lower_median(v: &mut [f64]) -> f64 {
+    match *v {
+        [a, b, c] => return a.min(b).max(a.max(b).min(c)),
+        [a, b, c, d, e] => return median5(a, b, c, d, e),
+        _ => {}
+    }
     for i in 1..v.len() {
         let mut j = i;
         while j > 0 && v[j - 1] > v[j] {
@@ -124,11 +130,45 @@ fn lower_median(v: &mut [f64]) -> f64 {
     v[(v.len() - 1) / 2]
 }
 
+/// Median of five by a min/max network (Paeth's construction): order the pairs (a,b)
+/// and (c,d), drop the smaller of their minima and the larger of their maxima, which
+/// cannot be the median, and take the median of the remaining three.
+fn median5(a: f64, b: f64, c: f64, d: f64, e: f64) -> f64 {
+    let (a, b) = (a.min(b), a.max(b));
+    let (c, d) = (c.min(d), c.max(d));
+    // The smaller of the two minima is below three other values: not the median.
+    let (lo, hi_pair) = if a < c { (b, (c, d)) } else { (d, (a, b)) };
+    // Now lo pairs with e; the median is the second smallest of {lo, e} ∪ hi_pair.
+    let (x, y) = (lo.min(e), lo.max(e));
+    let (p, q) = hi_pair;
+    // Drop the smaller of the two minima (x or p) again: the median is then the minimum
+    // of the larger minimum and the two remaining maxima's smaller.
+    if x < p {
+        y.min(p)
+    } else {
+        x.min(q)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng::{self, Purpose};
     use rand::Rng;
+
+    /// The networks agree with sorting on every ordering of distinct and tied values.
+    #[test]
+    fn small_medians_match_sorting() {
+        let mut rng = rng::private(1, 0, Purpose::Compressor);
+        for _ in 0..20_000 {
+            for r in [3usize, 5] {
+                let v: Vec<f64> = (0..r).map(|_| (rng.random_range(0..4) as f64) - 1.5).collect();
+                let mut sorted = v.clone();
+                sorted.sort_by(f64::total_cmp);
+                assert_eq!(lower_median(&mut v.clone()), sorted[(r - 1) / 2], "{v:?}");
+            }
+        }
+    }
 
     fn sketch(rows: usize, cols: usize, d: usize, seed: u64) -> CountSketch {
         CountSketch::new(rows, cols, d, &mut rng::shared(seed, Purpose::SketchHashes))
