@@ -41,12 +41,14 @@ need_tools() {
   if ! command -v ip >/dev/null 2>&1 || ! command -v tc >/dev/null 2>&1; then
     command -v apt-get >/dev/null 2>&1 || die "ip/tc missing: install iproute2"
     echo "netns-cluster: installing iproute2"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends iproute2 >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends iproute2 >/dev/null; }
   fi
   command -v unshare >/dev/null 2>&1 || die "unshare (util-linux) missing"
 }
 
-ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+ns_exists() { [ -e "/run/netns/$1" ]; }   # where `ip netns add` mounts a namespace
 
 # Namespaces this script may own: the switch and qh<number>, as recorded in $STATE or,
 # when the state was lost, found by name.
@@ -111,7 +113,7 @@ cmd_up() {
     ip -n "$SWITCH" link set "v$ns" master br0
     ip -n "$SWITCH" link set "v$ns" up
     # IPv4 only: no link-local IPv6 addresses for OpenMPI to pick up
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip netns exec "$ns" sh -c 'for f in all default; do p=/proc/sys/net/ipv6/conf/$f/disable_ipv6; [ ! -e $p ] || echo 1 >$p; done'
     ip -n "$ns" link set lo up
     ip -n "$ns" addr add "$SUBNET.$((10 + i))/24" dev "$IFACE"
     ip -n "$ns" link set "$IFACE" up
