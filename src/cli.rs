@@ -57,6 +57,9 @@ pub struct ReportArgs {
     /// scaling (time split, bytes per rank) when the files cover several rank counts.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Also print, per run, the round, bits and training time at which f − f* ≤ F.
+    #[arg(long, value_name = "F")]
+    pub target: Option<f64>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -39,7 +39,11 @@ pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<()> {
         Some(Command::Train(args)) => train::run(comm, &args),
         Some(Command::Solve(args)) => run_solve(comm, &args),
         Some(Command::Report(a)) => {
-            let runs = if comm.is_root() { a.files.iter().map(|f| report::read(f)).collect() } else { Ok(Vec::new()) };
+            let runs = if comm.is_root() {
+                a.files.iter().map(|f| report::read(f, a.target)).collect()
+            } else {
+                Ok(Vec::new())
+            };
             let runs = comm.agree(runs)?;
             let figures = match (&a.out, comm.is_root()) {
                 (Some(dir), true) => report::figures(dir, &runs),
@@ -48,6 +52,9 @@ pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<()> {
             let figures = comm.agree(figures)?;
             if comm.is_root() {
                 print!("{}", report::table(&runs));
+                if let Some(target) = a.target {
+                    print!("{}", report::target_table(&runs, target));
+                }
                 for f in figures {
                     println!("figure  {}", f.display());
                 }

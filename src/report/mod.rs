@@ -23,6 +23,9 @@ pub struct RunSummary {
     pub bytes_per_rank_round: f64,
     /// Median over rounds of the method bytes rank 0 received.
     pub recv_bytes_round: f64,
+    /// The first evaluated round with f − f* ≤ the `--target`: (round, bits up, training
+    /// seconds); None when no target was asked or the run never got there.
+    pub reached: Option<(u64, u64, f64)>,
     /// Medians over rounds, in seconds.
     pub t_compute: f64,
     pub t_compress: f64,
@@ -36,7 +39,7 @@ impl RunSummary {
     }
 }
 
-pub fn read(path: &Path) -> Result<RunSummary> {
+pub fn read(path: &Path, target: Option<f64>) -> Result<RunSummary> {
     let h5 = |e: hdf5::Error| Error::hdf5(path, e);
     if !path.exists() {
         return Err(Error::io(path, "no such result file"));
@@ -58,7 +61,10 @@ pub fn read(path: &Path) -> Result<RunSummary> {
     let gap = f64s("f_gap")?;
     let bits = u64s("bits_up")?;
     let wire: Vec<f64> = u64s("wire_bytes_round")?.iter().skip(1).map(|&b| b as f64 / ranks as f64).collect();
-    let rounds = u64s("iter")?.last().copied().unwrap_or(0);
+    let iters = u64s("iter")?;
+    let rounds = iters.last().copied().unwrap_or(0);
+    let time = f64s("time")?;
+    let reached = target.and_then(|t| gap.iter().position(|&g| g <= t)).map(|i| (iters[i], bits[i], time[i]));
     let median_of = |name: &str| -> Result<f64> { Ok(median(f64s(name)?.into_iter().skip(1).collect())) };
     Ok(RunSummary {
         path: path.to_path_buf(),
@@ -70,6 +76,7 @@ pub fn read(path: &Path) -> Result<RunSummary> {
         final_loss: loss.last().copied().unwrap_or(f64::NAN),
         final_gap: gap.last().copied().unwrap_or(f64::NAN),
         bits_up: bits.last().copied().unwrap_or(0),
+        reached,
         bytes_per_rank_round: median(wire),
         // Absent from files written before it was recorded.
         recv_bytes_round: u64s("recv_bytes_round")
@@ -114,6 +121,22 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     } else {
         0.5 * (v[n / 2 - 1] + v[n / 2])
     }
+}
+
+/// Rounds, bits and training time to reach f − f* ≤ `target`, one line per run.
+pub fn target_table(runs: &[RunSummary], target: f64) -> String {
+    let mut out =
+        format!("\n| run | round with f − f* ≤ {target:e} | bits up | training time (s) |\n|---|---:|---:|---:|\n");
+    for r in runs {
+        let name = r.path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        match r.reached {
+            Some((round, bits, time)) => {
+                out.push_str(&format!("| {name} | {round} | {:.3e} | {time:.3} |\n", bits as f64))
+            }
+            None => out.push_str(&format!("| {name} | not reached in {} rounds | | |\n", r.rounds)),
+        }
+    }
+    out
 }
 
 /// The table, in Markdown (readable in a terminal, pastes into BENCHMARKS.md).

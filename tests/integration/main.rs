@@ -5,6 +5,7 @@ mod cluster;
 mod errors;
 mod files;
 mod reporting;
+mod slurm;
 mod summable;
 mod training;
 mod util;
