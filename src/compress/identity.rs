@@ -8,7 +8,7 @@
 //! * Wire (little-endian): d values as f32, coordinate j at bytes 4j..4j+4; 4d bytes.
 //! * Paper bits: 32d.
 
-use super::wire::{expect_dim, expect_len, put_f32, Reader};
+use super::wire::{expect_dim, expect_len, put_f32};
 use super::{Class, Compressor, Spec};
 use crate::error::Result;
 use crate::rng::Stream;
@@ -48,11 +48,13 @@ impl Compressor for Identity {
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
         expect_dim(NAME, acc, self.d)?;
         expect_len(NAME, msg, 4 * self.d)?;
-        let mut r = Reader::new(msg, NAME);
-        for a in acc.iter_mut() {
-            *a += scale * r.f32()? as f64;
+        // The length is checked once above, so the values are read without a
+        // per-value bounds check or Result (BENCHMARKS.md: identity decode was 4.5×
+        // slower than its encode through the checked reader).
+        for (a, b) in acc.iter_mut().zip(msg.chunks_exact(4)) {
+            *a += scale * f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64;
         }
-        r.finish()
+        Ok(())
     }
 
     fn paper_bits(&self, _msg: &[u8]) -> u64 {
