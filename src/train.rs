@@ -127,7 +127,16 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
     };
     let file = comm.agree(file)?;
 
-    let mut run = Run { comm, problem: &mut problem, method: method.as_mut(), args, fstar, test: test.as_ref(), file };
+    let mut run = Run {
+        comm,
+        problem: &mut problem,
+        method: method.as_mut(),
+        args,
+        fstar,
+        test: test.as_ref(),
+        test_margins: Vec::new(),
+        file,
+    };
     let outcome = run.train(x0);
     let Run { file, comm, .. } = run;
     finish(comm, file, args, outcome)
@@ -149,6 +158,8 @@ struct Run<'a> {
     args: &'a TrainArgs,
     fstar: Option<f64>,
     test: Option<&'a (Csr, Vec<f64>)>,
+    /// Reused by every test-accuracy evaluation.
+    test_margins: Vec<f64>,
     file: Option<MetricsFile>,
 }
 
@@ -280,9 +291,9 @@ impl Run<'_> {
 
     fn test_accuracy(&mut self, x: &[f64]) -> f64 {
         let (a, b) = self.test.expect("test data present");
-        let mut margins = vec![0.0; b.len()];
-        a.margins(x, &mut margins);
-        let correct = margins.iter().zip(b).filter(|(&m, &label)| (m >= 0.0) == (label > 0.0)).count();
+        self.test_margins.resize(b.len(), 0.0);
+        a.margins(x, &mut self.test_margins);
+        let correct = self.test_margins.iter().zip(b).filter(|(&m, &label)| (m >= 0.0) == (label > 0.0)).count();
         let mut counts = [correct as f64, b.len() as f64];
         self.comm.monitor_sum(&mut counts);
         counts[0] / counts[1]

@@ -81,14 +81,15 @@ impl CountSketch {
     /// v̂_j for every coordinate.
     pub fn estimate_all(&self, table: &[f64], out: &mut [f64]) {
         let mut buf = [0.0f64; MAX_ROWS];
-        let rows: Vec<(&[u32], &[i8], &[f64])> = (0..self.rows)
-            .map(|r| {
-                let span = r * self.d..(r + 1) * self.d;
-                (&self.buckets[span.clone()], &self.signs[span], &table[r * self.cols..(r + 1) * self.cols])
-            })
-            .collect();
+        // Per-row slices on the stack: this runs every round, so it must not allocate.
+        let row = |r: usize| {
+            let r = r.min(self.rows - 1);
+            let span = r * self.d..(r + 1) * self.d;
+            (&self.buckets[span.clone()], &self.signs[span], &table[r * self.cols..(r + 1) * self.cols])
+        };
+        let rows: [(&[u32], &[i8], &[f64]); MAX_ROWS] = std::array::from_fn(row);
         for (j, o) in out.iter_mut().enumerate() {
-            for (slot, (b, s, t)) in buf.iter_mut().zip(&rows) {
+            for (slot, (b, s, t)) in buf[..self.rows].iter_mut().zip(&rows) {
                 *slot = f64::from(s[j]) * t[b[j] as usize];
             }
             *o = lower_median(&mut buf[..self.rows]);
