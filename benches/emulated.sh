@@ -32,7 +32,7 @@ done <<RUNS
 gd 400 --method gd
 ef21-topk 3000 --method ef21 --compressor top-k:k=2000 --step-factor 16
 scalecom 3000 --method scalecom --compressor clt-k:k=2000 --step-factor 16
-sketched-sgd 3000 --method sketched-sgd --compressor sketch:rows=5,cols=8000,k=2000,p2=4 --step-factor 16
+sketched-sgd 3000 --method sketched-sgd:k=2000,p2=4 --compressor sketch:rows=5,cols=8000 --step-factor 16
 diana-shared 3000 --method diana --compressor rand-k:k=20000,shared
 RUNS
 echo "emulated cluster: 4 hosts at $rate; d = $features, 8000 rows, λ = 1e-3, f* = $fstar"

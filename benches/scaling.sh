@@ -33,7 +33,7 @@ for ranks in ${RANKS:-1 2 4 8}; do
 gd gd identity
 ef21-topk ef21 top-k:k=$k
 scalecom scalecom clt-k:k=$k
-sketch sketched-sgd sketch:rows=5,cols=$((4 * k)),k=$k,p2=4
+sketch sketched-sgd:k=$k,p2=4 sketch:rows=5,cols=$((4 * k))
 EOF2
 done
 "$bin" report "${files[@]}"

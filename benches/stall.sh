@@ -18,22 +18,22 @@ echo "f* = $fstar; $rounds rounds; k = 1000 (d/48)"
 echo
 echo "| method | step factor | β | f − f* after $rounds rounds | min f − f* |"
 echo "|---|---:|---:|---:|---:|"
-run() {  # name factor beta extra...
-  local name=$1 factor=$2 beta=$3; shift 3
+run() {  # name factor beta method compressor
+  local name=$1 factor=$2 beta=$3 method=$4 compressor=$5
   local f=$out/$name-$factor-$beta.h5
   mpirun -n 4 "$bin" train --data "$data" --lambda 1e-3 --fstar "$fstar" --iters "$rounds" --eval-every 10 \
-    --log-every 1000000 --step-factor "$factor" --beta "$beta" --out "$f" "$@" </dev/null >/dev/null 2>&1
+    --log-every 1000000 --step-factor "$factor" --method "$method" --compressor "$compressor" --out "$f" </dev/null >/dev/null 2>&1
   local gaps
   h5dump -y -w 0 -d /metrics/f_gap -o "$out/gaps.txt" "$f" >/dev/null
   gaps=$(tr ',' '\n' <"$out/gaps.txt" | tr -d ' ' | grep -v '^$')
   echo "| $name | $factor | $beta | $(echo "$gaps" | tail -1) | $(echo "$gaps" | sort -g | head -1) |"
 }
 for factor in 8 16 32 64; do
-  run scalecom "$factor" 1 --method scalecom --compressor clt-k:k=1000
+  run scalecom "$factor" 1 scalecom clt-k:k=1000
 done
 for beta in 0.5 0.1; do
-  run scalecom 32 "$beta" --method scalecom --compressor clt-k:k=1000
+  run scalecom 32 "$beta" "scalecom:beta=$beta" clt-k:k=1000
 done
 for factor in 16 32 64; do
-  run sketched-sgd "$factor" 1 --method sketched-sgd --compressor sketch:rows=5,cols=4000,k=1000,p2=4
+  run sketched-sgd "$factor" 1 sketched-sgd:k=1000,p2=4 sketch:rows=5,cols=4000
 done

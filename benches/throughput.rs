@@ -175,7 +175,8 @@ struct CodecRow {
 /// path does not reallocate).
 fn bench_codec(cfg: &Config, spec: &str, xs: &[Vec<f64>]) -> CodecRow {
     let d = xs[0].len();
-    let mut coder = compress::build(spec, d).unwrap_or_else(|e| panic!("building {spec}: {e}"));
+    let mut coder = compress::build(spec, d, 0).unwrap_or_else(|e| panic!("building {spec}: {e}"));
+    coder.begin_round(&mut rng::shared(0, Purpose::SharedSupport));
     let mut rng = rng::private(0, 0, Purpose::Compressor);
     let mut messages: Vec<Vec<u8>> = vec![Vec::new(); xs.len()];
     for (x, msg) in xs.iter().zip(&mut messages) {

@@ -22,7 +22,7 @@ train() {  # ranks name args…
 train 4 gd --method gd --iters 150
 train 4 ef21-topk --method ef21 --compressor top-k:k=1000 --step-factor 32 --iters 600 --eval-every 5
 train 4 scalecom --method scalecom --compressor clt-k:k=1000 --step-factor 32 --iters 600 --eval-every 5
-train 4 sketched-sgd --method sketched-sgd --compressor sketch:rows=5,cols=4000,k=1000,p2=4 --step-factor 32 --iters 600 --eval-every 5
+train 4 sketched-sgd --method sketched-sgd:k=1000,p2=4 --compressor sketch:rows=5,cols=4000 --step-factor 32 --iters 600 --eval-every 5
 "$bin" report "$work"/{gd,ef21-topk,scalecom,sketched-sgd}.h5 --out "$work/convergence"
 # Scaling: the same short job at 1, 2, 4, 8 ranks (oversubscribed beyond 2 cores).
 files=()

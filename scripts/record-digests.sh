@@ -39,21 +39,21 @@ done <<'CASES'
 --method dcgd --compressor rand-k:k=20,shared --collective allgather
 --method dcgd --compressor qsgd:s=2
 --method ef --compressor top-k:k=10
---method ef --compressor top-k:k=10 --ef-variant outside
+--method ef:variant=outside --compressor top-k:k=10
 --method ef --compressor natural
 --method ef --compressor sign
 --method ef --compressor rand-k:k=20,shared,unscaled
 --method ef21 --compressor top-k:k=10
 --method ef21 --compressor qsgd:s=2
---method ef21 --compressor top-k:k=10 --ef21-init compressed
+--method ef21:init=compressed --compressor top-k:k=10
 --method ef21 --compressor rand-k:k=20,shared
 --method ef21 --compressor rand-k:k=20,shared --collective allgather
 --method diana --compressor natural
 --method diana --compressor terngrad
 --method diana --compressor rand-k:k=20,shared
 --method scalecom --compressor clt-k:k=10
---method scalecom --compressor clt-k:k=20 --beta 0.5 --warmup 3
---method sketched-sgd --compressor sketch:rows=5,cols=40,k=10,p2=3 --momentum 0.5
---method sketched-sgd --compressor sketch:rows=5,cols=40,k=10,p2=0
---method sketched-sgd --compressor sketch:rows=3,cols=60,k=10,p2=0 --heavymix --sketch-step accumulator
+--method scalecom:beta=0.5,warmup=3 --compressor clt-k:k=20
+--method sketched-sgd:k=10,p2=3,momentum=0.5 --compressor sketch:rows=5,cols=40
+--method sketched-sgd:k=10,p2=0 --compressor sketch:rows=5,cols=40
+--method sketched-sgd:k=10,p2=0,heavymix,gamma-at=accumulator --compressor sketch:rows=3,cols=60
 CASES

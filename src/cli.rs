@@ -3,12 +3,19 @@
 //! defaults live here only.
 
 use crate::data::SplitRule;
-use crate::method::exchange::Collective;
-use crate::method::{Ef21Init, EfVariant, MethodKind, SketchStep};
+use crate::method::Collective;
 use crate::objective::ObjectiveKind;
+use crate::protocol::Topology;
 use crate::worker::Weighting;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+
+/// Rounds of the demo (and of `qtrain` without arguments).
+pub const DEMO_ITERS: u64 = 2000;
+/// `qtrain solve` (and `--fstar auto`): stop at ‖∇f‖ ≤ this, after at most this many
+/// Newton iterations.
+pub const SOLVE_TOL: f64 = 1e-10;
+pub const SOLVE_MAX_ITERS: usize = 100;
 
 const AFTER_HELP: &str = "\
 Run under MPI, e.g.  mpirun -n 4 target/release/qtrain train --data a9a.txt …
@@ -46,6 +53,16 @@ pub enum Command {
     /// Write a seeded synthetic LIBSVM data set (Zipf features, planted labels).
     #[command(args_override_self = true)]
     Generate(GenerateArgs),
+    /// List the methods, their SPEC keys and defaults.
+    Methods(MethodsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MethodsArgs {
+    /// Print each method's example (method SPEC, compressor SPEC) pairs as tab-separated
+    /// lines instead (what the integration suites run).
+    #[arg(long)]
+    pub examples: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -148,17 +165,35 @@ pub struct TrainArgs {
     /// Held-out LIBSVM data for test accuracy (a {rank} pattern works too).
     #[arg(long, value_name = "PATH")]
     pub test: Option<String>,
-    #[arg(long, value_enum, default_value_t = MethodKind::Gd)]
-    pub method: MethodKind,
+    /// Method SPEC NAME[:key=value,…]: gd, dcgd, ef[:variant=inside|outside],
+    /// ef21[:init=full|compressed], clag:zeta=F[,init=…], diana,
+    /// scalecom[:beta=F,warmup=N], sketched-sgd:k=K[,p2=P,momentum=F,heavymix,
+    /// gamma-at=update|accumulator] (README "Methods").
+    #[arg(long, value_name = "SPEC", default_value = "gd")]
+    pub method: String,
     /// Compressor SPEC: identity, rand-k:k=K[,unscaled][,shared], top-k:k=K,
     /// qsgd:s=S[,norm=inf], natural, nat-dither:s=S[,norm=inf], sign, terngrad;
-    /// clt-k:k=K (scalecom); sketch:rows=R,cols=C,k=K,p2=P (sketched-sgd).
+    /// clt-k:k=K (scalecom); sketch:rows=R,cols=C (sketched-sgd).
     #[arg(long, value_name = "SPEC", default_value = "identity")]
     pub compressor: String,
     /// How compressed messages travel (default: allreduce for shared-support
-    /// compressors such as rand-k:k=K,shared, allgather otherwise; gd: allreduce).
+    /// compressors such as rand-k:k=K,shared, allgather otherwise; gd: allreduce). On
+    /// the server topology: gather or reduce to rank 0.
     #[arg(long, value_enum)]
     pub collective: Option<Collective>,
+    /// replicated: every rank runs a replica of the server; server: rank 0 gathers the
+    /// uplink, runs the server and broadcasts the downlink (docs/architecture.md).
+    #[arg(long, value_enum, default_value_t = Topology::Replicated)]
+    pub topology: Topology,
+    /// Compressor SPEC of the downlink (EF21-style broadcast state, §G.3); identity =
+    /// uncompressed. For methods whose downlink is a dense direction.
+    #[arg(long, value_name = "SPEC", default_value = "identity")]
+    pub down_compressor: String,
+    /// Minibatch size B: each worker's gradient is the mean over B of its rows, drawn
+    /// without replacement from its private stream every round (default: all rows).
+    /// The metrics still hold the full ‖∇f‖².
+    #[arg(long, value_name = "B")]
+    pub batch: Option<usize>,
     /// Number of rounds.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub iters: u64,
@@ -198,32 +233,10 @@ pub struct TrainArgs {
     /// Write buffered metrics rows to the HDF5 file every K rows.
     #[arg(long, value_name = "K", default_value_t = 100)]
     pub flush_every: usize,
-    /// ScaleCom low-pass filter β of the error memory (1 = plain error feedback).
-    #[arg(long, value_name = "F", default_value_t = 1.0)]
-    pub beta: f64,
-    /// ScaleCom: rounds without compression at the start.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub warmup: u64,
-    /// Sketched-SGD momentum ρ.
-    #[arg(long, value_name = "F", default_value_t = 0.0)]
-    pub momentum: f64,
-    /// Sketched-SGD: HEAVYMIX recovery (the paper's theory version) instead of P·k
-    /// candidates with exact top-k.
-    #[arg(long)]
-    pub heavymix: bool,
-    /// Sketched-SGD: apply γ to the update (reference code) or accumulate γ·u (paper).
-    #[arg(long, value_enum, default_value_t = SketchStep::Update)]
-    pub sketch_step: SketchStep,
     /// Compare a digest of the model across ranks on every evaluated round (an
     /// allgather of 8 bytes); a mismatch stops the run with an error.
     #[arg(long)]
     pub check_replicas: bool,
-    /// Classic EF: apply γ inside the compressor (default) or at the server.
-    #[arg(long, value_enum, default_value_t = EfVariant::Inside)]
-    pub ef_variant: EfVariant,
-    /// EF21 start: uncompressed first round (reference code) or compressed.
-    #[arg(long, value_enum, default_value_t = Ef21Init::Full)]
-    pub ef21_init: Ef21Init,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -233,10 +246,10 @@ pub struct SolveArgs {
     #[command(flatten)]
     pub objective: ObjectiveArgs,
     /// Stop when ‖∇f(x)‖ ≤ F.
-    #[arg(long, value_name = "F", default_value_t = 1e-10)]
+    #[arg(long, value_name = "F", default_value_t = SOLVE_TOL)]
     pub tol: f64,
     /// Newton iterations at most.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = SOLVE_MAX_ITERS)]
     pub max_iters: usize,
     /// Save x* as text, one value per line (usable as --x0).
     #[arg(long, value_name = "FILE")]
@@ -270,8 +283,47 @@ pub struct DemoArgs {
     #[arg(long, value_name = "FILE.h5")]
     pub out: Option<PathBuf>,
     /// Number of rounds.
-    #[arg(long, value_name = "N", default_value_t = 2000)]
+    #[arg(long, value_name = "N", default_value_t = DEMO_ITERS)]
     pub iters: u64,
+}
+
+/// Flags of earlier versions that became keys of a method SPEC: (flag, what to write).
+const MOVED_FLAGS: &[(&str, &str)] = &[
+    ("--beta", "--method scalecom:beta=F"),
+    ("--warmup", "--method scalecom:warmup=N"),
+    ("--momentum", "--method sketched-sgd:k=K,momentum=F"),
+    ("--heavymix", "--method sketched-sgd:k=K,heavymix"),
+    ("--sketch-step", "--method sketched-sgd:k=K,gamma-at=update|accumulator"),
+    ("--ef-variant", "--method ef:variant=inside|outside"),
+    ("--ef21-init", "--method ef21:init=full|compressed"),
+];
+
+/// A flag that moved into a method SPEC gets a message naming its new form (clap alone
+/// would only say that it is unexpected).
+pub fn check_moved_flags(args: &[String]) -> Result<(), String> {
+    for arg in args {
+        let flag = arg.split('=').next().unwrap_or(arg);
+        if let Some((old, new)) = MOVED_FLAGS.iter().find(|(old, _)| *old == flag) {
+            return Err(format!("{old} is now a key of the method SPEC: write {new} (README \"Methods\")"));
+        }
+    }
+    Ok(())
+}
+
+/// The part of a config-file line before its comment: a `#` at the start of the line or
+/// after whitespace, outside double quotes (so `out = runs/#3.h5` keeps its `#`).
+fn strip_comment(line: &str) -> &str {
+    let mut quoted = false;
+    let mut previous_blank = true;
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '#' if !quoted && previous_blank => return &line[..i],
+            _ => {}
+        }
+        previous_blank = c.is_whitespace();
+    }
+    line
 }
 
 /// Prepends the `key = value` lines of `--config FILE` to the command line, so that flags
@@ -288,7 +340,7 @@ pub fn expand_config(args: Vec<String>) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: cannot read the config file: {e}"))?;
     let mut from_file = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
+        let line = strip_comment(line).trim();
         if line.is_empty() {
             continue;
         }
@@ -315,6 +367,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn moved_flags_name_their_spec_form() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let e = check_moved_flags(&args(&["qtrain", "train", "--beta", "0.5"])).unwrap_err();
+        assert!(e.contains("--method scalecom:beta=F"), "{e}");
+        let e = check_moved_flags(&args(&["qtrain", "train", "--ef21-init=compressed"])).unwrap_err();
+        assert!(e.contains("ef21:init="), "{e}");
+        assert!(check_moved_flags(&args(&["qtrain", "train", "--method", "scalecom:beta=0.5"])).is_ok());
+    }
+
+    #[test]
     fn config_file_lines_become_flags_that_the_command_line_overrides() {
         let dir = crate::testing::TempDir::new("cfg");
         let path = dir.join("run.conf");
@@ -337,6 +399,13 @@ mod tests {
                 "20"
             ]
         );
+        // `#` starts a comment only at the start of a line or after whitespace.
+        std::fs::write(&path, "out = runs/#3.h5 # the third run\ncompressor = \"top-k:k=5 # not a comment\"\n")
+            .unwrap();
+        let expanded =
+            expand_config(vec!["qtrain".into(), "train".into(), "--config".into(), path.to_str().unwrap().into()])
+                .unwrap();
+        assert_eq!(expanded, vec!["qtrain", "train", "--out=runs/#3.h5", "--compressor=top-k:k=5 # not a comment"]);
         std::fs::write(&path, "no equals sign\n").unwrap();
         let err = expand_config(vec!["qtrain".into(), "--config".into(), path.to_str().unwrap().into()]).unwrap_err();
         assert!(err.contains("run.conf:1"), "{err}");

@@ -7,7 +7,11 @@
 //!   doubling, ⌈log₂p⌉(α + nβ) (MPI libraries switch between them by size);
 //! * allgather of m bytes per rank: recursive doubling / Bruck, ⌈log₂p⌉α + (p−1)·mβ;
 //! * broadcast of n bytes: the faster of a binomial tree, ⌈log₂p⌉(α + nβ), and
-//!   scatter + allgather, (⌈log₂p⌉ + p − 1)α + 2((p−1)/p)·nβ.
+//!   scatter + allgather, (⌈log₂p⌉ + p − 1)α + 2((p−1)/p)·nβ;
+//! * gather of m bytes per rank to one root (`--topology server`): a binomial tree,
+//!   ⌈log₂p⌉α + (p−1)·mβ (the root receives what an allgather delivers to every rank);
+//! * reduce of n bytes to one root: the faster of a binomial tree, ⌈log₂p⌉(α + nβ), and
+//!   reduce-scatter + gather, 2⌈log₂p⌉α + 2((p−1)/p)·nβ.
 //!
 //! Computation: with `--scaling strong` (fixed data) a rank's gradient time scales as
 //! R/p; with `weak` (fixed rows per rank) it stays. Encoding is per worker and stays.
@@ -51,6 +55,8 @@ pub struct Measured {
     pub allgather: Calls,
     pub allreduce: Calls,
     pub bcast: Calls,
+    pub gather: Calls,
+    pub reduce: Calls,
 }
 
 /// The model's round at p ranks, in seconds.
@@ -63,11 +69,13 @@ pub struct Projection {
     pub allgather: f64,
     pub allreduce: f64,
     pub bcast: f64,
+    pub gather: f64,
+    pub reduce: f64,
 }
 
 impl Projection {
     pub fn comm(&self) -> f64 {
-        self.allgather + self.allreduce + self.bcast
+        self.allgather + self.allreduce + self.bcast + self.gather + self.reduce
     }
 
     pub fn total(&self) -> f64 {
@@ -106,6 +114,20 @@ pub fn bcast(n: f64, p: usize, net: Network) -> f64 {
     tree.min(scatter_allgather)
 }
 
+pub fn gather(m: f64, p: usize, net: Network) -> f64 {
+    allgather(m, p, net)
+}
+
+pub fn reduce(n: f64, p: usize, net: Network) -> f64 {
+    if p <= 1 {
+        return 0.0;
+    }
+    let (a, b, pf) = (net.latency, 1.0 / net.bandwidth, p as f64);
+    let tree = log2_ceil(p) * (a + n * b);
+    let scatter_gather = 2.0 * log2_ceil(p) * a + 2.0 * (pf - 1.0) / pf * n * b;
+    tree.min(scatter_gather)
+}
+
 /// `calls` calls sharing `bytes` in total, each costed at the mean size.
 fn per_call(c: Calls, cost: impl Fn(f64) -> f64) -> f64 {
     if c.calls == 0.0 {
@@ -124,10 +146,12 @@ pub fn project(m: &Measured, p: usize, net: Network, scaling: Scaling) -> Projec
             Scaling::Weak => m.t_compute,
         },
         compress: m.t_compress,
-        decode: if m.allgather.calls > 0.0 { m.t_decode / ratio } else { m.t_decode },
+        decode: if m.allgather.calls > 0.0 || m.gather.calls > 0.0 { m.t_decode / ratio } else { m.t_decode },
         allgather: per_call(m.allgather, |b| allgather(b, p, net)),
         allreduce: per_call(m.allreduce, |b| allreduce(b, p, net)),
         bcast: per_call(m.bcast, |b| bcast(b, p, net)),
+        gather: per_call(m.gather, |b| gather(b, p, net)),
+        reduce: per_call(m.reduce, |b| reduce(b, p, net)),
     }
 }
 
@@ -152,6 +176,13 @@ pub fn read(path: &Path) -> Result<Measured> {
     let calls = |kind: &str| -> Result<Calls> {
         Ok(Calls { calls: column(&format!("{kind}_calls_round"))?, bytes: column(&format!("{kind}_bytes_round"))? })
     };
+    // Files written before the server topology have no gather or reduce columns: none ran.
+    let calls_if_present = |kind: &str| -> Result<Calls> {
+        match file.dataset(&format!("metrics/{kind}_calls_round")) {
+            Ok(_) => calls(kind),
+            Err(_) => Ok(Calls::default()),
+        }
+    };
     Ok(Measured {
         ranks: ranks as usize,
         t_compute: column("t_compute")?,
@@ -161,6 +192,8 @@ pub fn read(path: &Path) -> Result<Measured> {
         allgather: calls("allgather")?,
         allreduce: calls("allreduce")?,
         bcast: calls("bcast")?,
+        gather: calls_if_present("gather")?,
+        reduce: calls_if_present("reduce")?,
     })
 }
 
@@ -232,12 +265,12 @@ pub fn table(m: &Measured, rows: &[Projection]) -> String {
         1e6 * m.t_decode,
         1e6 * m.t_comm
     );
-    out.push_str("| ranks | compute µs | compress µs | decode µs | allgather µs | allreduce µs | bcast µs | comm µs | total µs | comm share |\n");
-    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| ranks | compute µs | compress µs | decode µs | allgather µs | allreduce µs | bcast µs | gather µs | reduce µs | comm µs | total µs | comm share |\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
         let us = |v: f64| format!("{:.1}", 1e6 * v);
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} % |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} % |\n",
             r.ranks,
             us(r.compute),
             us(r.compress),
@@ -245,6 +278,8 @@ pub fn table(m: &Measured, rows: &[Projection]) -> String {
             us(r.allgather),
             us(r.allreduce),
             us(r.bcast),
+            us(r.gather),
+            us(r.reduce),
             us(r.comm()),
             us(r.total()),
             100.0 * r.comm() / r.total().max(f64::MIN_POSITIVE)
@@ -300,6 +335,18 @@ mod tests {
         }
     }
 
+    /// A gather to one root costs what an allgather costs its receivers; a small reduce
+    /// is a tree, a large one reduce-scatter + gather (2(p−1)/p·nβ, below 2nβ).
+    #[test]
+    fn gather_and_reduce_follow_their_formulas() {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
+        assert!(close(gather(1000.0, 4, NET), allgather(1000.0, 4, NET)));
+        assert!(close(reduce(8.0, 64, NET), 6.0 * (2e-6 + 8.0 / 1.25e9)));
+        let n = 1e9;
+        assert!(close(reduce(n, 64, NET), 12.0 * 2e-6 + 2.0 * 63.0 / 64.0 * n / 1.25e9));
+        assert_eq!(reduce(n, 1, NET), 0.0);
+    }
+
     #[test]
     fn strong_scaling_divides_compute_and_allgather_decode_grows() {
         let m = Measured {
@@ -311,6 +358,8 @@ mod tests {
             allgather: Calls { calls: 2.0, bytes: 1000.0 },
             allreduce: Calls::default(),
             bcast: Calls::default(),
+            gather: Calls::default(),
+            reduce: Calls::default(),
         };
         let p = project(&m, 64, NET, Scaling::Strong);
         assert!((p.compute - 2.5e-4).abs() < 1e-15);

@@ -16,14 +16,18 @@ pub mod error;
 pub mod logging;
 pub mod method;
 pub mod metrics;
+pub mod monitor;
 pub mod objective;
 pub mod problem;
+pub mod protocol;
 pub mod report;
 pub mod rng;
 pub mod solve;
+pub mod spec;
 #[cfg(test)]
 mod testing;
 pub mod train;
+pub mod vector;
 pub mod worker;
 
 use cli::{Command, SolveArgs};
@@ -34,7 +38,7 @@ use error::Result;
 /// ranks (`Comm::agree`), so `main` can print one message and exit everywhere.
 pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<()> {
     match command {
-        None => demo::run(comm, &cli::DemoArgs { iters: 2000, out: None }),
+        None => demo::run(comm, &cli::DemoArgs { iters: cli::DEMO_ITERS, out: None }),
         Some(Command::Demo(args)) => demo::run(comm, &args),
         Some(Command::Train(args)) => train::run(comm, &args),
         Some(Command::Solve(args)) => run_solve(comm, &args),
@@ -64,6 +68,12 @@ pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<()> {
         Some(Command::Project(a)) => {
             let result = if comm.is_root() { run_project(&a) } else { Ok(()) };
             comm.agree(result)
+        }
+        Some(Command::Methods(a)) => {
+            if comm.is_root() {
+                print!("{}", method::describe(a.examples));
+            }
+            Ok(())
         }
         Some(Command::Generate(a)) => {
             let shape = data::generate::Shape {

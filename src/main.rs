@@ -5,7 +5,7 @@
 use clap::Parser;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
-use qtrain::cli::{expand_config, Cli};
+use qtrain::cli::{check_moved_flags, expand_config, Cli};
 use qtrain::comm::Comm;
 use qtrain::error::Error;
 
@@ -35,12 +35,13 @@ fn main() {
 
 /// Parses on every rank (all see the same arguments); only rank 0 prints help or errors.
 fn parse(rank: usize) -> Result<Cli, i32> {
-    let args = expand_config(std::env::args().collect()).map_err(|msg| {
-        if rank == 0 {
-            eprintln!("qtrain: error: {msg}");
-        }
-        2
-    })?;
+    let args =
+        expand_config(std::env::args().collect()).and_then(|a| check_moved_flags(&a).map(|()| a)).map_err(|msg| {
+            if rank == 0 {
+                eprintln!("qtrain: error: {msg}");
+            }
+            2
+        })?;
     Cli::try_parse_from(args).map_err(|e| {
         if rank == 0 {
             let _ = e.print();

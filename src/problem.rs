@@ -6,7 +6,7 @@ use crate::comm::Comm;
 use crate::config;
 use crate::data::shard::{self, Layout};
 use crate::data::{Dataset, LabelMap, Source};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::objective::Objective;
 use crate::worker::{self, Worker};
 
@@ -59,6 +59,20 @@ impl Problem {
         self.rows_per_worker.iter().sum()
     }
 
+    /// `--batch b`: every worker's round gradient becomes a mean over b of its rows. Every
+    /// rank checks b against the smallest worker of all (so they fail alike).
+    pub fn use_minibatches(&mut self, b: usize) -> Result<()> {
+        let smallest = self.rows_per_worker.iter().copied().min().unwrap_or(0);
+        if b == 0 || b as u64 > smallest {
+            return Err(Error::config(
+                format!("--batch {b} with workers of {smallest} rows or more"),
+                format!("choose 1 ≤ B ≤ {smallest} (the smallest worker's rows), or fewer --workers"),
+            ));
+        }
+        self.workers.iter_mut().for_each(|w| w.set_batch(b));
+        Ok(())
+    }
+
     /// Evaluates every local worker at x and writes [f(x), ∇f(x)] into `out` (length
     /// d + 1) after an unmetered allreduce: the monitor's view of the full objective.
     pub fn full_value_and_gradient(&mut self, comm: &mut Comm, x: &[f64], out: &mut [f64]) {
@@ -75,8 +89,6 @@ pub fn weighted_sum(workers: &[Worker], out: &mut [f64]) {
     out.fill(0.0);
     for w in workers {
         out[0] += w.weight * w.loss;
-        for (o, g) in out[1..].iter_mut().zip(&w.grad) {
-            *o += w.weight * g;
-        }
+        crate::vector::add_scaled(&mut out[1..], w.weight, &w.grad);
     }
 }

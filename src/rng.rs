@@ -34,6 +34,12 @@ pub enum Purpose {
     SketchHashes = 5,
     /// Synthetic data sets (`qtrain generate`).
     Generator = 6,
+    /// Minibatch rows of one worker (private, `--batch`).
+    Minibatch = 7,
+    /// Coins of the downlink compressor (shared: every replica, or rank 0 alone).
+    Downlink = 8,
+    /// Supports of a shared-seed downlink compressor (shared).
+    DownlinkSupport = 9,
 }
 
 /// SplitMix64: a bijective mixer used to expand (seed, purpose) into a ChaCha key.

@@ -1,11 +1,11 @@
 //! `qtrain train`: set-up, the training loop and the result file.
 //!
-//! Round t: every local worker computes f_i(x^t) and ∇f_i(x^t); on evaluation rounds
-//! the monitor allreduces them into f(x^t), ‖∇f(x^t)‖² (rank 0 writes the row); then the
-//! method turns x^t into x^{t+1}. Stop decisions are taken from allreduced values and
-//! agreed, so every rank leaves the loop in the same round.
+//! Round t: on evaluation rounds the monitor computes f(x^t) and ‖∇f(x^t)‖² and rank 0
+//! writes the row; then the method's round (docs/architecture.md) turns x^t into
+//! x^{t+1}. Stop decisions are taken from allreduced values and agreed, so every rank
+//! leaves the loop in the same round.
 
-use crate::cli::TrainArgs;
+use crate::cli::{TrainArgs, SOLVE_MAX_ITERS, SOLVE_TOL};
 use crate::comm::Comm;
 use crate::config::{self, Fstar};
 use crate::data::{checksum, shard, Csr};
@@ -14,8 +14,9 @@ use crate::method::{self, step_size, Method, Setup};
 use crate::metrics::hdf5_file::{self, Attr, MetricsFile};
 use crate::metrics::summary::{self, RunInfo};
 use crate::metrics::Row;
+use crate::monitor::{Evaluation, Ledger, Monitor};
 use crate::objective::smoothness::{self, Smoothness};
-use crate::problem::{weighted_sum, Problem};
+use crate::problem::Problem;
 use crate::solve;
 use std::time::Instant;
 
@@ -54,17 +55,22 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
     comm.agree(target_ok)?;
 
     let mut problem = Problem::load(comm, &args.data, &args.objective, args.seed)?;
-    let d = problem.dim;
     log::info!(
-        "{}: {} rows, d = {d}, {} workers on {} ranks ({} split, {} weighting), {}",
+        "{}: {} rows, d = {}, {} workers on {} ranks ({} split, {} weighting), {}",
         problem.source.describe(),
         problem.total_rows(),
+        problem.dim,
         problem.total_workers(),
         comm.size(),
         cli_name(args.data.split),
         cli_name(args.data.weighting),
         problem.labels.describe()
     );
+    if let Some(b) = args.batch {
+        comm.agree(problem.use_minibatches(b))?;
+        log::info!("minibatches of {b} rows per worker and round, without replacement");
+    }
+    let d = problem.dim;
     let test = match &args.test {
         Some(t) => Some(shard::load_test(comm, &shard::Source::new(t), d, problem.labels)?),
         None => None,
@@ -73,26 +79,11 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
         Some(path) => comm.agree(config::read_x0(path, d))?,
         None => vec![0.0; d],
     };
-    let fstar = match fstar_mode {
-        Fstar::Given(v) => Some(v),
-        Fstar::Unknown => None,
-        Fstar::Auto => {
-            let sol = solve::newton(comm, &mut problem, vec![0.0; d], 1e-10, 100);
-            let sol = comm.agree(sol)?;
-            log::info!(
-                "f* = {:.15e} (Newton-CG: {} iterations, ‖∇f‖ = {:.2e})",
-                sol.f,
-                sol.newton_iters,
-                sol.grad_norm
-            );
-            Some(sol.f)
-        }
-    };
+    let fstar = optimum(comm, &mut problem, fstar_mode)?;
     let smooth = smoothness::estimate(comm, &problem.workers, &problem.objective, args.seed);
     log::info!("smoothness: L = {:.6e}, L̃ = {:.6e}, L_max = {:.6e}", smooth.l, smooth.l_tilde, smooth.l_max);
 
     let setup = Setup {
-        kind: args.method,
         compressor: &args.compressor,
         dim: d,
         weights: &problem.weights,
@@ -100,17 +91,13 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
         local_workers: problem.workers.len(),
         smoothness: &smooth,
         step: step_size::Override { step: args.step, factor: args.step_factor },
-        ef_variant: args.ef_variant,
-        ef21_init: args.ef21_init,
         collective: args.collective,
+        topology: args.topology,
+        down_compressor: &args.down_compressor,
         seed: args.seed,
-        beta: args.beta,
-        warmup: args.warmup,
-        momentum: args.momentum,
-        heavymix: args.heavymix,
-        sketch_step: args.sketch_step,
+        rank: comm.rank(),
     };
-    let mut method = comm.agree(method::build(&setup))?;
+    let mut method = comm.agree(method::build(&args.method, &setup))?;
     log::info!("step size γ = {:.6e}: {}", method.step_size().gamma, method.step_size().rule);
 
     let dataset_sha = checksum::of_source(comm, &problem.source)?;
@@ -127,19 +114,39 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
     };
     let file = comm.agree(file)?;
 
-    let mut run = Run {
+    let mut training = Training {
         comm,
+        monitor: Monitor::new(d),
         problem: &mut problem,
         method: method.as_mut(),
         args,
         fstar,
         test: test.as_ref(),
         test_margins: Vec::new(),
-        file,
+        recorder: Recorder { file, error: None },
     };
-    let outcome = run.train(x0);
-    let Run { file, comm, .. } = run;
-    finish(comm, file, args, outcome)
+    let outcome = training.train(x0);
+    let Training { recorder, comm, .. } = training;
+    finish(comm, recorder.file, args, outcome)
+}
+
+/// f* for the f_gap column: given, unknown, or computed first by Newton-CG.
+fn optimum(comm: &mut Comm, problem: &mut Problem, mode: Fstar) -> Result<Option<f64>> {
+    Ok(match mode {
+        Fstar::Given(v) => Some(v),
+        Fstar::Unknown => None,
+        Fstar::Auto => {
+            let sol = solve::newton(comm, problem, vec![0.0; problem.dim], SOLVE_TOL, SOLVE_MAX_ITERS);
+            let sol = comm.agree(sol)?;
+            log::info!(
+                "f* = {:.15e} (Newton-CG: {} iterations, ‖∇f‖ = {:.2e})",
+                sol.f,
+                sol.newton_iters,
+                sol.grad_norm
+            );
+            Some(sol.f)
+        }
+    })
 }
 
 struct Outcome {
@@ -151,8 +158,23 @@ struct Outcome {
     test_accuracy: Option<f64>,
 }
 
-struct Run<'a> {
+/// Rank 0's result file, and the first error writing it (the run then stops, agreed).
+struct Recorder {
+    file: Option<MetricsFile>,
+    error: Option<Error>,
+}
+
+impl Recorder {
+    fn write(&mut self, f: impl FnOnce(&mut MetricsFile) -> Result<()>) {
+        if let (Some(file), None) = (self.file.as_mut(), &self.error) {
+            self.error = f(file).err();
+        }
+    }
+}
+
+struct Training<'a> {
     comm: &'a mut Comm,
+    monitor: Monitor,
     problem: &'a mut Problem,
     method: &'a mut dyn Method,
     args: &'a TrainArgs,
@@ -160,49 +182,33 @@ struct Run<'a> {
     test: Option<&'a (Csr, Vec<f64>)>,
     /// Reused by every test-accuracy evaluation.
     test_margins: Vec<f64>,
-    file: Option<MetricsFile>,
+    recorder: Recorder,
 }
 
-impl Run<'_> {
+impl Training<'_> {
     fn train(&mut self, mut x: Vec<f64>) -> Result<Outcome> {
         let iters = self.args.iters;
         let log_every = self.args.log_every.unwrap_or((iters / 10).max(1));
         let test_every = self.args.test_every.unwrap_or(log_every);
-        let d = x.len();
-        let mut monitor = vec![0.0; d + 1];
-        let mut totals = Row::default();
-        let mut round = Row::default();
+        let mut ledger = Ledger::default();
         let mut last = Row::default();
         let mut test_accuracy = None;
-        let mut write_error: Option<Error> = None;
         let mut next_log = 0;
         let mut status = Status::Running;
         let mut t = 0;
         loop {
-            let start = Instant::now();
-            for w in self.problem.workers.iter_mut() {
-                w.evaluate(&self.problem.objective, &x);
-            }
-            let t_compute = start.elapsed().as_secs_f64();
-
             if t % self.args.eval_every == 0 || t == iters {
-                weighted_sum(&self.problem.workers, &mut monitor);
-                self.comm.monitor_sum(&mut monitor);
-                last = self.row(t, &monitor, &totals, &round);
-                if let (Some(file), None) = (self.file.as_mut(), &write_error) {
-                    write_error = file.push(last).err();
-                }
+                last = ledger.row(t, self.evaluate(t, &x), self.fstar);
+                self.recorder.write(|f| f.push(last));
                 if t >= next_log || t == iters {
                     log::info!("{}", progress(&last, iters));
                     next_log = t + log_every;
                 }
-                status = self.agree_status(&last, write_error.is_some());
+                status = self.agree_status(&last);
             }
             if self.test.is_some() && (t % test_every == 0 || t == iters || status != Status::Running) {
                 let acc = self.test_accuracy(&x);
-                if let (Some(file), None) = (self.file.as_mut(), &write_error) {
-                    write_error = file.push_series("test", "accuracy", t, acc).err();
-                }
+                self.recorder.write(|f| f.push_series("test", "accuracy", t, acc));
                 test_accuracy = Some(acc);
             }
             if t == iters || status != Status::Running {
@@ -210,64 +216,32 @@ impl Run<'_> {
             }
 
             self.comm.take_meter();
-            let step_start = Instant::now();
-            let stats = self.method.step(&mut x, &mut self.problem.workers, self.comm);
-            let elapsed = step_start.elapsed().as_secs_f64();
-            let stats = self.comm.agree(stats)?;
-            let meter = self.comm.take_meter();
-            round = Row {
-                bits_up_round: stats.paper_bits_up,
-                bits_down_round: stats.paper_bits_down,
-                wire_bytes_round: meter.wire_bytes,
-                recv_bytes_round: meter.received_bytes,
-                allgather_calls_round: meter.allgather.calls,
-                allgather_bytes_round: meter.allgather.bytes,
-                allreduce_calls_round: meter.allreduce.calls,
-                allreduce_bytes_round: meter.allreduce.bytes,
-                bcast_calls_round: meter.bcast.calls,
-                bcast_bytes_round: meter.bcast.bytes,
-                t_compute,
-                t_compress: stats.t_compress,
-                t_comm: meter.seconds,
-                t_decode: stats.t_decode,
-                skipped: u64::from(stats.skipped),
-                time: t_compute + elapsed,
-                ..Row::default()
-            };
-            accumulate(&mut totals, &round);
+            let start = Instant::now();
+            let (data, obj) = (&mut self.problem.workers, &self.problem.objective);
+            let stats = self.method.round(t, &mut x, data, obj, self.comm)?;
+            ledger.record(&stats, &self.comm.take_meter(), start.elapsed().as_secs_f64());
             t += 1;
             if t % self.args.eval_every == 0 || t == iters {
-                self.record_diagnostics(t, &mut write_error);
+                self.record_diagnostics(t);
                 if self.args.check_replicas {
                     check_replicas(self.comm, &x)?;
                 }
             }
         }
-        if let Some(e) = write_error {
+        if let Some(e) = self.recorder.error.take() {
             return Err(e);
         }
-        Ok(Outcome { x, last, totals, status, rounds: t, test_accuracy })
+        Ok(Outcome { x, last, totals: ledger.totals, status, rounds: t, test_accuracy })
     }
 
-    fn row(&self, t: u64, monitor: &[f64], totals: &Row, round: &Row) -> Row {
-        let grad_norm_sq: f64 = monitor[1..].iter().map(|g| g * g).sum();
-        Row {
-            iter: t,
-            loss: monitor[0],
-            grad_norm_sq,
-            f_gap: self.fstar.map_or(f64::NAN, |fs| monitor[0] - fs),
-            bits_up: totals.bits_up,
-            bits_down: totals.bits_down,
-            wire_bytes: totals.wire_bytes,
-            time: totals.time,
-            ..*round
-        }
+    fn evaluate(&mut self, t: u64, x: &[f64]) -> Evaluation {
+        self.monitor.evaluate(t, x, &mut self.problem.workers, &self.problem.objective, self.comm)
     }
 
     /// The most severe of every rank's view of the run's state (an unmetered allreduce
     /// of one integer), so all ranks stop together.
-    fn agree_status(&mut self, row: &Row, write_failed: bool) -> Status {
-        let local = if write_failed {
+    fn agree_status(&mut self, row: &Row) -> Status {
+        let local = if self.recorder.error.is_some() {
             Status::WriteFailed
         } else if !(row.loss.is_finite() && row.grad_norm_sq.is_finite()) {
             Status::Diverged
@@ -280,12 +254,10 @@ impl Run<'_> {
     }
 
     /// Stores the method's diagnostics of round t − 1 under `/diagnostics/NAME`.
-    fn record_diagnostics(&mut self, t: u64, write_error: &mut Option<Error>) {
-        for (name, value) in self.method.diagnostics(self.comm) {
+    fn record_diagnostics(&mut self, t: u64) {
+        for (name, value) in self.method.diagnostics(&self.problem.workers, self.comm) {
             log::debug!("round {}: {name} = {value}", t - 1);
-            if let (Some(file), None) = (self.file.as_mut(), &*write_error) {
-                *write_error = file.push_series(&format!("diagnostics/{name}"), "value", t, value).err();
-            }
+            self.recorder.write(|f| f.push_series(&format!("diagnostics/{name}"), "value", t, value));
         }
     }
 
@@ -300,23 +272,12 @@ impl Run<'_> {
     }
 }
 
-fn accumulate(totals: &mut Row, round: &Row) {
-    totals.bits_up += round.bits_up_round;
-    totals.bits_down += round.bits_down_round;
-    totals.wire_bytes += round.wire_bytes_round;
-    totals.time += round.time;
-    totals.t_compute += round.t_compute;
-    totals.t_compress += round.t_compress;
-    totals.t_comm += round.t_comm;
-    totals.t_decode += round.t_decode;
-    totals.skipped += round.skipped;
-}
-
 fn progress(row: &Row, iters: u64) -> String {
     let gap = if row.f_gap.is_finite() { format!("  f−f* {:.3e}", row.f_gap) } else { String::new() };
     let per_iter = if row.iter > 0 { row.time / row.iter as f64 } else { 0.0 };
+    let down = if row.bits_down > 0 { format!("  bits↓ {:.4e}", row.bits_down as f64) } else { String::new() };
     format!(
-        "iter {:>width$}/{iters}  f {:.10e}{gap}  ‖∇f‖² {:.3e}  bits↑ {:.4e}  {:.1} µs/iter",
+        "iter {:>width$}/{iters}  f {:.10e}{gap}  ‖∇f‖² {:.3e}  bits↑ {:.4e}{down}  {:.1} µs/iter",
         row.iter,
         row.loss,
         row.grad_norm_sq,
@@ -350,7 +311,7 @@ fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome:
     let written = comm.agree(written)?;
     if let Some(path) = written {
         let info = RunInfo {
-            method: &cli_name(args.method),
+            method: &args.method,
             compressor: &args.compressor,
             ranks: comm.size(),
             workers: args.data.workers.unwrap_or(comm.size()),
@@ -403,41 +364,50 @@ fn attributes(
     fstar: Option<f64>,
     dataset_sha: &str,
 ) -> Vec<(String, Attr)> {
-    let text = |v: String| Attr::Str(v);
+    let text = |v: &str| Attr::Str(v.to_string());
     vec![
-        ("qtrain_version".into(), text(env!("CARGO_PKG_VERSION").into())),
-        ("git_commit".into(), text(option_env!("QTRAIN_GIT_COMMIT").unwrap_or("unknown").into())),
-        ("command_line".into(), text(std::env::args().collect::<Vec<_>>().join(" "))),
-        ("config".into(), text(format!("{args:?}"))),
-        ("method".into(), text(cli_name(args.method))),
-        ("compressor".into(), text(args.compressor.clone())),
-        ("objective".into(), text(cli_name(args.objective.objective))),
+        ("qtrain_version".into(), text(env!("CARGO_PKG_VERSION"))),
+        ("git_commit".into(), text(option_env!("QTRAIN_GIT_COMMIT").unwrap_or("unknown"))),
+        ("command_line".into(), text(&std::env::args().collect::<Vec<_>>().join(" "))),
+        ("config".into(), text(&format!("{args:?}"))),
+        ("method".into(), text(method_name(&args.method))),
+        ("method_spec".into(), text(&args.method)),
+        ("compressor".into(), text(&args.compressor)),
+        ("topology".into(), text(&cli_name(args.topology))),
+        ("down_compressor".into(), text(&args.down_compressor)),
+        ("batch".into(), Attr::U64(args.batch.unwrap_or(0) as u64)),
+        ("objective".into(), text(&cli_name(args.objective.objective))),
         ("lambda".into(), Attr::F64(args.objective.lambda)),
         ("ranks".into(), Attr::U64(comm.size() as u64)),
         ("workers".into(), Attr::U64(p.total_workers() as u64)),
         ("seed".into(), Attr::U64(args.seed)),
-        ("dataset".into(), text(p.source.describe())),
-        ("dataset_sha256".into(), text(dataset_sha.into())),
-        ("test_dataset".into(), text(args.test.clone().unwrap_or_default())),
+        ("dataset".into(), text(&p.source.describe())),
+        ("dataset_sha256".into(), text(dataset_sha)),
+        ("test_dataset".into(), text(args.test.as_deref().unwrap_or_default())),
         ("rows".into(), Attr::U64(p.total_rows())),
         ("features".into(), Attr::U64(p.dim as u64)),
-        ("labels".into(), text(p.labels.describe())),
-        ("split".into(), text(cli_name(args.data.split))),
-        ("weighting".into(), text(cli_name(args.data.weighting))),
+        ("labels".into(), text(&p.labels.describe())),
+        ("split".into(), text(&cli_name(args.data.split))),
+        ("weighting".into(), text(&cli_name(args.data.weighting))),
         ("iters".into(), Attr::U64(args.iters)),
         ("step".into(), Attr::F64(method.step_size().gamma)),
-        ("step_rule".into(), text(method.step_size().rule.clone())),
+        ("step_rule".into(), text(&method.step_size().rule)),
         ("L".into(), Attr::F64(s.l)),
         ("L_tilde".into(), Attr::F64(s.l_tilde)),
         ("L_max".into(), Attr::F64(s.l_max)),
         ("fstar".into(), Attr::F64(fstar.unwrap_or(f64::NAN))),
         ("eval_every".into(), Attr::U64(args.eval_every)),
-        ("mpi_library".into(), text(mpi_library())),
+        ("mpi_library".into(), text(&mpi_library())),
         (
             "started_unix".into(),
             Attr::U64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
         ),
     ]
+}
+
+/// The method's name in a `--method` SPEC (`scalecom` of `scalecom:beta=0.5`).
+pub fn method_name(spec: &str) -> &str {
+    spec.split(':').next().unwrap_or(spec).trim()
 }
 
 /// A flag value as the command line spells it (`sketched-sgd`, `remainder-last`).

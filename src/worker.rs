@@ -1,12 +1,15 @@
-//! A logical worker: its rows, its weight in f = Σ w_i f_i, its private random stream
-//! and its latest local gradient. Several workers can live on one MPI rank
-//! (`--workers W`), which gives the same iterates as W ranks would, because every
-//! worker's randomness is keyed by its global id (ALGORITHMS.md §0.3).
+//! A logical worker: its rows, its weight in f = Σ w_i f_i, its private random streams
+//! and its latest local gradient — the gradient oracle of the round protocol. Several
+//! workers can live on one MPI rank (`--workers W`), which gives the same iterates as W
+//! ranks would, because every worker's randomness is keyed by its global id
+//! (ALGORITHMS.md §0.3).
 
+use crate::compress::rand_k::SubsetSampler;
 use crate::data::Csr;
 use crate::data::WorkerData;
-use crate::objective::{value_and_gradient, Objective};
+use crate::objective::{gradient, value_and_gradient, Objective};
 use crate::rng::{self, Purpose, Stream};
+use std::time::Instant;
 
 /// How the workers' objectives are weighted (`--weighting`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -40,10 +43,18 @@ pub struct Worker {
     pub weight: f64,
     /// Private stream for compressor randomness (§0.3).
     pub rng: Stream,
-    /// ∇f_i at the point of the last `evaluate`.
+    /// Private stream of minibatch rows (`--batch`).
+    batch_rng: Stream,
+    /// Draws minibatches of B rows without replacement, when `--batch B` < m_i.
+    batch: Option<SubsetSampler>,
+    /// The worker's gradient of this round: ∇f_i(x) after `evaluate`, the method's
+    /// (full or minibatch) gradient after `round_gradient`.
     pub grad: Vec<f64>,
     /// f_i at the point of the last `evaluate`.
     pub loss: f64,
+    /// The round whose model `grad` holds the full gradient of (set by the monitor), and
+    /// the seconds it took: a full-batch method reuses it.
+    full_at: Option<(u64, f64)>,
     margins: Vec<f64>,
 }
 
@@ -54,11 +65,14 @@ impl Worker {
         Worker {
             id: data.id,
             rng: rng::private(seed, data.id, Purpose::Compressor),
+            batch_rng: rng::private(seed, data.id, Purpose::Minibatch),
+            batch: None,
             a: data.a,
             b: data.b,
             weight,
             grad: vec![0.0; d],
             loss: 0.0,
+            full_at: None,
             margins: vec![0.0; m],
         }
     }
@@ -67,9 +81,40 @@ impl Worker {
         self.b.len()
     }
 
+    /// Uses minibatches of `b` rows from now on (`b` < m_i; b ≥ m_i is the full batch).
+    pub fn set_batch(&mut self, b: usize) {
+        self.batch = (b < self.rows()).then(|| SubsetSampler::new(self.rows(), b));
+    }
+
     /// Computes f_i(x) and ∇f_i(x) into `loss` and `grad` (no allocation).
     pub fn evaluate(&mut self, obj: &Objective, x: &[f64]) {
         self.loss = value_and_gradient(obj, &self.a, &self.b, x, &mut self.grad, &mut self.margins);
+        self.full_at = None;
+    }
+
+    /// `evaluate` at the model of round t, recorded so that the round can reuse the
+    /// gradient (the monitor's evaluation rounds).
+    pub fn evaluate_round(&mut self, obj: &Objective, x: &[f64], t: u64) {
+        let start = Instant::now();
+        self.evaluate(obj, x);
+        self.full_at = Some((t, start.elapsed().as_secs_f64()));
+    }
+
+    /// The method's gradient at the model x of round t into `grad`: the full ∇f_i(x)
+    /// (reused from `evaluate_round` when the monitor computed it this round) or, with
+    /// `--batch B`, the mean gradient over B rows drawn without replacement from the
+    /// private minibatch stream. Returns the seconds it took (the reused computation's).
+    pub fn round_gradient(&mut self, obj: &Objective, x: &[f64], t: u64) -> f64 {
+        match (&mut self.batch, self.full_at) {
+            (None, Some((round, seconds))) if round == t => seconds,
+            (batch, _) => {
+                let start = Instant::now();
+                let rows = batch.as_mut().map(|s| s.draw(&mut self.batch_rng));
+                gradient(obj, &self.a, &self.b, x, rows, &mut self.grad, &mut self.margins);
+                self.full_at = None;
+                start.elapsed().as_secs_f64()
+            }
+        }
     }
 
     /// acc += w_i (1/m_i) A_iᵀ diag(φ''(A_i x)) A_i v: the data part of this worker's

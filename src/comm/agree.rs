@@ -14,7 +14,33 @@ pub(super) fn agree<T>(world: &SimpleCommunicator, size: usize, local: Result<T>
     if any == 0 {
         return local;
     }
-    // Some rank failed: gather every rank's message (empty for ranks that succeeded).
+    gather_failures(world, size, local)
+}
+
+/// Most counters one `agree_sums` carries.
+pub(super) const MAX_SUMS: usize = 7;
+
+/// `agree` and a sum of a few counters over all ranks in the same single allreduce (the
+/// trailer of a training round: failure flag, bits, skips). `counts` holds this rank's
+/// values and receives the totals; it is left as it was when some rank failed.
+pub(super) fn agree_sums(world: &SimpleCommunicator, size: usize, local: Result<()>, counts: &mut [u64]) -> Result<()> {
+    assert!(counts.len() <= MAX_SUMS, "agree_sums carries at most {MAX_SUMS} counters");
+    let n = counts.len() + 1;
+    let mut send = [0u64; MAX_SUMS + 1];
+    send[0] = u64::from(local.is_err());
+    send[1..n].copy_from_slice(counts);
+    let mut total = [0u64; MAX_SUMS + 1];
+    world.all_reduce_into(&send[..n], &mut total[..n], SystemOperation::sum());
+    if total[0] == 0 {
+        counts.copy_from_slice(&total[1..n]);
+        return local;
+    }
+    gather_failures(world, size, local)
+}
+
+/// Some rank failed: every rank gathers every rank's message (empty for ranks that
+/// succeeded) and returns the same `Error::Ranks`.
+fn gather_failures<T>(world: &SimpleCommunicator, size: usize, local: Result<T>) -> Result<T> {
     let text = match &local {
         Err(Error::Ranks { failed, .. }) => failed.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>().join("\n"),
         Err(e) => e.to_string(),

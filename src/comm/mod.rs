@@ -1,9 +1,11 @@
 //! The communication layer: every collective qtrain uses, and the byte counts of each.
 //!
 //! Methods never call rsmpi directly. Two kinds of traffic are kept apart:
-//! * **method traffic** (`gather_bytes`, `sum`): what the algorithm exchanges. Its bytes
-//!   (summed over all ranks) and its wall time are metered and reported per round as
-//!   `wire_bytes` and `t_comm`.
+//! * **method traffic** (`all_gather_messages`, `gather_messages_to_root`, `sum`,
+//!   `sum_to_root`, `broadcast_bytes`, `broadcast_message`): what the algorithm
+//!   exchanges, on either topology (docs/architecture.md). Its bytes (summed over all
+//!   ranks) and its wall time are metered and reported per round as `wire_bytes` and
+//!   `t_comm`.
 //! * **setup and monitoring traffic** (`agree`, `monitor_sum`, `all_gather_u64`, …):
 //!   loading, error agreement and the metrics of rank 0. Not metered, since a real
 //!   deployment would not send it every round.
@@ -16,6 +18,8 @@ mod gather;
 
 pub use gather::Messages;
 
+use gather::Dest;
+
 use crate::error::{Error, Result};
 use mpi::collective::SystemOperation;
 use mpi::topology::SimpleCommunicator;
@@ -27,8 +31,9 @@ pub struct Meter {
     /// Bytes all ranks put into method collectives (payloads plus length headers).
     pub wire_bytes: u64,
     /// Bytes this rank received from method collectives: the other ranks' messages of
-    /// an allgather, the reduced vector of an allreduce (whatever algorithm MPI uses
-    /// underneath), the broadcast indices on non-root ranks.
+    /// an allgather (and everyone's lengths), the messages of a gather at its root, the
+    /// reduced vector of an allreduce or at the root of a reduce (whatever algorithm MPI
+    /// uses underneath), the broadcast bytes on non-root ranks.
     pub received_bytes: u64,
     /// Seconds this rank spent inside method collectives.
     pub seconds: f64,
@@ -36,14 +41,17 @@ pub struct Meter {
     pub allgather: Op,
     pub allreduce: Op,
     pub bcast: Op,
+    /// Gathers and reduces to one root (`--topology server`).
+    pub gather: Op,
+    pub reduce: Op,
 }
 
 /// Calls of one kind of collective and their sizes.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Op {
     pub calls: u64,
-    /// allgather: the mean bytes one rank contributes, summed over calls; allreduce and
-    /// bcast: the vector's bytes, summed over calls.
+    /// allgather and gather: the mean bytes one rank contributes, summed over calls;
+    /// allreduce, reduce and bcast: the vector's bytes, summed over calls.
     pub bytes: u64,
 }
 
@@ -96,21 +104,41 @@ impl Comm {
 
     /// Allgather of variable-size messages (§0.3 step 2): every rank contributes the
     /// messages of its local workers (the same number on every rank) and receives all
-    /// of them, in global worker order. Metered: Σ lengths + 4 bytes per message.
-    pub fn gather_bytes(&mut self, local: &[Vec<u8>]) -> Result<Messages<'_>> {
+    /// of them, in global worker order. Metered: Σ lengths + 8 bytes (a u64 length) per
+    /// message.
+    pub fn all_gather_messages(&mut self, local: &[Vec<u8>]) -> Result<Messages<'_>> {
+        self.gather_to(Dest::All, local)?;
+        Ok(self.gather.messages())
+    }
+
+    /// The same messages gathered to `root` only (`--topology server`): the lengths still
+    /// go to every rank (so that every rank checks MPI's count limit), the bytes to the
+    /// root. Returns the messages on the root, None elsewhere.
+    pub fn gather_messages_to_root(&mut self, root: usize, local: &[Vec<u8>]) -> Result<Option<Messages<'_>>> {
+        let received = self.gather_to(Dest::Root(root), local)?;
+        Ok(received.then(|| self.gather.messages()))
+    }
+
+    fn gather_to(&mut self, dest: Dest, local: &[Vec<u8>]) -> Result<bool> {
         let start = mpi::time();
-        let result = self.gather.run(&self.world, local);
+        let result = self.gather.run(&self.world, local, dest);
         self.meter.seconds += mpi::time() - start;
-        let messages = result?;
+        let received = result?;
+        let (count, total) = self.gather.totals();
         let own: usize = local.iter().map(Vec::len).sum();
-        let others = (messages.len() - local.len()) as u64;
-        self.meter.wire_bytes += messages.total_bytes() as u64 + 4 * messages.len() as u64;
-        self.meter.received_bytes += (messages.total_bytes() - own) as u64 + 4 * others;
-        // Two collectives: the lengths (4 bytes per message), then the bytes.
-        let per_rank = messages.len() as u64 / self.size as u64;
-        self.meter.allgather.add(4 * per_rank);
-        self.meter.allgather.add(messages.total_bytes() as u64 / self.size as u64);
-        Ok(messages)
+        // The u64 lengths (an allgather), then the bytes.
+        self.meter.wire_bytes += 8 * count as u64 + total as u64;
+        self.meter.received_bytes += 8 * (count - local.len()) as u64;
+        self.meter.allgather.add(8 * local.len() as u64);
+        if received {
+            self.meter.received_bytes += (total - own) as u64;
+        }
+        let per_rank = total as u64 / self.size as u64;
+        match dest {
+            Dest::All => self.meter.allgather.add(per_rank),
+            Dest::Root(_) => self.meter.gather.add(per_rank),
+        }
+        Ok(received)
     }
 
     /// In-place allreduce sum of a dense vector (metered: 8 bytes per entry per rank).
@@ -125,16 +153,65 @@ impl Comm {
         }
     }
 
-    /// Broadcast of indices from `root` (metered: 4 bytes per index, counted once, as
-    /// the root's upload).
-    pub fn broadcast_u32(&mut self, root: usize, buf: &mut [u32]) {
+    /// Sum of a dense vector over all ranks into `buf` on `root` (MPI_Reduce; other
+    /// ranks' `buf` is left as it was). Metered like `sum`.
+    pub fn sum_to_root(&mut self, root: usize, buf: &mut [f64]) {
+        let start = mpi::time();
+        self.reduce_scratch.clear();
+        self.reduce_scratch.extend_from_slice(buf);
+        let root_process = self.world.process_at_rank(root as i32);
+        if self.rank == root {
+            root_process.reduce_into_root(&self.reduce_scratch[..], buf, SystemOperation::sum());
+        } else {
+            root_process.reduce_into(&self.reduce_scratch[..], SystemOperation::sum());
+        }
+        self.meter.seconds += mpi::time() - start;
+        self.meter.wire_bytes += (8 * buf.len() * self.size) as u64;
+        self.meter.reduce.add(8 * buf.len() as u64);
+        if self.size > 1 && self.rank == root {
+            self.meter.received_bytes += 8 * buf.len() as u64;
+        }
+    }
+
+    /// Broadcast of bytes whose length every rank knows (metered once, as the root's
+    /// upload).
+    pub fn broadcast_bytes(&mut self, root: usize, buf: &mut [u8]) {
         let start = mpi::time();
         self.world.process_at_rank(root as i32).broadcast_into(buf);
         self.meter.seconds += mpi::time() - start;
-        self.meter.wire_bytes += 4 * buf.len() as u64;
-        self.meter.bcast.add(4 * buf.len() as u64);
+        self.meter_broadcast(root, buf.len() as u64);
+    }
+
+    /// Broadcast of a message whose length only the root knows: a u64 header, then the
+    /// bytes (two broadcasts). On the root, `sent` says whether `buf` holds a message; if
+    /// not, the header is `u64::MAX` ("no message", e.g. the server failed) and no bytes
+    /// follow. Every rank returns whether a message came; non-root ranks receive it into
+    /// `buf` (resized).
+    pub fn broadcast_message(&mut self, root: usize, buf: &mut Vec<u8>, sent: bool) -> bool {
+        let start = mpi::time();
+        let process = self.world.process_at_rank(root as i32);
+        let mut header = if sent { buf.len() as u64 } else { u64::MAX };
+        process.broadcast_into(&mut header);
+        let present = header != u64::MAX;
+        if present {
+            if self.rank != root {
+                buf.resize(header as usize, 0);
+            }
+            process.broadcast_into(&mut buf[..]);
+        }
+        self.meter.seconds += mpi::time() - start;
+        self.meter_broadcast(root, 8);
+        if present {
+            self.meter_broadcast(root, header);
+        }
+        present
+    }
+
+    fn meter_broadcast(&mut self, root: usize, bytes: u64) {
+        self.meter.wire_bytes += bytes;
+        self.meter.bcast.add(bytes);
         if self.rank != root {
-            self.meter.received_bytes += 4 * buf.len() as u64;
+            self.meter.received_bytes += bytes;
         }
     }
 
@@ -223,6 +300,12 @@ impl Comm {
     /// of every phase that can fail on some ranks only, before the next collective.
     pub fn agree<T>(&mut self, local: Result<T>) -> Result<T> {
         agree::agree(&self.world, self.size, local)
+    }
+
+    /// `agree` for a phase that also sums a few counters over all ranks (at most 7), in
+    /// one allreduce: the trailer of a training round. Not metered.
+    pub fn agree_sums(&mut self, local: Result<()>, counts: &mut [u64]) -> Result<()> {
+        agree::agree_sums(&self.world, self.size, local, counts)
     }
 
     /// Ends the job from a state where the other ranks cannot be reached by `agree`

@@ -7,9 +7,11 @@
 //! * Randomness: none.
 //! * Wire (little-endian): d values as f32, coordinate j at bytes 4j..4j+4; 4d bytes.
 //! * Paper bits: 32d.
+//! * Summable: every worker's support is all of 0..d, so `--collective allreduce` sums
+//!   the f32-rounded values instead of gathering them.
 
 use super::wire::{expect_dim, expect_len, put_f32};
-use super::{Class, Compressor, Spec};
+use super::{Class, Compressor, Spec, Summable};
 use crate::error::Result;
 use crate::rng::Stream;
 
@@ -59,5 +61,37 @@ impl Compressor for Identity {
 
     fn paper_bits(&self, _msg: &[u8]) -> u64 {
         32 * self.d as u64
+    }
+
+    fn summable(&self) -> Option<&dyn Summable> {
+        Some(self)
+    }
+}
+
+impl Summable for Identity {
+    fn values_per_worker(&self) -> usize {
+        self.d
+    }
+
+    fn project(&self, x: &[f64], values: &mut [f64]) {
+        for (v, &xj) in values.iter_mut().zip(x) {
+            *v = xj as f32 as f64;
+        }
+    }
+
+    fn add_expanded(&self, values: &[f64], scale: f64, acc: &mut [f64]) {
+        for (a, v) in acc.iter_mut().zip(values) {
+            *a += scale * v;
+        }
+    }
+
+    fn paper_bits(&self) -> u64 {
+        32 * self.d as u64
+    }
+
+    /// Dense messages gather by default (every method's uncompressed baseline); an
+    /// allreduce on request.
+    fn sum_by_default(&self) -> bool {
+        false
     }
 }

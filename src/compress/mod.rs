@@ -6,9 +6,15 @@
 //! formula of §1 for that compressor) and the *wire bytes* (the message length).
 //!
 //! Randomness comes from the caller's stream: a worker's private stream for dithering
-//! coins and rand-k masks (§0.3). Decoding is deterministic, which keeps the replicated
-//! server state bit-identical on every rank.
+//! coins and rand-k masks (§0.3). Shared-support compressors draw their support once per
+//! round from a shared stream (`begin_round`, called on every rank whether or not its
+//! workers skip). Decoding is deterministic, which keeps the replicated server state
+//! bit-identical on every rank.
+//!
+//! One instance per rank serves all of that rank's workers and its server role: encoding
+//! keeps only scratch between calls, never a worker's state.
 
+pub mod clt_k;
 pub mod count_sketch;
 pub mod identity;
 pub mod nat_dither;
@@ -17,7 +23,6 @@ pub mod qsgd;
 pub mod rand_k;
 pub mod sign;
 pub mod sparse;
-pub mod spec;
 pub mod summable;
 pub mod terngrad;
 pub mod top_k;
@@ -28,7 +33,7 @@ mod properties;
 
 use crate::error::{Error, Result};
 use crate::rng::Stream;
-pub use spec::Spec;
+pub use crate::spec::Spec;
 
 /// The variance class a compressor belongs to (ALGORITHMS.md §0.1).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,14 +42,19 @@ pub enum Class {
     Unbiased { omega: f64 },
     /// E‖C(x) − x‖² ≤ (1 − α)‖x‖² (biased).
     Contractive { alpha: f64 },
+    /// A count sketch of r > 1 rows read by medians (§C.1): no variance class, only
+    /// ‖v̂ − v‖∞ ≤ 2‖v‖/√c with probability ≥ 1 − d·e^{−r/8}. Used by Sketched-SGD only.
+    Sketch { rows: usize, cols: usize },
 }
 
 impl Class {
     /// The contraction constant α; an unbiased Q is used as Q/(ω+1) ∈ 𝔹(1/(ω+1)) (§0.1).
-    pub fn alpha(self) -> f64 {
+    /// None for a sketch.
+    pub fn alpha(self) -> Option<f64> {
         match self {
-            Class::Unbiased { omega } => 1.0 / (omega + 1.0),
-            Class::Contractive { alpha } => alpha,
+            Class::Unbiased { omega } => Some(1.0 / (omega + 1.0)),
+            Class::Contractive { alpha } => Some(alpha),
+            Class::Sketch { .. } => None,
         }
     }
 
@@ -53,7 +63,7 @@ impl Class {
     pub fn contractive_scale(self) -> f64 {
         match self {
             Class::Unbiased { omega } => 1.0 / (omega + 1.0),
-            Class::Contractive { .. } => 1.0,
+            Class::Contractive { .. } | Class::Sketch { .. } => 1.0,
         }
     }
 }
@@ -75,6 +85,47 @@ pub trait Compressor: Send {
 
     /// Paper-convention bits of `msg` (§0.4 and the formula in the compressor's §1 entry).
     fn paper_bits(&self, msg: &[u8]) -> u64;
+
+    /// Draws this round's shared randomness (a shared-seed support) from `shared`, the
+    /// stream every rank holds alike. Called once per round on every rank, before any
+    /// encode or decode of that round. Default: nothing to draw.
+    fn begin_round(&mut self, _shared: &mut Stream) {}
+
+    /// The summable view, for compressors whose messages are values on a support every
+    /// worker shares in a round: such messages can be summed by an allreduce.
+    fn summable(&self) -> Option<&dyn Summable> {
+        None
+    }
+
+    /// The method that supplies what this compressor needs beyond one worker's vector
+    /// (CLT-k: the leader's indices; the count sketch: the unsketching rule), if any.
+    fn only_for_method(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Messages that are values on a support shared by every worker in the round
+/// (ALGORITHMS.md §0.3): a sum of messages is the message of the sum, so an allreduce of
+/// the values replaces the allgather of the messages, and a rank's traffic stays constant
+/// as ranks grow.
+pub trait Summable {
+    /// Values per worker and round.
+    fn values_per_worker(&self) -> usize;
+
+    /// values = the compressed values of x on this round's support, rounded to f32 as on
+    /// the wire (so that allgather and allreduce give the same compressed vectors).
+    fn project(&self, x: &[f64], values: &mut [f64]);
+
+    /// acc += scale · the d-vector `values` stand for.
+    fn add_expanded(&self, values: &[f64], scale: f64, acc: &mut [f64]);
+
+    /// Paper-convention bits of one worker's values (§0.4).
+    fn paper_bits(&self) -> u64;
+
+    /// Whether its messages are summed (allreduce) unless `--collective` says otherwise.
+    fn sum_by_default(&self) -> bool {
+        true
+    }
 }
 
 /// out = decode(msg).
@@ -83,11 +134,14 @@ pub fn decode(c: &dyn Compressor, msg: &[u8], out: &mut [f64]) -> Result<()> {
     c.decode_add(msg, 1.0, out)
 }
 
-/// The one factory: builds the compressor a SPEC names for dimension `d`.
-pub fn build(spec: &str, d: usize) -> Result<Box<dyn Compressor>> {
-    let mut spec = Spec::parse(spec)?;
+/// The one factory: builds the compressor a SPEC names for dimension `d`; `seed` is the
+/// run's seed, for compressors that draw shared parameters once (the count sketch's
+/// hashes).
+pub fn build(spec: &str, d: usize, seed: u64) -> Result<Box<dyn Compressor>> {
+    let mut spec = Spec::parse_compressor(spec)?;
     let c: Box<dyn Compressor> = match spec.name.as_str() {
         "identity" => Box::new(identity::Identity::new(&spec, d)),
+        "rand-k" if spec.has_flag("shared") => Box::new(summable::SharedRandK::from_spec(&mut spec, d)?),
         "rand-k" => Box::new(rand_k::RandK::from_spec(&mut spec, d)?),
         "top-k" => Box::new(top_k::TopK::from_spec(&mut spec, d)?),
         "qsgd" => Box::new(qsgd::Qsgd::from_spec(&mut spec, d)?),
@@ -95,6 +149,8 @@ pub fn build(spec: &str, d: usize) -> Result<Box<dyn Compressor>> {
         "nat-dither" => Box::new(nat_dither::NatDither::from_spec(&mut spec, d)?),
         "sign" => Box::new(sign::ScaledSign::new(&spec, d)),
         "terngrad" => Box::new(terngrad::TernGrad::new(&spec, d)),
+        "clt-k" => Box::new(clt_k::CltK::from_spec(&mut spec, d)?),
+        "sketch" => Box::new(count_sketch::CountSketch::from_spec(&mut spec, d, seed)?),
         other => {
             return Err(Error::config(
                 format!("unknown compressor '{other}'"),
@@ -107,7 +163,8 @@ pub fn build(spec: &str, d: usize) -> Result<Box<dyn Compressor>> {
 }
 
 /// The compressor names `build` knows, for help texts and errors.
-pub const NAMES: &[&str] = &["identity", "rand-k", "top-k", "qsgd", "natural", "nat-dither", "sign", "terngrad"];
+pub const NAMES: &[&str] =
+    &["identity", "rand-k", "top-k", "qsgd", "natural", "nat-dither", "sign", "terngrad", "clt-k", "sketch"];
 
 /// Validates `k` for the sparsifiers: 1 ≤ k ≤ d.
 pub fn check_k(spec: &Spec, k: usize, d: usize) -> Result<()> {

@@ -11,6 +11,11 @@
 //! tolerances are five standard errors derived from N. Inputs are rounded to f32 first,
 //! so that the f32 wire rounding never masquerades as bias; a relative slack of 10⁻⁶
 //! covers the f32 rounding of scaled values (rand-k's x_j·d/k, sign's scale).
+//!
+//! Where a compressor's randomness is drawn elsewhere than from the worker's stream,
+//! the draws follow it: a shared support is drawn by `begin_round` before every message
+//! (as the protocol does once per round), and the count sketch's randomness is its hash
+//! functions, so its Monte-Carlo draws build a sketch per draw (seeds 0..N).
 
 use rand::{Rng, RngCore, SeedableRng};
 
@@ -18,6 +23,9 @@ use super::wire::BitWriter;
 use super::{build, decode, Class, Compressor, NAMES};
 use crate::error::Error;
 use crate::rng::{self, Purpose, Stream};
+
+/// The run seed compressors are built with (the count sketch's hashes).
+const BUILD_SEED: u64 = 17;
 
 /// Dimension of the Monte-Carlo families ("d around 50–200").
 const D: usize = 100;
@@ -33,11 +41,36 @@ const DIMS: [usize; 6] = [10, 37, 64, 65, 129, 200];
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Identity,
-    RandK { k: usize, scaled: bool },
-    TopK { k: usize },
-    Qsgd { s: u32, inf: bool },
+    RandK {
+        k: usize,
+        scaled: bool,
+    },
+    /// Rand-k with its support from the shared stream: the values only on the wire.
+    SharedRandK {
+        k: usize,
+        scaled: bool,
+    },
+    TopK {
+        k: usize,
+    },
+    /// A leader alone: its own top-k (§E.1).
+    CltK {
+        k: usize,
+    },
+    /// Count sketch read by medians (§C.1); r = 1 is unbiased with ω = (d − 1)/c.
+    Sketch {
+        rows: usize,
+        cols: usize,
+    },
+    Qsgd {
+        s: u32,
+        inf: bool,
+    },
     Natural,
-    NatDither { s: u32, inf: bool },
+    NatDither {
+        s: u32,
+        inf: bool,
+    },
     Sign,
     TernGrad,
 }
@@ -62,8 +95,15 @@ impl Kind {
         let df = d as f64;
         match self {
             Kind::Identity => Class::Unbiased { omega: 0.0 },
-            Kind::RandK { k, scaled: true } => Class::Unbiased { omega: df / k as f64 - 1.0 },
-            Kind::RandK { k, scaled: false } | Kind::TopK { k } => Class::Contractive { alpha: k as f64 / df },
+            Kind::RandK { k, scaled: true } | Kind::SharedRandK { k, scaled: true } => {
+                Class::Unbiased { omega: df / k as f64 - 1.0 }
+            }
+            Kind::RandK { k, scaled: false }
+            | Kind::SharedRandK { k, scaled: false }
+            | Kind::TopK { k }
+            | Kind::CltK { k } => Class::Contractive { alpha: k as f64 / df },
+            Kind::Sketch { rows: 1, cols } => Class::Unbiased { omega: (df - 1.0) / cols as f64 },
+            Kind::Sketch { rows, cols } => Class::Sketch { rows, cols },
             Kind::Qsgd { s, .. } => {
                 let s = s as f64;
                 Class::Unbiased { omega: (df / (s * s)).min(df.sqrt() / s) }
@@ -83,7 +123,11 @@ impl Kind {
         let d64 = d as u64;
         match self {
             Kind::Identity => 32 * d64,
-            Kind::RandK { k, .. } | Kind::TopK { k } => k as u64 * (32 + clog2(d)),
+            Kind::RandK { k, .. } | Kind::TopK { k } | Kind::CltK { k } => k as u64 * (32 + clog2(d)),
+            // §1.2: a 32-bit seed replaces the indices (none needed when k = d).
+            Kind::SharedRandK { k, .. } if k == d => 32 * d64,
+            Kind::SharedRandK { k, .. } => 32 * k as u64 + 32,
+            Kind::Sketch { rows, cols } => 32 * (rows * cols) as u64,
             Kind::Qsgd { s, .. } | Kind::NatDither { s, .. } => 32 + d64 * (1 + clog2(s as usize + 1)),
             Kind::Natural => 9 * d64,
             Kind::Sign => d64 + 32,
@@ -96,7 +140,9 @@ impl Kind {
         let packed = |fields: usize, bits: u64| (fields * bits as usize).div_ceil(8);
         match self {
             Kind::Identity => 4 * d,
-            Kind::RandK { k, .. } | Kind::TopK { k } => 4 * k + packed(k, clog2(d)),
+            Kind::RandK { k, .. } | Kind::TopK { k } | Kind::CltK { k } => 4 * k + packed(k, clog2(d)),
+            Kind::SharedRandK { k, .. } => 4 * k,
+            Kind::Sketch { rows, cols } => 4 * rows * cols,
             Kind::Qsgd { s, .. } | Kind::NatDither { s, .. } => 4 + packed(d, 1 + clog2(s as usize + 1)),
             Kind::Natural => packed(d, 9),
             Kind::Sign => 4 + packed(d, 1),
@@ -116,16 +162,27 @@ impl Kind {
         }
     }
 
-    /// E‖C(x) − x‖² in closed form (§1.x), for the f32 norm/scale the wire carries.
-    fn expected_sq_error(self, x: &[f64]) -> f64 {
+    /// Whether the randomness is in the compressor's construction (the sketch's hashes)
+    /// rather than in its messages.
+    fn random_at_build(self) -> bool {
+        matches!(self, Kind::Sketch { .. })
+    }
+
+    /// E‖C(x) − x‖² in closed form (§1.x), for the f32 norm/scale the wire carries; None
+    /// where there is none (a sketch of several rows).
+    fn expected_sq_error(self, x: &[f64]) -> Option<f64> {
         let d = x.len() as f64;
-        match self {
+        Some(match self {
             Kind::Identity => x.iter().map(|&v| (v as f32 as f64 - v).powi(2)).sum(),
-            Kind::RandK { k, scaled } => {
+            Kind::RandK { k, scaled } | Kind::SharedRandK { k, scaled } => {
                 let q = k as f64 / d;
                 dot(x, x) * if scaled { 1.0 / q - 1.0 } else { 1.0 - q }
             }
-            Kind::TopK { k } => dist2(&naive_top_k(x, k), x),
+            Kind::TopK { k } | Kind::CltK { k } => dist2(&naive_top_k(x, k), x),
+            // One row: every other coordinate falls into j's bucket with probability 1/c,
+            // with an independent sign (§C.1).
+            Kind::Sketch { rows: 1, cols } => (d - 1.0) * dot(x, x) / cols as f64,
+            Kind::Sketch { .. } => return None,
             Kind::Qsgd { .. } | Kind::NatDither { .. } => {
                 let (levels, inf) = self.levels().unwrap();
                 let n = f32_up(norm_p(x, inf));
@@ -137,20 +194,21 @@ impl Kind {
                 let n = f32_up(norm_p(x, true));
                 x.iter().map(|&v| n * v.abs() - v * v).sum()
             }
-        }
+        })
     }
 
     /// Checks one decoded output against the definition: bit for bit where it is
-    /// determined, by level-set membership where it is random.
-    fn check_output(self, x: &[f64], out: &[f64], ctx: &str) {
+    /// determined, by level-set membership where it is random. `seed`: the build seed.
+    fn check_output(self, x: &[f64], out: &[f64], seed: u64, ctx: &str) {
         let d = x.len();
         match self {
             Kind::Identity => {
                 let want: Vec<f64> = x.iter().map(|&v| v as f32 as f64).collect();
                 assert_bitwise(out, &want, ctx);
             }
-            Kind::TopK { k } => assert_bitwise(out, &naive_top_k(x, k), ctx),
-            Kind::RandK { k, scaled } => {
+            Kind::TopK { k } | Kind::CltK { k } => assert_bitwise(out, &naive_top_k(x, k), ctx),
+            Kind::Sketch { rows, cols } => assert_bitwise(out, &naive_sketch_estimate(x, rows, cols, seed), ctx),
+            Kind::RandK { k, scaled } | Kind::SharedRandK { k, scaled } => {
                 let factor = if scaled { d as f64 / k as f64 } else { 1.0 };
                 for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
                     let kept = (v * factor) as f32 as f64;
@@ -264,6 +322,49 @@ fn naive_top_k(x: &[f64], k: usize) -> Vec<f64> {
     out
 }
 
+/// The count sketch of §C.1 written from the spec: per row six parameters from the shared
+/// stream of `seed`, bucket ((a·j + b) mod P) mod c and sign (((h1·j + h2)·j + h3)·j + h4)
+/// mod P mod 2 in wrapping i64 with non-negative remainders; the table summed in f64 in
+/// coordinate order and sent as f32; the estimate the lower median by sorting.
+fn naive_sketch_estimate(x: &[f64], rows: usize, cols: usize, seed: u64) -> Vec<f64> {
+    const P: i64 = (1 << 61) - 1;
+    let mut shared = rng::shared(seed, Purpose::SketchHashes);
+    let hashes: Vec<Vec<(usize, f64)>> = (0..rows)
+        .map(|_| {
+            let h: Vec<i64> = (0..6).map(|_| shared.random_range(0..P)).collect();
+            (0..x.len() as i64)
+                .map(|j| {
+                    let bucket = h[0].wrapping_mul(j).wrapping_add(h[1]).rem_euclid(P).rem_euclid(cols as i64);
+                    let poly =
+                        h[2].wrapping_mul(j).wrapping_add(h[3]).wrapping_mul(j).wrapping_add(h[4]).wrapping_mul(j);
+                    let sign = if poly.wrapping_add(h[5]).rem_euclid(P) % 2 == 1 { 1.0 } else { -1.0 };
+                    (bucket as usize, sign)
+                })
+                .collect()
+        })
+        .collect();
+    let tables: Vec<Vec<f64>> = hashes
+        .iter()
+        .map(|row| {
+            let mut t = vec![0.0f64; cols];
+            for (&(b, s), &v) in row.iter().zip(x) {
+                if v != 0.0 {
+                    t[b] += s * v;
+                }
+            }
+            t.iter().map(|&v| v as f32 as f64).collect()
+        })
+        .collect();
+    (0..x.len())
+        .map(|j| {
+            let mut est: Vec<f64> = (0..rows).map(|r| hashes[r][j].1 * tables[r][hashes[r][j].0]).collect();
+            est.sort_by(f64::total_cmp);
+            // decode adds the estimate to 0.0, which turns −0.0 into +0.0.
+            0.0 + est[(rows - 1) / 2]
+        })
+        .collect()
+}
+
 fn assert_bitwise(got: &[f64], want: &[f64], ctx: &str) {
     for (j, (g, w)) in got.iter().zip(want).enumerate() {
         assert_eq!(g.to_bits(), w.to_bits(), "{ctx}: coordinate {j}: got {g}, want {w}");
@@ -315,15 +416,39 @@ struct Moments {
     err2_sd: f64,
 }
 
-fn sample(c: &mut dyn Compressor, x: &[f64], draws: usize, stream: usize) -> Moments {
+/// A compressor as a run builds it (seed `seed`), with its shared support of a first round.
+fn build_seeded(spec: &str, d: usize, seed: u64) -> Box<dyn Compressor> {
+    let mut c = build(spec, d, seed).unwrap_or_else(|err| panic!("{spec} at d = {d}: {err}"));
+    c.begin_round(&mut rng::shared(seed, Purpose::SharedSupport));
+    c
+}
+
+fn build_ok(e: &Expect, d: usize) -> Box<dyn Compressor> {
+    build_seeded(e.spec, d, BUILD_SEED)
+}
+
+/// One round's message: this round's shared support from `shared`, then the encoding.
+fn encode_round(c: &mut dyn Compressor, x: &[f64], rng: &mut Stream, shared: &mut Stream, out: &mut Vec<u8>) {
+    c.begin_round(shared);
+    c.encode(x, rng, out);
+}
+
+/// N draws of C(x): messages of one compressor, or, where the randomness is in the
+/// construction (the sketch's hashes), one compressor per draw.
+fn sample(e: &Expect, x: &[f64], draws: usize, stream: usize) -> Moments {
     let mut rng = rng::private(2024, stream, Purpose::Compressor);
+    let mut shared = rng::shared(2024 + stream as u64, Purpose::SharedSupport);
     let (mut msg, mut out) = (Vec::new(), vec![0.0; x.len()]);
     let mut sum = vec![0.0; x.len()];
+    let mut c = build_ok(e, x.len());
     // Welford's update: no cancellation when the error is (nearly) deterministic.
     let (mut mean, mut m2) = (0.0, 0.0);
     for i in 1..=draws {
-        c.encode(x, &mut rng, &mut msg);
-        decode(c, &msg, &mut out).expect("a compressor decodes its own message");
+        if e.kind.random_at_build() {
+            c = build_seeded(e.spec, x.len(), i as u64);
+        }
+        encode_round(c.as_mut(), x, &mut rng, &mut shared, &mut msg);
+        decode(c.as_ref(), &msg, &mut out).expect("a compressor decodes its own message");
         let e2 = dist2(&out, x);
         let delta = e2 - mean;
         mean += delta / i as f64;
@@ -334,10 +459,6 @@ fn sample(c: &mut dyn Compressor, x: &[f64], draws: usize, stream: usize) -> Mom
     Moments { mean: mean_vec, err2: mean, err2_sd: (m2 / (draws - 1) as f64).sqrt() }
 }
 
-fn build_ok(e: &Expect, d: usize) -> Box<dyn Compressor> {
-    build(e.spec, d).unwrap_or_else(|err| panic!("{} at d = {d}: {err}", e.spec))
-}
-
 fn check_class(e: &Expect) {
     for d in DIMS {
         let c = build_ok(e, d);
@@ -346,24 +467,29 @@ fn check_class(e: &Expect) {
         let same = match (got, want) {
             (Class::Unbiased { omega: a }, Class::Unbiased { omega: b })
             | (Class::Contractive { alpha: a }, Class::Contractive { alpha: b }) => (a - b).abs() <= 1e-12 * b.abs(),
+            (a @ Class::Sketch { .. }, b @ Class::Sketch { .. }) => a == b,
             _ => false,
         };
         assert!(same, "{} at d = {d}: class {got:?}, spec says {want:?}", e.spec);
     }
 }
 
-/// §0.5: unbiasedness, variance / contraction bounds, and v̂ against the closed form.
+/// §0.5: unbiasedness, variance / contraction bounds, and v̂ against the closed form; for
+/// a sketch of several rows, the ∞-norm bound of §C.1 instead.
 fn check_moments(e: &Expect) {
     for (stream, (family, x)) in families(D, 1).into_iter().enumerate() {
-        let mut c = build_ok(e, D);
-        let m = sample(c.as_mut(), &x, N, stream);
         let ctx = format!("{} on {family}", e.spec);
+        if let Class::Sketch { rows, cols } = e.kind.class(D) {
+            check_sketch_bound(e, &x, rows, cols, &ctx);
+            continue;
+        }
+        let m = sample(e, &x, N, stream);
         let norm2 = dot(&x, &x);
         let root_n = (N as f64).sqrt();
         let slack = 1e-6 * norm2;
         let standard_errors = 5.0 * m.err2_sd / root_n;
 
-        let exact = e.kind.expected_sq_error(&x);
+        let exact = e.kind.expected_sq_error(&x).expect("a closed form for every variance class");
         assert!(
             (m.err2 - exact).abs() <= standard_errors + slack,
             "{ctx}: v̂ = {} but the closed form gives {exact} (±{standard_errors})",
@@ -372,6 +498,7 @@ fn check_moments(e: &Expect) {
         let bound = match e.kind.class(D) {
             Class::Unbiased { omega } => omega * norm2,
             Class::Contractive { alpha } => (1.0 - alpha) * norm2,
+            Class::Sketch { .. } => unreachable!("handled above"),
         };
         assert!(exact <= bound + slack, "{ctx}: closed form {exact} above the class bound {bound}");
         // §0.5's one-sided (1 + 5/√N), or five standard errors where the squared error is
@@ -387,6 +514,28 @@ fn check_moments(e: &Expect) {
     }
 }
 
+/// §C.1: per coordinate, P(|v̂_j − x_j| > 2‖x‖/√c) ≤ e^{−r/8}, over sketches of N/10
+/// seeds; the failure rate may exceed the bound by five standard errors of the rate
+/// (plus the f32 rounding of the table).
+fn check_sketch_bound(e: &Expect, x: &[f64], rows: usize, cols: usize, ctx: &str) {
+    let draws = N / 10;
+    let threshold = 2.0 * dot(x, x).sqrt() / (cols as f64).sqrt() * (1.0 + 1e-6);
+    let (mut msg, mut out, mut failures) = (Vec::new(), vec![0.0; x.len()], 0usize);
+    for seed in 0..draws {
+        let mut c = build_seeded(e.spec, x.len(), seed as u64);
+        c.encode(x, &mut rng::private(1, 0, Purpose::Compressor), &mut msg);
+        decode(c.as_ref(), &msg, &mut out).unwrap();
+        failures += out.iter().zip(x).filter(|(o, v)| (*o - *v).abs() > threshold).count();
+    }
+    let n = (draws * x.len()) as f64;
+    let bound = (-(rows as f64) / 8.0).exp();
+    let rate = failures as f64 / n;
+    assert!(
+        rate <= bound + 5.0 * (bound * (1.0 - bound) / n).sqrt(),
+        "{ctx}: failure rate {rate} > e^(-r/8) = {bound}"
+    );
+}
+
 /// Exact round trip, decode_add's accumulation, sizes, and determinism per seed.
 fn check_round_trip(e: &Expect) {
     for d in DIMS {
@@ -394,21 +543,24 @@ fn check_round_trip(e: &Expect) {
             let ctx = format!("{} at d = {d} on {family}", e.spec);
             let mut c = build_ok(e, d);
             let mut rng = rng::private(7, d, Purpose::Compressor);
+            let mut shared = rng::shared(7, Purpose::SharedSupport);
             let mut msg = Vec::new();
             let mut out = vec![0.0; d];
             for _ in 0..20 {
-                c.encode(&x, &mut rng, &mut msg);
+                encode_round(c.as_mut(), &x, &mut rng, &mut shared, &mut msg);
                 assert_eq!(msg.len(), e.kind.wire_bytes(d), "{ctx}: wire bytes");
                 assert_eq!(c.paper_bits(&msg), e.kind.paper_bits(d), "{ctx}: paper bits");
                 decode(c.as_ref(), &msg, &mut out).unwrap();
-                e.kind.check_output(&x, &out, &ctx);
+                e.kind.check_output(&x, &out, BUILD_SEED, &ctx);
                 check_accumulates(c.as_ref(), &msg, &out, &ctx);
             }
-            // Same seed, same stream position ⇒ same bytes (replicas must agree, §0.3).
+            // Same seeds, same stream positions ⇒ same bytes (replicas must agree, §0.3).
             let mut again = build_ok(e, d);
             let (mut a, mut b) = (Vec::new(), Vec::new());
-            c.encode(&x, &mut rng::private(9, 0, Purpose::Compressor), &mut a);
-            again.encode(&x, &mut rng::private(9, 0, Purpose::Compressor), &mut b);
+            let streams = || (rng::private(9, 0, Purpose::Compressor), rng::shared(9, Purpose::SharedSupport));
+            let ((mut r1, mut s1), (mut r2, mut s2)) = (streams(), streams());
+            encode_round(c.as_mut(), &x, &mut r1, &mut s1, &mut a);
+            encode_round(again.as_mut(), &x, &mut r2, &mut s2, &mut b);
             assert_eq!(a, b, "{ctx}: encoding is not a function of the seed");
         }
     }
@@ -539,7 +691,12 @@ catalogue_tests! {
     identity => "identity", Kind::Identity;
     rand_k_scaled => "rand-k:k=10", Kind::RandK { k: 10, scaled: true };
     rand_k_unscaled => "rand-k:k=10,unscaled", Kind::RandK { k: 10, scaled: false };
+    rand_k_shared => "rand-k:k=10,shared", Kind::SharedRandK { k: 10, scaled: true };
+    rand_k_shared_unscaled => "rand-k:k=10,shared,unscaled", Kind::SharedRandK { k: 10, scaled: false };
     top_k => "top-k:k=10", Kind::TopK { k: 10 };
+    clt_k => "clt-k:k=10", Kind::CltK { k: 10 };
+    sketch_one_row => "sketch:rows=1,cols=25", Kind::Sketch { rows: 1, cols: 25 };
+    sketch_five_rows => "sketch:rows=5,cols=40", Kind::Sketch { rows: 5, cols: 40 };
     qsgd_l2 => "qsgd:s=4", Kind::Qsgd { s: 4, inf: false };
     qsgd_inf => "qsgd:s=2,norm=inf", Kind::Qsgd { s: 2, inf: true };
     qsgd_one_level => "qsgd:s=1,norm=2", Kind::Qsgd { s: 1, inf: false };
@@ -554,11 +711,15 @@ catalogue_tests! {
 // Tiny dimensions and non-finite input, over the whole catalogue.
 
 /// The catalogue with k = 1, legal down to d = 1.
-const SMALL: [Expect; 11] = [
+const SMALL: [Expect; 15] = [
     Expect { spec: "identity", kind: Kind::Identity },
     Expect { spec: "rand-k:k=1", kind: Kind::RandK { k: 1, scaled: true } },
     Expect { spec: "rand-k:k=1,unscaled", kind: Kind::RandK { k: 1, scaled: false } },
+    Expect { spec: "rand-k:k=1,shared", kind: Kind::SharedRandK { k: 1, scaled: true } },
     Expect { spec: "top-k:k=1", kind: Kind::TopK { k: 1 } },
+    Expect { spec: "clt-k:k=1", kind: Kind::CltK { k: 1 } },
+    Expect { spec: "sketch:rows=1,cols=2", kind: Kind::Sketch { rows: 1, cols: 2 } },
+    Expect { spec: "sketch:rows=3,cols=3", kind: Kind::Sketch { rows: 3, cols: 3 } },
     Expect { spec: "qsgd:s=1", kind: Kind::Qsgd { s: 1, inf: false } },
     Expect { spec: "qsgd:s=3,norm=inf", kind: Kind::Qsgd { s: 3, inf: true } },
     Expect { spec: "natural", kind: Kind::Natural },
@@ -576,13 +737,14 @@ fn dimensions_one_to_nine_round_trip() {
                 let ctx = format!("{} at d = {d} on {family}", e.spec);
                 let mut c = build_ok(e, d);
                 let mut rng = rng::private(3, d, Purpose::Compressor);
+                let mut shared = rng::shared(3, Purpose::SharedSupport);
                 let (mut msg, mut out) = (Vec::new(), vec![0.0; d]);
                 for _ in 0..10 {
-                    c.encode(&x, &mut rng, &mut msg);
+                    encode_round(c.as_mut(), &x, &mut rng, &mut shared, &mut msg);
                     assert_eq!(msg.len(), e.kind.wire_bytes(d), "{ctx}: wire bytes");
                     assert_eq!(c.paper_bits(&msg), e.kind.paper_bits(d), "{ctx}: paper bits");
                     decode(c.as_ref(), &msg, &mut out).unwrap();
-                    e.kind.check_output(&x, &out, &ctx);
+                    e.kind.check_output(&x, &out, BUILD_SEED, &ctx);
                 }
             }
         }
@@ -620,7 +782,7 @@ fn non_finite_input_stays_visible() {
 // Top-k (§1.3).
 
 fn compress_once(spec: &str, x: &[f64]) -> Vec<f64> {
-    let mut c = build(spec, x.len()).unwrap();
+    let mut c = build(spec, x.len(), BUILD_SEED).unwrap();
     let mut msg = Vec::new();
     c.encode(x, &mut rng::private(1, 0, Purpose::Compressor), &mut msg);
     let mut out = vec![0.0; x.len()];
@@ -679,7 +841,7 @@ fn rand_k_draws_k_distinct_uniform_indices() {
     let x = &families(D, 9)[0].1; // dense Gaussian: no zero coordinates
     assert_eq!(nonzeros(x), D);
     for (spec, k) in [("rand-k:k=10", 10), ("rand-k:k=10,unscaled", 10), ("rand-k:k=99", 99)] {
-        let mut c = build(spec, D).unwrap();
+        let mut c = build(spec, D, BUILD_SEED).unwrap();
         let mut rng = rng::private(4, 0, Purpose::Compressor);
         let (mut msg, mut out) = (Vec::new(), vec![0.0; D]);
         let mut hits = vec![0usize; D];
@@ -707,8 +869,7 @@ fn natural_scalar_variance_matches_the_closed_form() {
     let draws = 100_000;
     let tiny = 1.5 * 2f64.powi(-130);
     for (stream, t) in [0.3, -(4.0 / 3.0) * 0.125, 5.5, 1e-3, 1.0, tiny].into_iter().enumerate() {
-        let mut c = build("natural", 1).unwrap();
-        let m = sample(c.as_mut(), &[t], draws, stream);
+        let m = sample(&Expect { spec: "natural", kind: Kind::Natural }, &[t], draws, stream);
         let (lo, hi) = if t == tiny { (0.0, 2f64.powi(-126)) } else { pow2_bracket(t.abs()) };
         let want = two_point_variance((lo, hi), t.abs());
         let root_n = (draws as f64).sqrt();
@@ -773,7 +934,7 @@ fn message(header: Option<f32>, values: &[f32], fields: &[u32], bits: u32) -> Ve
 #[test]
 fn sparse_decoder_rejects_bad_indices() {
     for spec in ["top-k:k=3", "rand-k:k=3"] {
-        let c = build(spec, 10).unwrap(); // indices in 4 bits
+        let c = build(spec, 10, BUILD_SEED).unwrap(); // indices in 4 bits
         let mut out = vec![0.0; 10];
         let values = [1.0, 2.0, 3.0];
         let ok = message(None, &values, &[1, 2, 9], 4);
@@ -790,7 +951,7 @@ fn sparse_decoder_rejects_bad_indices() {
 fn quantizers_reject_levels_above_s() {
     // s = 4: fields of 1 sign bit + 3 level bits; levels 5..7 do not exist.
     for spec in ["qsgd:s=4", "nat-dither:s=4,norm=inf"] {
-        let c = build(spec, 5).unwrap();
+        let c = build(spec, 5, BUILD_SEED).unwrap();
         let mut out = vec![0.0; 5];
         let top = message(Some(2.0), &[], &[0, 4 << 1, (4 << 1) | 1, 0, 0], 4);
         decode(c.as_ref(), &top, &mut out).unwrap();
@@ -804,7 +965,7 @@ fn quantizers_reject_levels_above_s() {
 
 #[test]
 fn terngrad_rejects_field_three() {
-    let c = build("terngrad", 5).unwrap();
+    let c = build("terngrad", 5, BUILD_SEED).unwrap();
     let mut out = vec![0.0; 5];
     let ok = message(Some(0.5), &[], &[0, 1, 2, 0, 1], 2);
     decode(c.as_ref(), &ok, &mut out).unwrap();
@@ -817,7 +978,7 @@ fn terngrad_rejects_field_three() {
 // `build` errors: each names the value and the fix (one test per rule).
 
 fn config_error(spec: &str, d: usize) -> (String, String) {
-    match build(spec, d) {
+    match build(spec, d, BUILD_SEED) {
         Err(Error::Config { what, fix }) => (what, fix),
         Err(other) => panic!("{spec}: expected a configuration error, got {other}"),
         Ok(_) => panic!("{spec} was accepted for d = {d}"),

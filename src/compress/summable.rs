@@ -1,77 +1,29 @@
-//! Summable compressors (ALGORITHMS.md §0.3): every worker's compressed form lives on
-//! the same support, so the forms can be added by an MPI allreduce — a rank's traffic
-//! stays constant as ranks grow, where an allgather of (index, value) pairs grows with
-//! the rank count.
+//! Rand-k with a shared support: `rand-k:k=K,shared[,unscaled]`.
 //!
-//! A round has three steps: `begin_round` fixes the support from the *shared* stream
-//! (identical on every rank), `project` gives a worker's values on it, and `add_expanded`
-//! turns (summed) values back into a d-vector. Through an allgather, the values travel
-//! as f32 like any message (`SummableMessages`).
+//! Spec: ../shared/ALGORITHMS.md §1.2 and §0.3 ("use MPI_Allreduce when the compressed
+//! representation is summable").
+//!
+//! * Definition: as rand-k, but the k coordinates S come from the *shared* stream, drawn
+//!   once per round in `begin_round` on every rank, so all workers keep the same S and
+//!   their messages can be added: Σ_i C(x_i) = C(Σ_i x_i) on S.
+//!   Scaled (default): Q(x) = (d/k)·Σ_{j∈S} x_j e_j, unbiased with ω = d/k − 1.
+//!   `unscaled`: contractive with α = k/d (in expectation). k = d draws nothing.
+//! * Randomness: the shared stream (one subset per round, Floyd's algorithm); none private.
+//! * Wire (allgather): the k values as f32 (already multiplied by d/k when scaled), in
+//!   increasing index order; 4k bytes. No indices: the receiver knows S. Through an
+//!   allreduce the same f32-rounded values are summed (`Summable`), so both collectives
+//!   give the same compressed vectors.
+//! * Paper bits: 32k + 32, a 32-bit seed in place of the indices (§1.2 "or 32 if indices
+//!   are regenerated from a shared seed"); 32d for k = d.
 
 use super::rand_k::SubsetSampler;
-use super::{check_k, Class, Spec};
-use crate::error::{Error, Result};
+use super::wire::{expect_dim, expect_len, put_f32};
+use super::{check_k, Class, Compressor, Spec, Summable};
+use crate::error::Result;
 use crate::rng::Stream;
 
-pub trait Summable: Send {
-    fn spec(&self) -> &str;
+const NAME: &str = "rand-k";
 
-    fn class(&self) -> Class;
-
-    /// Number of values a worker contributes per round.
-    fn values_per_worker(&self) -> usize;
-
-    /// Fixes this round's support; `shared` is the stream every rank draws from alike.
-    fn begin_round(&mut self, shared: &mut Stream);
-
-    /// values = the worker's compressed values of x on this round's support.
-    fn project(&self, x: &[f64], values: &mut [f64]);
-
-    /// acc += scale · the d-vector the values stand for.
-    fn add_expanded(&self, values: &[f64], scale: f64, acc: &mut [f64]);
-
-    /// Paper-convention bits of one worker's contribution (§0.4).
-    fn paper_bits(&self) -> u64;
-}
-
-/// Builds a summable compressor, or explains why the SPEC is not one.
-pub fn build_summable(spec: &str, d: usize) -> Result<Box<dyn Summable>> {
-    let mut parsed = Spec::parse(spec)?;
-    let c: Box<dyn Summable> = match parsed.name.as_str() {
-        "rand-k" => {
-            let k = parsed.take_usize("k")?;
-            check_k(&parsed, k, d)?;
-            let scaled = !parsed.take_flag("unscaled")?;
-            if !parsed.take_flag("shared")? {
-                return Err(not_summable(spec, "its indices are private to each worker; add ',shared'"));
-            }
-            Box::new(SharedRandK::new(parsed.text(), d, k, scaled))
-        }
-        "identity" => Box::new(SharedRandK::new(parsed.text(), d, d, true)),
-        _ => return Err(not_summable(spec, "each worker's message has its own support")),
-    };
-    parsed.finish()?;
-    Ok(c)
-}
-
-/// True when a SPEC names a shared-support compressor (used to pick the collective).
-pub fn is_shared(spec: &str) -> bool {
-    Spec::parse(spec).is_ok_and(|mut s| s.take_flag("shared").unwrap_or(true))
-}
-
-fn not_summable(spec: &str, why: &str) -> Error {
-    Error::config(
-        format!("'{spec}' cannot go through --collective allreduce: {why}"),
-        "use --collective allgather, or a summable compressor (rand-k:k=K,shared; clt-k with \
-         --method scalecom; sketch with --method sketched-sgd)",
-    )
-}
-
-/// Rand-k with indices from the shared stream (§1.2): all workers pick the same k
-/// coordinates, so only the values travel, and they can be summed. Scaled by d/k
-/// (unbiased, ω = d/k − 1) unless `unscaled` (contractive, α = k/d). Paper bits:
-/// 32k values + 32 for the seed that replaces the indices (§1.2 "or 32 if indices are
-/// regenerated from a shared seed"). With k = d it is the identity (no randomness used).
 pub struct SharedRandK {
     spec: String,
     d: usize,
@@ -82,6 +34,14 @@ pub struct SharedRandK {
 }
 
 impl SharedRandK {
+    pub fn from_spec(spec: &mut Spec, d: usize) -> Result<Self> {
+        let k = spec.take_usize("k")?;
+        check_k(spec, k, d)?;
+        let scaled = !spec.take_flag("unscaled")?;
+        spec.take_flag("shared")?;
+        Ok(SharedRandK::new(spec.text(), d, k, scaled))
+    }
+
     pub fn new(spec: &str, d: usize, k: usize, scaled: bool) -> Self {
         let factor = if scaled { d as f64 / k as f64 } else { 1.0 };
         SharedRandK { spec: spec.to_string(), d, k, factor, scaled, sampler: SubsetSampler::new(d, k) }
@@ -94,7 +54,7 @@ impl SharedRandK {
     }
 }
 
-impl Summable for SharedRandK {
+impl Compressor for SharedRandK {
     fn spec(&self) -> &str {
         &self.spec
     }
@@ -107,20 +67,46 @@ impl Summable for SharedRandK {
         }
     }
 
-    fn values_per_worker(&self) -> usize {
-        self.k
-    }
-
     fn begin_round(&mut self, shared: &mut Stream) {
         if self.k < self.d {
             self.sampler.draw(shared);
         }
     }
 
+    fn encode(&mut self, x: &[f64], _rng: &mut Stream, out: &mut Vec<u8>) {
+        assert_eq!(x.len(), self.d, "{NAME}: encoding a vector of the wrong dimension");
+        out.clear();
+        out.reserve(4 * self.k);
+        for j in self.support() {
+            put_f32(out, (x[j] * self.factor) as f32);
+        }
+    }
+
+    fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
+        expect_dim(NAME, acc, self.d)?;
+        expect_len(NAME, msg, 4 * self.k)?;
+        for (j, b) in self.support().zip(msg.chunks_exact(4)) {
+            acc[j] += scale * f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64;
+        }
+        Ok(())
+    }
+
+    fn paper_bits(&self, _msg: &[u8]) -> u64 {
+        Summable::paper_bits(self)
+    }
+
+    fn summable(&self) -> Option<&dyn Summable> {
+        Some(self)
+    }
+}
+
+impl Summable for SharedRandK {
+    fn values_per_worker(&self) -> usize {
+        self.k
+    }
+
     fn project(&self, x: &[f64], values: &mut [f64]) {
         for (v, j) in values.iter_mut().zip(self.support()) {
-            // Rounded to f32 like every value on the wire (§0.6), so allgather and
-            // allreduce give the same compressed vectors.
             *v = (x[j] * self.factor) as f32 as f64;
         }
     }
@@ -142,7 +128,7 @@ impl Summable for SharedRandK {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::compress::build;
     use crate::rng::{self, Purpose};
 
     /// Sums of projections equal the projection of the sum on the shared support
@@ -150,66 +136,54 @@ mod tests {
     #[test]
     fn shared_supports_make_projections_additive() {
         let d = 50;
-        let mut a = build_summable("rand-k:k=7,shared,unscaled", d).unwrap();
-        let mut b = build_summable("rand-k:k=7,shared,unscaled", d).unwrap();
+        let mut a = build("rand-k:k=7,shared,unscaled", d, 0).unwrap();
+        let mut b = build("rand-k:k=7,shared,unscaled", d, 0).unwrap();
         let (mut ra, mut rb) = (rng::shared(3, Purpose::Server), rng::shared(3, Purpose::Server));
         let x: Vec<f64> = (0..d).map(|j| j as f64 * 0.25 - 3.0).collect();
         let y: Vec<f64> = (0..d).map(|j| (j % 7) as f64).collect();
         for _ in 0..20 {
             a.begin_round(&mut ra);
             b.begin_round(&mut rb);
+            let (sa, sb) = (a.summable().unwrap(), b.summable().unwrap());
             let (mut va, mut vb, mut vs) = (vec![0.0; 7], vec![0.0; 7], vec![0.0; 7]);
-            a.project(&x, &mut va);
-            b.project(&y, &mut vb);
+            sa.project(&x, &mut va);
+            sb.project(&y, &mut vb);
             let sum: Vec<f64> = x.iter().zip(&y).map(|(p, q)| p + q).collect();
-            a.project(&sum, &mut vs);
+            sa.project(&sum, &mut vs);
             let added: Vec<f64> = va.iter().zip(&vb).map(|(p, q)| p + q).collect();
             assert_eq!(added, vs);
             let (mut ea, mut eb) = (vec![0.0; d], vec![0.0; d]);
-            a.add_expanded(&va, 1.0, &mut ea);
-            b.add_expanded(&va, 1.0, &mut eb);
+            sa.add_expanded(&va, 1.0, &mut ea);
+            sb.add_expanded(&va, 1.0, &mut eb);
             assert_eq!(ea, eb, "both workers expand onto the same support");
             assert_eq!(ea.iter().filter(|v| **v != 0.0).count(), va.iter().filter(|v| **v != 0.0).count());
         }
     }
 
-    /// Unbiasedness of the scaled shared rand-k over rounds (§0.5 recipe, N = 20000).
+    /// Through an allgather (bytes) or an allreduce (values), a worker's compressed vector
+    /// is the same, bit for bit.
     #[test]
-    fn scaled_shared_rand_k_is_unbiased() {
-        let d = 20;
-        let n = 20_000;
-        let mut c = build_summable("rand-k:k=4,shared", d).unwrap();
-        let mut shared = rng::shared(11, Purpose::Server);
-        let x: Vec<f64> = (0..d).map(|j| ((j * 7919) % 13) as f64 - 6.0).collect();
-        let norm2: f64 = x.iter().map(|v| v * v).sum();
-        let mut mean = vec![0.0; d];
-        let mut var = 0.0;
-        let mut values = vec![0.0; 4];
-        for _ in 0..n {
-            c.begin_round(&mut shared);
-            c.project(&x, &mut values);
-            let mut q = vec![0.0; d];
-            c.add_expanded(&values, 1.0, &mut q);
-            var += q.iter().zip(&x).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / n as f64;
-            mean.iter_mut().zip(&q).for_each(|(m, v)| *m += v / n as f64);
-        }
-        let bias: f64 = mean.iter().zip(&x).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
-        assert!(bias <= 5.0 * (var / n as f64).sqrt(), "bias {bias}");
-        let omega = d as f64 / 4.0 - 1.0;
-        // §1.2: the variance equals (d/k − 1)‖x‖² in expectation.
-        assert!(
-            (var - omega * norm2).abs() <= 5.0 / (n as f64).sqrt() * omega * norm2 * 2.0,
-            "{var} vs {}",
-            omega * norm2
-        );
+    fn message_and_projection_decode_alike() {
+        let d = 40;
+        let mut c = build("rand-k:k=9,shared", d, 0).unwrap();
+        c.begin_round(&mut rng::shared(5, Purpose::SharedSupport));
+        let x: Vec<f64> = (0..d).map(|j| (j as f64 * 0.37).sin()).collect();
+        let mut msg = Vec::new();
+        c.encode(&x, &mut rng::private(1, 0, Purpose::Compressor), &mut msg);
+        let (mut from_msg, mut from_values, mut values) = (vec![0.0; d], vec![0.0; d], vec![0.0; 9]);
+        c.decode_add(&msg, 0.5, &mut from_msg).unwrap();
+        let s = c.summable().unwrap();
+        s.project(&x, &mut values);
+        s.add_expanded(&values, 0.5, &mut from_values);
+        assert_eq!(from_msg, from_values);
     }
 
     #[test]
-    fn non_summable_specs_are_rejected_with_the_fix() {
-        for spec in ["top-k:k=3", "rand-k:k=3", "qsgd:s=2"] {
-            let e = build_summable(spec, 10).err().unwrap().to_string();
-            assert!(e.contains("cannot go through --collective allreduce") && e.contains("allgather"), "{e}");
+    fn private_compressors_are_not_summable() {
+        for spec in ["top-k:k=3", "rand-k:k=3", "qsgd:s=2", "clt-k:k=3", "sketch:rows=3,cols=4"] {
+            assert!(build(spec, 10, 0).unwrap().summable().is_none(), "{spec}");
         }
-        assert!(build_summable("rand-k:k=11,shared", 10).is_err());
+        assert!(build("identity", 10, 0).unwrap().summable().is_some());
+        assert!(build("rand-k:k=11,shared", 10, 0).is_err());
     }
 }

@@ -54,8 +54,7 @@ impl Csr {
     pub fn margins(&self, x: &[f64], out: &mut [f64]) {
         debug_assert_eq!(out.len(), self.rows());
         for (i, o) in out.iter_mut().enumerate() {
-            let (idx, val) = self.row(i);
-            *o = idx.iter().zip(val).map(|(&j, &v)| v * x[j as usize]).sum();
+            *o = self.row_dot(i, x);
         }
     }
 
@@ -63,13 +62,37 @@ impl Csr {
     pub fn add_transposed(&self, y: &[f64], acc: &mut [f64]) {
         debug_assert_eq!(y.len(), self.rows());
         for (i, &yi) in y.iter().enumerate() {
-            if yi == 0.0 {
-                continue;
-            }
-            let (idx, val) = self.row(i);
-            for (&j, &v) in idx.iter().zip(val) {
-                acc[j as usize] += v * yi;
-            }
+            self.add_row(i, yi, acc);
+        }
+    }
+
+    /// out[k] = a_{rows[k]} · x, for a subset of the rows (a minibatch).
+    pub fn margins_of(&self, rows: &[u32], x: &[f64], out: &mut [f64]) {
+        for (o, &i) in out.iter_mut().zip(rows) {
+            *o = self.row_dot(i as usize, x);
+        }
+    }
+
+    /// acc += Σ_k y[k]·a_{rows[k]}.
+    pub fn add_transposed_of(&self, rows: &[u32], y: &[f64], acc: &mut [f64]) {
+        for (&yk, &i) in y.iter().zip(rows) {
+            self.add_row(i as usize, yk, acc);
+        }
+    }
+
+    fn row_dot(&self, i: usize, x: &[f64]) -> f64 {
+        let (idx, val) = self.row(i);
+        idx.iter().zip(val).map(|(&j, &v)| v * x[j as usize]).sum()
+    }
+
+    /// acc += y·a_i (nothing for y = 0).
+    fn add_row(&self, i: usize, y: f64, acc: &mut [f64]) {
+        if y == 0.0 {
+            return;
+        }
+        let (idx, val) = self.row(i);
+        for (&j, &v) in idx.iter().zip(val) {
+            acc[j as usize] += v * y;
         }
     }
 }
@@ -96,6 +119,18 @@ mod tests {
         let mut acc = vec![1.0; 3];
         a.add_transposed(&[1.0, 5.0, 2.0], &mut acc);
         assert_eq!(acc, vec![2.0, 7.0, 11.0]);
+    }
+
+    #[test]
+    fn row_subsets_match_the_full_products() {
+        let a = example();
+        let x = [1.0, 2.0, 3.0];
+        let mut m = vec![0.0; 2];
+        a.margins_of(&[2, 0], &x, &mut m);
+        assert_eq!(m, vec![18.0, 7.0]);
+        let mut acc = vec![0.0; 3];
+        a.add_transposed_of(&[0, 2], &[1.0, 2.0], &mut acc);
+        assert_eq!(acc, vec![1.0, 6.0, 10.0]);
     }
 
     #[test]

@@ -1,41 +1,71 @@
 //! Distributed compressed gradient descent (DCGD; ALGORITHMS.md §A.3 baseline):
 //! g = Σ_i w_i Q_i(∇f_i(x)), x ← x − γ g, Q unbiased, γ = 1/(L + 2·L_max·ω/n).
 
-use super::exchange::Exchange;
+use super::codec::Codec;
 use super::step_size::{self, StepSize};
-use super::{descend, require_unbiased, Method, RoundStats, Setup};
-use crate::comm::Comm;
+use super::{require_unbiased, Entry, Method, Setup};
 use crate::error::Result;
+use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
+use crate::spec::Spec;
 use crate::worker::Worker;
 
-pub struct Dcgd {
+pub const ENTRY: Entry = Entry {
+    name: "dcgd",
+    about: "distributed compressed GD: x ← x − γ Σ w_i Q(∇f_i), Q unbiased",
+    keys: &[],
+    dense_downlink: true,
+    examples: &[("dcgd", "rand-k:k=20"), ("dcgd", "rand-k:k=20,shared")],
+    build,
+};
+
+fn build(setup: &Setup, _spec: &mut Spec) -> Result<Box<dyn Method>> {
+    let codec = Codec::new(setup, "dcgd")?;
+    let omega = require_unbiased(codec.class(), "dcgd", setup.compressor)?;
+    let (gamma, rule) = step_size::dcgd(setup.smoothness, omega, setup.workers());
+    let plan = DcgdPlan { step: StepSize::resolve(gamma, &rule, setup.step), codec };
+    let workers = (0..setup.local_workers).map(|_| DcgdWorker { own: Vec::new() }).collect();
+    let server = setup.server(|| DcgdServer { g: vec![0.0; setup.dim] });
+    Ok(Box::new(Protocol::new(&setup.layout(), plan, workers, server)?))
+}
+
+struct DcgdPlan {
     step: StepSize,
-    exchange: Exchange,
-    g: Vec<f64>,
+    codec: Codec,
 }
 
-impl Dcgd {
-    pub fn new(setup: &Setup) -> Result<Self> {
-        let exchange = Exchange::from_setup(setup)?;
-        let omega = require_unbiased(exchange.class(), "dcgd", setup.compressor)?;
-        let (gamma, rule) = step_size::dcgd(setup.smoothness, omega, setup.workers());
-        Ok(Dcgd { step: StepSize::resolve(gamma, &rule, setup.step), exchange, g: vec![0.0; setup.dim] })
+impl Plan for DcgdPlan {
+    fn begin_round(&mut self, _t: u64) -> usize {
+        self.codec.begin_round();
+        1
     }
-}
 
-impl Method for Dcgd {
-    fn step(&mut self, x: &mut [f64], workers: &mut [Worker], comm: &mut Comm) -> Result<RoundStats> {
-        let mut stats = RoundStats::default();
-        for (j, w) in workers.iter_mut().enumerate() {
-            self.exchange.encode(j, &w.grad, &mut w.rng, &mut stats);
-        }
-        self.g.fill(0.0);
-        self.exchange.exchange(comm, 1.0, &mut self.g, &mut stats, |_, _| Ok(()))?;
-        descend(x, self.step.gamma, &self.g);
-        Ok(stats)
+    fn phase(&self, _i: usize) -> Phase {
+        self.codec.phase()
     }
 
     fn step_size(&self) -> &StepSize {
         &self.step
+    }
+}
+
+struct DcgdWorker {
+    own: Vec<f64>,
+}
+
+impl WorkerRole<DcgdPlan> for DcgdWorker {
+    fn uplink(&mut self, plan: &mut DcgdPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
+        Ok(plan.codec.encode(&data.grad, &mut data.rng, up, &mut self.own))
+    }
+}
+
+struct DcgdServer {
+    g: Vec<f64>,
+}
+
+impl ServerRole<DcgdPlan> for DcgdServer {
+    fn serve(&mut self, plan: &mut DcgdPlan, _i: usize, received: Received, _x: &[f64]) -> Result<Down<'_>> {
+        self.g.fill(0.0);
+        plan.codec.aggregate(received, 1.0, &mut self.g)?;
+        Ok(Down::dense(plan.step.gamma, &self.g))
     }
 }

@@ -6,63 +6,98 @@
 //! h_i⁰ = h⁰ = 0, α = 1/(ω+1), γ = 1/(L(1 + 6ω/n)) (textbook rule named by the issue;
 //! the reference code's baseline uses 1/(L_max(1 + 2ω/n)), §3 item 1).
 
-use super::exchange::Exchange;
+use super::codec::Codec;
 use super::step_size::{self, StepSize};
-use super::{require_unbiased, Method, RoundStats, Setup};
-use crate::comm::Comm;
+use super::{require_unbiased, Entry, Method, Setup};
 use crate::error::Result;
+use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
+use crate::spec::Spec;
+use crate::vector::difference;
 use crate::worker::Worker;
 
-pub struct Diana {
+pub const ENTRY: Entry = Entry {
+    name: "diana",
+    about: "DIANA: compressed differences Q(∇f_i − h_i) with learned shifts h_i ← h_i + αQ",
+    keys: &[],
+    dense_downlink: true,
+    examples: &[("diana", "qsgd:s=2"), ("diana", "rand-k:k=20,shared")],
+    build,
+};
+
+fn build(setup: &Setup, _spec: &mut Spec) -> Result<Box<dyn Method>> {
+    let codec = Codec::new(setup, "diana")?;
+    let omega = require_unbiased(codec.class(), "diana", setup.compressor)?;
+    let (gamma, rule) = step_size::diana(setup.smoothness, omega, setup.workers());
+    let plan = DianaPlan {
+        step: StepSize::resolve(gamma, &rule, setup.step),
+        alpha: 1.0 / (omega + 1.0),
+        codec,
+        diff: vec![0.0; setup.dim],
+    };
+    let workers =
+        (0..setup.local_workers).map(|_| DianaWorker { shift: vec![0.0; setup.dim], own: Vec::new() }).collect();
+    let d = setup.dim;
+    let server = setup.server(|| DianaServer { h: vec![0.0; d], delta: vec![0.0; d], g: vec![0.0; d] });
+    Ok(Box::new(Protocol::new(&setup.layout(), plan, workers, server)?))
+}
+
+struct DianaPlan {
     step: StepSize,
-    exchange: Exchange,
     alpha: f64,
-    /// Shifts h_i of this rank's workers.
-    shifts: Vec<Vec<f64>>,
-    /// Server shift h = Σ w_i h_i (replicated).
-    h: Vec<f64>,
+    codec: Codec,
+    /// ∇f_i − h_i of the worker being encoded (rank-level scratch).
     diff: Vec<f64>,
-    delta: Vec<f64>,
 }
 
-impl Diana {
-    pub fn new(setup: &Setup) -> Result<Self> {
-        let exchange = Exchange::from_setup(setup)?;
-        let omega = require_unbiased(exchange.class(), "diana", setup.compressor)?;
-        let (gamma, rule) = step_size::diana(setup.smoothness, omega, setup.workers());
-        Ok(Diana {
-            step: StepSize::resolve(gamma, &rule, setup.step),
-            exchange,
-            alpha: 1.0 / (omega + 1.0),
-            shifts: vec![vec![0.0; setup.dim]; setup.local_workers],
-            h: vec![0.0; setup.dim],
-            diff: vec![0.0; setup.dim],
-            delta: vec![0.0; setup.dim],
-        })
+impl Plan for DianaPlan {
+    fn begin_round(&mut self, _t: u64) -> usize {
+        self.codec.begin_round();
+        1
     }
-}
 
-impl Method for Diana {
-    fn step(&mut self, x: &mut [f64], workers: &mut [Worker], comm: &mut Comm) -> Result<RoundStats> {
-        let mut stats = RoundStats::default();
-        for (j, w) in workers.iter_mut().enumerate() {
-            for ((dj, gj), hj) in self.diff.iter_mut().zip(&w.grad).zip(&self.shifts[j]) {
-                *dj = gj - hj;
-            }
-            self.exchange.encode(j, &self.diff, &mut w.rng, &mut stats);
-        }
-        self.delta.fill(0.0);
-        let (shifts, alpha) = (&mut self.shifts, self.alpha);
-        self.exchange.exchange(comm, 1.0, &mut self.delta, &mut stats, |j, own| own.add_to(alpha, &mut shifts[j]))?;
-        let gamma = self.step.gamma;
-        for ((xj, hj), dj) in x.iter_mut().zip(self.h.iter_mut()).zip(&self.delta) {
-            *xj -= gamma * (*hj + dj);
-            *hj += alpha * dj;
-        }
-        Ok(stats)
+    fn phase(&self, _i: usize) -> Phase {
+        self.codec.phase()
     }
 
     fn step_size(&self) -> &StepSize {
         &self.step
+    }
+}
+
+struct DianaWorker {
+    /// h_i.
+    shift: Vec<f64>,
+    own: Vec<f64>,
+}
+
+impl WorkerRole<DianaPlan> for DianaWorker {
+    fn uplink(&mut self, plan: &mut DianaPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
+        difference(&mut plan.diff, &data.grad, &self.shift);
+        Ok(plan.codec.encode(&plan.diff, &mut data.rng, up, &mut self.own))
+    }
+
+    /// h_i ← h_i + α Δ_i.
+    fn downlink(&mut self, plan: &DianaPlan, _i: usize, _down: &Down, own: &[u8]) -> Result<()> {
+        plan.codec.add_own(own, &self.own, plan.alpha, &mut self.shift)
+    }
+}
+
+struct DianaServer {
+    /// h = Σ w_i h_i.
+    h: Vec<f64>,
+    delta: Vec<f64>,
+    g: Vec<f64>,
+}
+
+impl ServerRole<DianaPlan> for DianaServer {
+    fn serve(&mut self, plan: &mut DianaPlan, _i: usize, received: Received, _x: &[f64]) -> Result<Down<'_>> {
+        self.delta.fill(0.0);
+        plan.codec.aggregate(received, 1.0, &mut self.delta)?;
+        let alpha = plan.alpha;
+        for ((g, h), d) in self.g.iter_mut().zip(self.h.iter_mut()).zip(&self.delta) {
+            *g = *h + d;
+            *h += alpha * d;
+        }
+        Ok(Down::dense(plan.step.gamma, &self.g))
     }
 }

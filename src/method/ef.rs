@@ -3,77 +3,100 @@
 //! worker i: v_i = C(e_i + γ∇f_i);  e_i ← e_i + γ∇f_i − v_i;  send v_i     (inside)
 //! server  : x ← x − Σ_i w_i v_i
 //! ```
-//! `--ef-variant outside` compresses e_i + ∇f_i and applies γ at the server
+//! `ef:variant=outside` compresses e_i + ∇f_i and applies γ at the server
 //! (`DL/EF_100K.py`); both agree for positively homogeneous C (Top-k) and constant γ.
 //! e_i⁰ = 0. An unbiased Q is used as Q/(ω+1), which is contractive (§0.1). Default step:
 //! the EF21 rule (§I.3: "the EF21 experiments run EF with the EF21 theoretical step").
+//! With `--batch`, this is distributed SGD with error feedback (§I.3).
 
-use super::exchange::Exchange;
+use super::codec::Codec;
 use super::step_size::{self, StepSize};
-use super::{descend, EfVariant, Method, RoundStats, Setup};
-use crate::comm::Comm;
+use super::{require_alpha, Entry, Method, Setup};
 use crate::error::Result;
+use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
+use crate::spec::Spec;
 use crate::worker::Worker;
 
-pub struct Ef {
+pub const ENTRY: Entry = Entry {
+    name: "ef",
+    about: "classic error feedback: v_i = C(e_i + γ∇f_i), e_i ← e_i + γ∇f_i − v_i",
+    keys: &[("variant", "inside (default: γ inside the compressor) or outside (γ at the server)")],
+    dense_downlink: true,
+    examples: &[("ef", "top-k:k=10"), ("ef:variant=outside", "natural")],
+    build,
+};
+
+fn build(setup: &Setup, spec: &mut Spec) -> Result<Box<dyn Method>> {
+    let outside = spec.take_choice("variant", &["inside", "outside"], "inside")? == "outside";
+    let codec = Codec::new(setup, "ef")?;
+    let alpha = require_alpha(codec.class(), "ef", setup.compressor)?;
+    let (gamma, rule) = step_size::ef21(setup.smoothness, alpha);
+    let step = StepSize::resolve(gamma, &rule, setup.step);
+    let input_step = if outside { 1.0 } else { step.gamma };
+    let plan = EfPlan { scale: codec.class().contractive_scale(), step, input_step, codec };
+    let workers = (0..setup.local_workers)
+        .map(|_| EfWorker { error: vec![0.0; setup.dim], input: vec![0.0; setup.dim], own: Vec::new() })
+        .collect();
+    let server = setup.server(|| EfServer { update: vec![0.0; setup.dim] });
+    Ok(Box::new(Protocol::new(&setup.layout(), plan, workers, server)?))
+}
+
+struct EfPlan {
     step: StepSize,
-    variant: EfVariant,
-    exchange: Exchange,
+    /// γ inside the compressor's input (inside), or 1 (outside).
+    input_step: f64,
     /// 1 for a contractive C, 1/(ω+1) for an unbiased Q.
     scale: f64,
-    /// Error memories e_i of this rank's workers.
-    errors: Vec<Vec<f64>>,
-    /// The compressed inputs u_i = e_i + (γ)∇f_i.
-    inputs: Vec<Vec<f64>>,
-    update: Vec<f64>,
+    codec: Codec,
 }
 
-impl Ef {
-    pub fn new(setup: &Setup) -> Result<Self> {
-        let exchange = Exchange::from_setup(setup)?;
-        let class = exchange.class();
-        let scale = class.contractive_scale();
-        let (gamma, rule) = step_size::ef21(setup.smoothness, class.alpha());
-        let zeros = vec![vec![0.0; setup.dim]; setup.local_workers];
-        Ok(Ef {
-            step: StepSize::resolve(gamma, &rule, setup.step),
-            variant: setup.ef_variant,
-            exchange,
-            scale,
-            errors: zeros.clone(),
-            inputs: zeros,
-            update: vec![0.0; setup.dim],
-        })
+impl Plan for EfPlan {
+    fn begin_round(&mut self, _t: u64) -> usize {
+        self.codec.begin_round();
+        1
     }
-}
 
-impl Method for Ef {
-    fn step(&mut self, x: &mut [f64], workers: &mut [Worker], comm: &mut Comm) -> Result<RoundStats> {
-        let mut stats = RoundStats::default();
-        let gamma = self.step.gamma;
-        let input_step = match self.variant {
-            EfVariant::Inside => gamma,
-            EfVariant::Outside => 1.0,
-        };
-        for (j, w) in workers.iter_mut().enumerate() {
-            let u = &mut self.inputs[j];
-            for ((uj, ej), gj) in u.iter_mut().zip(&self.errors[j]).zip(&w.grad) {
-                *uj = ej + input_step * gj;
-            }
-            self.exchange.encode(j, u, &mut w.rng, &mut stats);
-        }
-        self.update.fill(0.0);
-        let (errors, inputs, scale) = (&mut self.errors, &self.inputs, self.scale);
-        self.exchange.exchange(comm, scale, &mut self.update, &mut stats, |j, own| {
-            // e_i ← u_i − v_i
-            errors[j].copy_from_slice(&inputs[j]);
-            own.add_to(-scale, &mut errors[j])
-        })?;
-        descend(x, gamma / input_step, &self.update);
-        Ok(stats)
+    fn phase(&self, _i: usize) -> Phase {
+        self.codec.phase()
     }
 
     fn step_size(&self) -> &StepSize {
         &self.step
+    }
+}
+
+struct EfWorker {
+    /// e_i.
+    error: Vec<f64>,
+    /// The compressed input u_i = e_i + (γ)∇f_i.
+    input: Vec<f64>,
+    own: Vec<f64>,
+}
+
+impl WorkerRole<EfPlan> for EfWorker {
+    fn uplink(&mut self, plan: &mut EfPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
+        for ((uj, ej), gj) in self.input.iter_mut().zip(&self.error).zip(&data.grad) {
+            *uj = ej + plan.input_step * gj;
+        }
+        Ok(plan.codec.encode(&self.input, &mut data.rng, up, &mut self.own))
+    }
+
+    /// e_i ← u_i − v_i.
+    fn downlink(&mut self, plan: &EfPlan, _i: usize, _down: &Down, own: &[u8]) -> Result<()> {
+        self.error.copy_from_slice(&self.input);
+        plan.codec.add_own(own, &self.own, -plan.scale, &mut self.error)
+    }
+}
+
+struct EfServer {
+    update: Vec<f64>,
+}
+
+impl ServerRole<EfPlan> for EfServer {
+    /// x ← x − (γ/input_step) Σ_i w_i v_i.
+    fn serve(&mut self, plan: &mut EfPlan, _i: usize, received: Received, _x: &[f64]) -> Result<Down<'_>> {
+        self.update.fill(0.0);
+        plan.codec.aggregate(received, plan.scale, &mut self.update)?;
+        Ok(Down::dense(plan.step.gamma / plan.input_step, &self.update))
     }
 }

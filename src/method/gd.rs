@@ -1,76 +1,98 @@
-//! Gradient descent (ALGORITHMS.md §0.2 baseline): the workers' weighted gradients are
-//! summed by a dense allreduce and every rank takes x ← x − γ∇f(x), γ = 1/L.
+//! Gradient descent (ALGORITHMS.md §0.2 baseline): x ← x − γ∇f(x), γ = 1/L.
 //!
-//! Bits: each worker sends d floats, 32d paper bits (§0.6 float convention).
-//! `--collective allgather` gathers every worker's gradient (d f64) instead and sums
-//! them in worker order on every rank.
+//! One phase: each worker's w_i∇f_i is summed (allreduce, or a reduce to the server), or,
+//! with `--collective allgather`, each worker's gradient travels exactly (d f64) and the
+//! server sums them in global worker order, so the iterates do not depend on the rank
+//! layout. Paper bits: 32d per worker (§0.6 float convention).
 
-use super::exchange::{Collective, Exchange};
+use super::codec::{add_exact, write_exact};
 use super::step_size::{self, StepSize};
-use super::{descend, Method, RoundStats, Setup};
-use crate::comm::Comm;
+use super::{Collective, Entry, Method, Setup};
 use crate::error::{Error, Result};
+use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
+use crate::spec::Spec;
 use crate::worker::Worker;
 
-pub struct Gd {
+pub const ENTRY: Entry = Entry {
+    name: "gd",
+    about: "gradient descent: the workers' gradients summed, x ← x − γ∇f(x)",
+    keys: &[],
+    dense_downlink: true,
+    examples: &[("gd", "identity")],
+    build,
+};
+
+fn build(setup: &Setup, _spec: &mut Spec) -> Result<Box<dyn Method>> {
+    if setup.compressor != "identity" {
+        return Err(Error::config(
+            format!("gd sends uncompressed gradients, but --compressor {} was given", setup.compressor),
+            "drop --compressor, or choose a compressed method (dcgd, ef, ef21, diana)",
+        ));
+    }
+    let (gamma, rule) = step_size::gd(setup.smoothness);
+    let plan = GdPlan {
+        step: StepSize::resolve(gamma, &rule, setup.step),
+        exact_gather: setup.collective == Some(Collective::Allgather),
+        dim: setup.dim,
+    };
+    let server = setup.server(|| GdServer { g: vec![0.0; setup.dim], weights: setup.weights.to_vec() });
+    Ok(Box::new(Protocol::new(&setup.layout(), plan, vec![GdWorker; setup.local_workers], server)?))
+}
+
+struct GdPlan {
     step: StepSize,
-    g: Vec<f64>,
-    workers: usize,
-    /// Set for `--collective allgather`: each worker's gradient is gathered as d f64.
-    gather: Option<Exchange>,
+    exact_gather: bool,
+    dim: usize,
 }
 
-impl Gd {
-    pub fn new(setup: &Setup) -> Result<Self> {
-        if setup.compressor != "identity" {
-            return Err(Error::config(
-                format!("gd sends uncompressed gradients, but --compressor {} was given", setup.compressor),
-                "drop --compressor, or choose a compressed method (dcgd, ef, ef21, diana)",
-            ));
-        }
-        let (gamma, rule) = step_size::gd(setup.smoothness);
-        let gather = match setup.collective {
-            Some(Collective::Allgather) => Some(Exchange::from_setup(setup)?),
-            _ => None,
-        };
-        Ok(Gd {
-            step: StepSize::resolve(gamma, &rule, setup.step),
-            g: vec![0.0; setup.dim],
-            workers: setup.workers(),
-            gather,
-        })
+impl Plan for GdPlan {
+    fn begin_round(&mut self, _t: u64) -> usize {
+        1
     }
-}
 
-/// g = Σ_i w_i ∇f_i over all workers: local weighted sum, then a dense allreduce.
-pub fn full_gradient(workers: &[Worker], comm: &mut Comm, g: &mut [f64]) {
-    g.fill(0.0);
-    for w in workers {
-        for (gj, dj) in g.iter_mut().zip(&w.grad) {
-            *gj += w.weight * dj;
+    fn phase(&self, _i: usize) -> Phase {
+        if self.exact_gather {
+            Phase::Gather
+        } else {
+            Phase::Sum { len: self.dim }
         }
-    }
-    comm.sum(g);
-}
-
-impl Method for Gd {
-    fn step(&mut self, x: &mut [f64], workers: &mut [Worker], comm: &mut Comm) -> Result<RoundStats> {
-        let mut stats = RoundStats::default();
-        match self.gather.as_mut() {
-            Some(exchange) => {
-                self.g.fill(0.0);
-                exchange.exchange_dense(comm, workers.iter().map(|w| &w.grad[..]), &mut self.g, &mut stats)?;
-            }
-            None => {
-                full_gradient(workers, comm, &mut self.g);
-                stats.paper_bits_up = 32 * (self.g.len() * self.workers) as u64;
-            }
-        }
-        descend(x, self.step.gamma, &self.g);
-        Ok(stats)
     }
 
     fn step_size(&self) -> &StepSize {
         &self.step
+    }
+}
+
+#[derive(Clone)]
+struct GdWorker;
+
+impl WorkerRole<GdPlan> for GdWorker {
+    fn uplink(&mut self, _plan: &mut GdPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
+        Ok(match up {
+            Uplink::Bytes(out) => write_exact(&data.grad, out),
+            Uplink::Sum { weight, acc } => {
+                crate::vector::add_scaled(acc, weight, &data.grad);
+                Sent::Bits(32 * data.grad.len() as u64)
+            }
+        })
+    }
+}
+
+struct GdServer {
+    /// g = Σ_i w_i ∇f_i.
+    g: Vec<f64>,
+    weights: Vec<f64>,
+}
+
+impl ServerRole<GdPlan> for GdServer {
+    fn serve(&mut self, plan: &mut GdPlan, _i: usize, received: Received, _x: &[f64]) -> Result<Down<'_>> {
+        match received {
+            Received::Sum(sum) => std::mem::swap(&mut self.g, sum),
+            gathered => {
+                self.g.fill(0.0);
+                add_exact(gathered, &self.weights, &mut self.g)?;
+            }
+        }
+        Ok(Down::dense(plan.step.gamma, &self.g))
     }
 }

@@ -1,17 +1,15 @@
-//! Optimisation methods behind one trait.
+//! Optimisation methods: the registry, and what every method builds itself from.
 //!
-//! A method owns its worker-side state (error memories, shifts, local estimators) for
-//! the workers of this rank and a replica of the server state. Each `step` turns x^t
-//! into x^{t+1} given the workers' gradients at x^t (computed by the training loop,
-//! which also records metrics): methods never print, write files or test `rank == 0`,
-//! and they talk to other ranks only through `Comm` (ALGORITHMS.md §0.3, replicated
-//! server pattern).
+//! A method is one file: a plan, a worker role and a server role on the round protocol
+//! (`crate::protocol`, docs/architecture.md), its parameters read from its own SPEC
+//! (`--method NAME:key=value,…`), and an [`Entry`] listed in [`METHODS`]. Methods never
+//! print, write files, test `rank == 0`, or call MPI.
 
+pub mod codec;
 pub mod dcgd;
 pub mod diana;
 pub mod ef;
 pub mod ef21;
-pub mod exchange;
 pub mod gd;
 pub mod scalecom;
 pub mod sketched_sgd;
@@ -21,78 +19,45 @@ use crate::comm::Comm;
 use crate::compress::Class;
 use crate::error::{Error, Result};
 use crate::objective::smoothness::Smoothness;
+use crate::objective::Objective;
+use crate::protocol::{Layout, RoundStats, Topology};
+use crate::spec::Spec;
 use crate::worker::Worker;
 pub use step_size::StepSize;
 
-/// Method names as the CLI spells them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum MethodKind {
-    /// Gradient descent: dense allreduce of the gradients, x ← x − γ∇f(x).
-    Gd,
-    /// Distributed compressed GD with an unbiased compressor (no memory).
-    Dcgd,
-    /// Classic error feedback (Seide et al. / Karimireddy et al.; §I.3).
-    Ef,
-    /// EF21 (Richtárik et al.; §G.2 with the EF21 three-point compressor).
-    Ef21,
-    /// DIANA: compressed gradient differences with learned shifts (§A.3 baseline).
-    Diana,
-    /// ScaleCom: cyclic local top-k through allreduce, low-pass filtered memory (§E).
-    Scalecom,
-    /// Sketched-SGD: count sketches summed by allreduce, heavy hitters, exact values (§C).
-    SketchedSgd,
-}
-
-/// Where classic EF applies the step size (§I.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum EfVariant {
-    /// v_i = C(e_i + γ g_i), x ← x − Σ w_i v_i (EF21 repo `tkef_distributed_stable.py`).
-    Inside,
-    /// v_i = C(e_i + g_i), x ← x − γ Σ w_i v_i (EF21 repo `DL/EF_100K.py`).
-    Outside,
-}
-
-/// How EF21 starts (§3 item 7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Ef21Init {
-    /// g_i⁰ = ∇f_i(x⁰) sent uncompressed, as the EF21 and 3PC reference code does.
-    Full,
-    /// g_i⁰ = C(∇f_i(x⁰)), as MiniFL does (g_i^{-1} = 0).
-    Compressed,
-}
-
-/// What one round cost, beyond what `Comm` meters.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct RoundStats {
-    /// Paper-convention bits sent by all workers to the server (§0.4).
-    pub paper_bits_up: u64,
-    /// Paper-convention bits sent by the server to the workers.
-    pub paper_bits_down: u64,
-    /// Workers that sent nothing this round (lazy methods).
-    pub skipped: u32,
-    /// Seconds spent encoding (this rank's workers).
-    pub t_compress: f64,
-    /// Seconds spent decoding and applying the server update.
-    pub t_decode: f64,
-}
-
+/// A built method, as the training loop drives it.
 pub trait Method {
-    /// x ← x^{t+1}, given `workers[j].grad` = ∇f_i(x^t) for this rank's workers.
-    fn step(&mut self, x: &mut [f64], workers: &mut [Worker], comm: &mut Comm) -> Result<RoundStats>;
+    /// Round t: x^t → x^{t+1} (x on every rank), the workers' data on this rank.
+    fn round(
+        &mut self,
+        t: u64,
+        x: &mut [f64],
+        data: &mut [Worker],
+        obj: &Objective,
+        comm: &mut Comm,
+    ) -> Result<RoundStats>;
 
     /// The step size in use and the rule it came from.
     fn step_size(&self) -> &StepSize;
 
-    /// Method-specific diagnostics of the last round, computed on evaluation rounds
-    /// (may use unmetered collectives: every rank calls it).
-    fn diagnostics(&mut self, _comm: &mut Comm) -> Vec<(&'static str, f64)> {
-        Vec::new()
-    }
+    /// Method-specific diagnostics of the last round, on evaluation rounds (may use
+    /// unmetered collectives: every rank calls it).
+    fn diagnostics(&mut self, data: &[Worker], comm: &mut Comm) -> Vec<(&'static str, f64)>;
 }
 
-/// Everything a method needs to build itself.
+/// The collective a method's compressed messages go through (`--collective`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Collective {
+    /// Allgather (or, on the server topology, gather) of the packed bytes.
+    Allgather,
+    /// Allreduce (or reduce) of the values on a support all workers share.
+    Allreduce,
+}
+
+/// Everything a method builds itself from. Nothing here is specific to one method: a
+/// method's own parameters are keys of its SPEC.
 pub struct Setup<'a> {
-    pub kind: MethodKind,
+    /// `--compressor` SPEC.
     pub compressor: &'a str,
     pub dim: usize,
     /// Weights w_i of all W workers, by global id.
@@ -102,52 +67,125 @@ pub struct Setup<'a> {
     pub local_workers: usize,
     pub smoothness: &'a Smoothness,
     pub step: step_size::Override,
-    pub ef_variant: EfVariant,
-    pub ef21_init: Ef21Init,
-    /// `--collective`; None picks allreduce for shared-support compressors.
-    pub collective: Option<exchange::Collective>,
+    /// `--collective`; None lets the compressor decide (allreduce when summable).
+    pub collective: Option<Collective>,
+    pub topology: Topology,
+    /// `--down-compressor` SPEC.
+    pub down_compressor: &'a str,
     pub seed: u64,
-    /// ScaleCom low-pass filter β and uncompressed warm-up rounds (§E.2).
-    pub beta: f64,
-    pub warmup: u64,
-    /// Sketched-SGD momentum ρ, HEAVYMIX recovery and step placement (§C.2).
-    pub momentum: f64,
-    pub heavymix: bool,
-    pub sketch_step: SketchStep,
-}
-
-/// Where Sketched-SGD applies γ (§C.2 note on η placement).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum SketchStep {
-    /// Accumulate u and multiply the update by γ (reference code).
-    Update,
-    /// Accumulate γ·u (the paper); the update is applied as recovered.
-    Accumulator,
+    pub rank: usize,
 }
 
 impl Setup<'_> {
+    /// W, the number of logical workers.
     pub fn workers(&self) -> usize {
         self.weights.len()
     }
+
+    pub fn layout(&self) -> Layout<'_> {
+        Layout {
+            dim: self.dim,
+            weights: self.weights,
+            first_worker: self.first_worker,
+            topology: self.topology,
+            down_compressor: self.down_compressor,
+            seed: self.seed,
+            rank: self.rank,
+        }
+    }
+
+    /// Builds `make()` on the ranks that run the server role, None elsewhere.
+    pub fn server<S>(&self, make: impl FnOnce() -> S) -> Option<S> {
+        self.layout().serves().then(make)
+    }
+
+    /// Fails for a method that takes no `--collective` choice.
+    pub fn no_collective(&self, method: &str, why: &str) -> Result<()> {
+        match self.collective {
+            None => Ok(()),
+            Some(c) => Err(Error::config(
+                format!("--collective {} with --method {method}", crate::train::cli_name(c)),
+                format!("{method} {why}: drop --collective"),
+            )),
+        }
+    }
 }
 
-pub fn build(setup: &Setup) -> Result<Box<dyn Method>> {
-    Ok(match setup.kind {
-        MethodKind::Gd => Box::new(gd::Gd::new(setup)?),
-        MethodKind::Dcgd => Box::new(dcgd::Dcgd::new(setup)?),
-        MethodKind::Ef => Box::new(ef::Ef::new(setup)?),
-        MethodKind::Ef21 => Box::new(ef21::Ef21::new(setup)?),
-        MethodKind::Diana => Box::new(diana::Diana::new(setup)?),
-        MethodKind::Scalecom => Box::new(scalecom::ScaleCom::new(setup)?),
-        MethodKind::SketchedSgd => Box::new(sketched_sgd::SketchedSgd::new(setup)?),
+/// One registered method.
+pub struct Entry {
+    /// The name `--method` takes.
+    pub name: &'static str,
+    /// One line for `qtrain train --help` and the README.
+    pub about: &'static str,
+    /// Its SPEC keys: (key, meaning and default).
+    pub keys: &'static [(&'static str, &'static str)],
+    /// Whether its downlink is a dense direction, which `--down-compressor` can compress.
+    pub dense_downlink: bool,
+    /// (method SPEC, compressor SPEC) pairs that exercise it on the embedded data
+    /// (d = 126): the generic integration suites (layouts, topologies, minibatches) run
+    /// every example of every entry (`qtrain methods --examples`).
+    pub examples: &'static [(&'static str, &'static str)],
+    pub build: fn(&Setup, &mut Spec) -> Result<Box<dyn Method>>,
+}
+
+/// Every method, in the order of the help text. A new method is one file and one line here.
+pub const METHODS: &[Entry] =
+    &[gd::ENTRY, dcgd::ENTRY, ef::ENTRY, ef21::ENTRY, ef21::CLAG, diana::ENTRY, scalecom::ENTRY, sketched_sgd::ENTRY];
+
+/// `qtrain methods`: every entry with its keys, or (`examples`) its example pairs as
+/// tab-separated lines.
+pub fn describe(examples: bool) -> String {
+    let mut out = String::new();
+    for e in METHODS {
+        if examples {
+            e.examples.iter().for_each(|(m, c)| out.push_str(&format!("{m}\t{c}\n")));
+            continue;
+        }
+        out.push_str(&format!("{}\n    {}\n", e.name, e.about));
+        for (key, meaning) in e.keys {
+            out.push_str(&format!("    {key:<10} {meaning}\n"));
+        }
+        if e.dense_downlink {
+            out.push_str("    (its downlink can be compressed: --down-compressor)\n");
+        }
+    }
+    out
+}
+
+/// The registry entry `--method` names (the part before ':').
+pub fn entry(spec: &Spec) -> Result<&'static Entry> {
+    METHODS.iter().find(|e| e.name == spec.name).ok_or_else(|| {
+        Error::config(
+            format!("unknown method '{}'", spec.name),
+            format!("choose one of {}", METHODS.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")),
+        )
     })
+}
+
+/// Builds the method a `--method` SPEC names.
+pub fn build(spec: &str, setup: &Setup) -> Result<Box<dyn Method>> {
+    let mut spec = Spec::parse_method(spec)?;
+    let entry = entry(&spec)?;
+    if setup.down_compressor.trim() != "identity" && !entry.dense_downlink {
+        return Err(Error::config(
+            format!("--down-compressor {} with --method {}", setup.down_compressor, entry.name),
+            format!(
+                "{}'s downlink is a sparse update; compressed downlinks apply to {}",
+                entry.name,
+                METHODS.iter().filter(|e| e.dense_downlink).map(|e| e.name).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let method = (entry.build)(setup, &mut spec)?;
+    spec.finish_known(&entry.keys.iter().map(|k| k.0).collect::<Vec<_>>())?;
+    Ok(method)
 }
 
 /// ω of an unbiased compressor, or an error explaining which methods take a biased one.
 pub fn require_unbiased(class: Class, method: &str, spec: &str) -> Result<f64> {
     match class {
         Class::Unbiased { omega } => Ok(omega),
-        Class::Contractive { .. } => Err(Error::config(
+        _ => Err(Error::config(
             format!("{method} needs an unbiased compressor, but '{spec}' is biased"),
             "use rand-k, qsgd, natural, nat-dither, terngrad or identity, or a method with \
              error feedback (--method ef or ef21)",
@@ -155,9 +193,12 @@ pub fn require_unbiased(class: Class, method: &str, spec: &str) -> Result<f64> {
     }
 }
 
-/// x ← x − γ g.
-pub fn descend(x: &mut [f64], gamma: f64, g: &[f64]) {
-    for (xj, gj) in x.iter_mut().zip(g) {
-        *xj -= gamma * gj;
-    }
+/// α of a contractive compressor, or of an unbiased one used as Q/(ω+1) (§0.1).
+pub fn require_alpha(class: Class, method: &str, spec: &str) -> Result<f64> {
+    class.alpha().ok_or_else(|| {
+        Error::config(
+            format!("{method} needs a contractive or unbiased compressor, but '{spec}' has no variance class"),
+            "choose a compressor of the catalogue (qtrain train --help)",
+        )
+    })
 }

@@ -1,145 +1,136 @@
-//! ScaleCom (ALGORITHMS.md §E): cyclic local top-k (CLT-k) with a low-pass filtered
-//! error memory.
+//! ScaleCom (ALGORITHMS.md §E): cyclic local top-k (CLT-k, `compress::clt_k`) with a
+//! low-pass filtered error memory.
 //! ```text
 //! worker j: p_j = m_j + γ∇f_j
-//! leader ℓ = t mod W: I = Top_k(|p_ℓ|); broadcast I                (k indices)
-//! all:      c = Σ_j w_j p_j[I]  by one allreduce of k values        (CLT-k commutes
-//!           x[I] ← x[I] − c                                          with the sum, §E.1)
+//! phase 0:  leader ℓ = t mod W broadcasts I = Top_k(|p_ℓ|)             (k indices)
+//! phase 1:  c = Σ_j w_j p_j[I] by one allreduce of k values           (CLT-k commutes
+//!           x[I] ← x[I] − c                                            with the sum, §E.1)
 //! worker j: m_j ← (1 − β) m_j + β (p_j − scatter(I, p_j[I]))
 //! ```
 //! Values are rounded to f32 before the sum (the §0.6 wire convention, 32 paper bits
 //! each), so one worker with β = 1 is Top-k with classic error feedback bit for bit
-//! (§E.4). Rounds before `--warmup` send p_j uncompressed (dense allreduce).
-//! Paper bits per round: 32k per worker + k⌈log₂d⌉ for the leader's index broadcast.
-//! Default step: the EF21 rule with α = k/d, as for classic EF (§I.3).
-//! Diagnostic: the overlap |I ∩ Top_k(Σ_j w_j p_j)|/k of the leader's set with the
-//! true top-k of the averaged vector (§E.1), computed on evaluation rounds.
+//! (§E.4). Rounds before `warmup` send p_j uncompressed (one Sum of d values).
+//! Keys: `beta` (the filter, 0 < β ≤ 1, default 1 = plain error feedback) and `warmup`
+//! (uncompressed first rounds, default 0). Paper bits per round: 32k per worker +
+//! k⌈log₂d⌉ for the leader's indices. Default step: the EF21 rule with α = k/d, as for
+//! classic EF (§I.3). Diagnostic: the overlap |I ∩ Top_k(Σ_j w_j p_j)|/k of the leader's
+//! set with the true top-k of the averaged vector (§E.1), on evaluation rounds.
 
 use super::step_size::{self, StepSize};
-use super::{Method, RoundStats, Setup};
-use crate::comm::Comm;
-use crate::compress::top_k::select_top_k;
-use crate::compress::wire::ceil_log2;
-use crate::compress::{check_k, Spec};
+use super::{Entry, Method, Setup};
+use crate::compress::clt_k::CltK;
 use crate::error::{Error, Result};
+use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
+use crate::spec::Spec;
 use crate::worker::Worker;
-use std::time::Instant;
 
-pub struct ScaleCom {
-    step: StepSize,
-    k: usize,
-    beta: f64,
-    warmup: u64,
-    round: u64,
-    weights: Vec<f64>,
-    first_worker: usize,
-    workers_per_rank: usize,
-    /// Error memories m_j and error-compensated vectors p_j of this rank's workers.
-    memories: Vec<Vec<f64>>,
-    compensated: Vec<Vec<f64>>,
-    order: Vec<u32>,
-    indices: Vec<u32>,
-    values: Vec<f64>,
-    dense: Vec<f64>,
-    /// Whether `indices` hold the last round's CLT-k set (for the diagnostic).
-    compressed_last: bool,
+pub const ENTRY: Entry = Entry {
+    name: "scalecom",
+    about: "ScaleCom: cyclic local top-k through allreduce, low-pass filtered error memory",
+    keys: &[
+        ("beta", "low-pass filter β of the error memory, 0 < β ≤ 1 (default 1: plain error feedback)"),
+        ("warmup", "rounds without compression at the start (default 0)"),
+    ],
+    dense_downlink: false,
+    examples: &[("scalecom:beta=0.5,warmup=3", "clt-k:k=10")],
+    build,
+};
+
+fn build(setup: &Setup, spec: &mut Spec) -> Result<Box<dyn Method>> {
+    let beta = spec.take_f64_or("beta", 1.0)?;
+    let warmup = spec.take_usize_or("warmup", 0)? as u64;
+    if !(beta > 0.0 && beta <= 1.0) {
+        return Err(Error::config(
+            format!("--method {}: β = {beta}", spec.text()),
+            "the low-pass filter needs 0 < β ≤ 1",
+        ));
+    }
+    setup.no_collective("scalecom", "sums its CLT-k values by allreduce")?;
+    let mut compressor = Spec::parse_compressor(setup.compressor)?;
+    if compressor.name != "clt-k" {
+        return Err(Error::config(
+            format!("scalecom compresses with CLT-k, not '{}'", setup.compressor),
+            "write --compressor clt-k:k=K",
+        ));
+    }
+    let clt = CltK::from_spec(&mut compressor, setup.dim)?;
+    compressor.finish()?;
+    let (gamma, rule) = step_size::ef21(setup.smoothness, clt.k() as f64 / setup.dim as f64);
+    let k = clt.k();
+    let plan = ScaleComPlan {
+        step: StepSize::resolve(gamma, &rule, setup.step),
+        clt,
+        beta,
+        warmup,
+        workers: setup.workers(),
+        dim: setup.dim,
+        round: 0,
+        compressed: false,
+    };
+    let d = setup.dim;
+    let workers = (0..setup.local_workers).map(|_| ScaleComWorker { memory: vec![0.0; d], p: vec![0.0; d] }).collect();
+    let server = setup.server(|| ScaleComServer { sum: Vec::new(), indices: Vec::with_capacity(k) });
+    Ok(Box::new(Protocol::new(&setup.layout(), plan, workers, server)?))
 }
 
-impl ScaleCom {
-    pub fn new(setup: &Setup) -> Result<Self> {
-        let mut spec = Spec::parse(setup.compressor)?;
-        if spec.name != "clt-k" {
-            return Err(Error::config(
-                format!("scalecom compresses with CLT-k, not '{}'", setup.compressor),
-                "write --compressor clt-k:k=K",
-            ));
+struct ScaleComPlan {
+    step: StepSize,
+    clt: CltK,
+    beta: f64,
+    warmup: u64,
+    workers: usize,
+    dim: usize,
+    round: u64,
+    /// This round compresses (past the warm-up).
+    compressed: bool,
+}
+
+impl ScaleComPlan {
+    fn leader(&self) -> usize {
+        (self.round % self.workers as u64) as usize
+    }
+}
+
+impl Plan for ScaleComPlan {
+    fn begin_round(&mut self, t: u64) -> usize {
+        self.round = t;
+        self.compressed = t >= self.warmup;
+        if self.compressed {
+            2
+        } else {
+            1
         }
-        let k = spec.take_usize("k")?;
-        check_k(&spec, k, setup.dim)?;
-        spec.finish()?;
-        if !(setup.beta > 0.0 && setup.beta <= 1.0) {
-            return Err(Error::config(format!("--beta {}", setup.beta), "the low-pass filter needs 0 < β ≤ 1"));
-        }
-        let (gamma, rule) = step_size::ef21(setup.smoothness, k as f64 / setup.dim as f64);
-        let local = setup.local_workers;
-        Ok(ScaleCom {
-            step: StepSize::resolve(gamma, &rule, setup.step),
-            k,
-            beta: setup.beta,
-            warmup: setup.warmup,
-            round: 0,
-            weights: setup.weights.to_vec(),
-            first_worker: setup.first_worker,
-            workers_per_rank: local,
-            memories: vec![vec![0.0; setup.dim]; local],
-            compensated: vec![vec![0.0; setup.dim]; local],
-            order: Vec::with_capacity(setup.dim),
-            indices: vec![0; k],
-            values: vec![0.0; k],
-            dense: vec![0.0; setup.dim],
-            compressed_last: false,
-        })
     }
 
-    fn weight(&self, j: usize) -> f64 {
-        self.weights[self.first_worker + j]
+    fn phase(&self, i: usize) -> Phase {
+        match (self.compressed, i) {
+            (false, _) => Phase::Sum { len: self.dim },
+            (true, 0) => Phase::Broadcast { from: self.leader(), len: 4 * self.clt.k() },
+            (true, _) => Phase::Sum { len: self.clt.k() },
+        }
     }
 
-    /// Rounds before `--warmup`: x ← x − Σ_j w_j p_j by a dense allreduce; the memory
-    /// only decays, since nothing was left out.
-    fn dense_round(&mut self, x: &mut [f64], comm: &mut Comm) -> RoundStats {
-        self.dense.fill(0.0);
-        for j in 0..self.compensated.len() {
-            let w = self.weight(j);
-            self.dense.iter_mut().zip(&self.compensated[j]).for_each(|(s, p)| *s += w * p);
-        }
-        comm.sum(&mut self.dense);
-        x.iter_mut().zip(&self.dense).for_each(|(xi, s)| *xi -= s);
-        for m in self.memories.iter_mut() {
-            m.iter_mut().for_each(|v| *v *= 1.0 - self.beta);
-        }
-        RoundStats { paper_bits_up: 32 * (x.len() * self.weights.len()) as u64, ..Default::default() }
+    fn on_broadcast(&mut self, _i: usize, bytes: &[u8]) -> Result<()> {
+        self.clt.set_support(bytes)
     }
 
-    fn compressed_round(&mut self, x: &mut [f64], comm: &mut Comm) -> RoundStats {
-        let mut stats = RoundStats::default();
-        let start = Instant::now();
-        let leader = (self.round % self.weights.len() as u64) as usize;
-        let leader_rank = leader / self.workers_per_rank;
-        if let Some(local) = leader.checked_sub(self.first_worker).filter(|&j| j < self.workers_per_rank) {
-            let top = select_top_k(&mut self.order, &self.compensated[local], self.k);
-            self.indices.copy_from_slice(top);
-        }
-        stats.t_compress += start.elapsed().as_secs_f64();
-        comm.broadcast_u32(leader_rank, &mut self.indices);
-
-        let start = Instant::now();
-        self.values.fill(0.0);
-        for j in 0..self.compensated.len() {
-            let w = self.weight(j);
-            for (v, &i) in self.values.iter_mut().zip(&self.indices) {
-                *v += w * on_wire(self.compensated[j][i as usize]);
-            }
-        }
-        stats.t_compress += start.elapsed().as_secs_f64();
-        comm.sum(&mut self.values);
-
-        let start = Instant::now();
-        for (&i, v) in self.indices.iter().zip(&self.values) {
-            x[i as usize] -= v;
-        }
-        let beta = self.beta;
-        for (m, p) in self.memories.iter_mut().zip(&self.compensated) {
-            m.iter_mut().zip(p).for_each(|(mi, pi)| *mi = (1.0 - beta) * *mi + beta * pi);
-            for &i in &self.indices {
-                m[i as usize] -= beta * on_wire(p[i as usize]);
-            }
-        }
-        stats.t_decode += start.elapsed().as_secs_f64();
-        let d = x.len() as u64;
-        stats.paper_bits_up = (32 * self.k * self.weights.len()) as u64 + self.k as u64 * u64::from(ceil_log2(d));
-        stats
+    fn step_size(&self) -> &StepSize {
+        &self.step
     }
+
+    fn diagnostics(&mut self, monitored: &[f64]) -> Vec<(&'static str, f64)> {
+        if !self.compressed {
+            return Vec::new();
+        }
+        vec![("leader_overlap", self.clt.overlap_with_top_k(monitored))]
+    }
+}
+
+struct ScaleComWorker {
+    /// m_j.
+    memory: Vec<f64>,
+    /// p_j = m_j + γ∇f_j.
+    p: Vec<f64>,
 }
 
 /// A value as it travels (f32, §0.6).
@@ -147,71 +138,124 @@ fn on_wire(v: f64) -> f64 {
     v as f32 as f64
 }
 
-impl Method for ScaleCom {
-    fn step(&mut self, x: &mut [f64], workers: &mut [Worker], comm: &mut Comm) -> Result<RoundStats> {
-        let gamma = self.step.gamma;
-        for ((p, m), w) in self.compensated.iter_mut().zip(&self.memories).zip(workers.iter()) {
-            p.iter_mut().zip(m).zip(&w.grad).for_each(|((pi, mi), gi)| *pi = mi + gamma * gi);
-        }
-        let stats = if self.round < self.warmup { self.dense_round(x, comm) } else { self.compressed_round(x, comm) };
-        self.compressed_last = self.round >= self.warmup;
-        self.round += 1;
-        Ok(stats)
+impl WorkerRole<ScaleComPlan> for ScaleComWorker {
+    fn begin_round(&mut self, plan: &mut ScaleComPlan, data: &mut Worker) {
+        let gamma = plan.step.gamma;
+        self.p.iter_mut().zip(&self.memory).zip(&data.grad).for_each(|((p, m), g)| *p = m + gamma * g);
     }
 
-    fn step_size(&self) -> &StepSize {
-        &self.step
-    }
-
-    fn diagnostics(&mut self, comm: &mut Comm) -> Vec<(&'static str, f64)> {
-        if !self.compressed_last {
-            return Vec::new();
-        }
-        self.dense.fill(0.0);
-        for j in 0..self.compensated.len() {
-            let w = self.weight(j);
-            self.dense.iter_mut().zip(&self.compensated[j]).for_each(|(s, p)| *s += w * p);
-        }
-        comm.monitor_sum(&mut self.dense);
-        let truth = select_top_k(&mut self.order, &self.dense, self.k);
-        // Both index lists are sorted: count the common entries by merging.
-        let (mut a, mut b, mut common) = (0, 0, 0);
-        while a < truth.len() && b < self.indices.len() {
-            match truth[a].cmp(&self.indices[b]) {
-                std::cmp::Ordering::Less => a += 1,
-                std::cmp::Ordering::Greater => b += 1,
-                std::cmp::Ordering::Equal => {
-                    common += 1;
-                    a += 1;
-                    b += 1;
+    fn uplink(&mut self, plan: &mut ScaleComPlan, i: usize, _data: &mut Worker, up: Uplink) -> Result<Sent> {
+        Ok(match (plan.compressed, i, up) {
+            (true, 0, Uplink::Bytes(out)) => {
+                plan.clt.select(&self.p, out);
+                Sent::Bits(plan.clt.k() as u64 * plan.clt.index_bits())
+            }
+            (true, _, Uplink::Sum { weight, acc }) => {
+                for (a, &j) in acc.iter_mut().zip(plan.clt.support()) {
+                    *a += weight * on_wire(self.p[j as usize]);
                 }
+                Sent::Bits(32 * plan.clt.k() as u64)
+            }
+            (false, _, Uplink::Sum { weight, acc }) => {
+                crate::vector::add_scaled(acc, weight, &self.p);
+                Sent::Bits(32 * self.p.len() as u64)
+            }
+            _ => unreachable!("ScaleCom's phases are a broadcast and sums"),
+        })
+    }
+
+    /// m_j ← (1 − β) m_j + β (p_j − p_j[I]); in warm-up rounds nothing was left out.
+    fn downlink(&mut self, plan: &ScaleComPlan, i: usize, _down: &Down, _own: &[u8]) -> Result<()> {
+        let beta = plan.beta;
+        if !plan.compressed {
+            self.memory.iter_mut().for_each(|v| *v *= 1.0 - beta);
+        } else if i == 1 {
+            self.memory.iter_mut().zip(&self.p).for_each(|(m, p)| *m = (1.0 - beta) * *m + beta * p);
+            for &j in plan.clt.support() {
+                self.memory[j as usize] -= beta * on_wire(self.p[j as usize]);
             }
         }
-        vec![("leader_overlap", common as f64 / self.k as f64)]
+        Ok(())
+    }
+
+    fn monitored(&self) -> Option<&[f64]> {
+        Some(&self.p)
+    }
+}
+
+struct ScaleComServer {
+    sum: Vec<f64>,
+    indices: Vec<u32>,
+}
+
+impl ServerRole<ScaleComPlan> for ScaleComServer {
+    /// x ← x − Σ_j w_j p_j (warm-up), or x[I] ← x[I] − Σ_j w_j p_j[I].
+    fn serve(&mut self, plan: &mut ScaleComPlan, _i: usize, received: Received, _x: &[f64]) -> Result<Down<'_>> {
+        let Received::Sum(sum) = received else { unreachable!("ScaleCom's server receives sums") };
+        std::mem::swap(&mut self.sum, sum);
+        if !plan.compressed {
+            return Ok(Down::dense(1.0, &self.sum));
+        }
+        self.indices.clear();
+        self.indices.extend_from_slice(plan.clt.support());
+        Ok(Down::sparse(1.0, &self.indices, &self.sum))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    /// §E.4: CLT-k commutes with the (weighted) mean for a fixed index set, exactly when
-    /// the sums are taken in the same order.
+    use super::*;
+    use crate::data::shard::WorkerData;
+    use crate::data::Csr;
+
+    fn plan(beta: f64, d: usize, k: usize) -> ScaleComPlan {
+        let clt = CltK::from_spec(&mut Spec::parse_compressor(&format!("clt-k:k={k}")).unwrap(), d).unwrap();
+        let step = StepSize { gamma: 0.5, rule: "test".into() };
+        ScaleComPlan { step, clt, beta, warmup: 0, workers: 1, dim: d, round: 0, compressed: false }
+    }
+
+    /// §E.4, through the worker role's own code: with β = 1, after a compressed round the
+    /// memory plus what was sent is p_j, exactly: m_j^{t+1} + scatter(I, p_j[I]) = p_j
+    /// (sent values are f32, so the memory keeps their rounding error too).
     #[test]
-    fn clt_k_commutes_with_the_mean() {
-        let p: Vec<Vec<f64>> =
-            (0..3).map(|w| (0..10).map(|j| ((w * 10 + j) * 37 % 17) as f64 - 8.0).collect()).collect();
-        let weights = [0.25, 0.5, 0.25];
-        let indices = [1usize, 4, 7];
-        let mut of_each = [0.0; 3];
-        for (pj, w) in p.iter().zip(weights) {
-            for (v, &i) in of_each.iter_mut().zip(&indices) {
-                *v += w * pj[i];
-            }
-        }
-        let mut mean = [0.0; 10];
-        for (pj, w) in p.iter().zip(weights) {
-            mean.iter_mut().zip(pj).for_each(|(m, v)| *m += w * v);
-        }
-        let of_mean: Vec<f64> = indices.iter().map(|&i| mean[i]).collect();
-        assert_eq!(of_each.to_vec(), of_mean);
+    fn memory_plus_sent_values_is_the_compensated_vector() {
+        let d = 6;
+        let mut plan = plan(1.0, d, 2);
+        let mut data = Worker::new(WorkerData { id: 0, a: Csr::empty(d), b: Vec::new() }, 1.0, 0);
+        data.grad = vec![0.1, -3.0, 0.7, 2.5, 0.0, -0.3];
+        let mut worker = ScaleComWorker { memory: vec![0.25, 0.0, -1.0, 0.0, 1.0 / 3.0, 0.0], p: vec![0.0; d] };
+        assert_eq!(plan.begin_round(0), 2);
+        worker.begin_round(&mut plan, &mut data);
+        let p = worker.p.clone();
+        let mut indices = Vec::new();
+        let sent = worker.uplink(&mut plan, 0, &mut data, Uplink::Bytes(&mut indices)).unwrap();
+        assert_eq!(sent, Sent::Bits(2 * 3), "k indices of ⌈log₂ 6⌉ bits");
+        plan.on_broadcast(0, &indices).unwrap();
+        assert_eq!(plan.clt.support(), [1, 3], "the leader's top-2 of |p|");
+        let mut acc = vec![0.0; 2];
+        worker.uplink(&mut plan, 1, &mut data, Uplink::Sum { weight: 1.0, acc: &mut acc }).unwrap();
+        assert_eq!(acc, [p[1] as f32 as f64, p[3] as f32 as f64]);
+        worker.downlink(&plan, 1, &Down::nothing(), &[]).unwrap();
+        let mut restored = worker.memory.clone();
+        plan.clt.add_expanded(&acc, 1.0, &mut restored);
+        assert_eq!(restored, p);
+    }
+
+    /// β < 1 filters the memory: m ← (1 − β)m + β(p − p[I]).
+    #[test]
+    fn the_low_pass_filter_blends_old_memory_and_the_residual() {
+        let d = 4;
+        let mut plan = plan(0.25, d, 1);
+        let mut data = Worker::new(WorkerData { id: 0, a: Csr::empty(d), b: Vec::new() }, 1.0, 0);
+        data.grad = vec![2.0, -8.0, 4.0, 0.0];
+        let mut worker = ScaleComWorker { memory: vec![1.0, 1.0, 1.0, 1.0], p: vec![0.0; d] };
+        plan.begin_round(0);
+        worker.begin_round(&mut plan, &mut data);
+        let mut indices = Vec::new();
+        worker.uplink(&mut plan, 0, &mut data, Uplink::Bytes(&mut indices)).unwrap();
+        plan.on_broadcast(0, &indices).unwrap();
+        worker.downlink(&plan, 1, &Down::nothing(), &[]).unwrap();
+        // p = m + γg = [2, −3, 3, 1]; I = {1}; m = 0.75·1 + 0.25·(p − p[I]).
+        assert_eq!(worker.memory, [0.75 + 0.5, 0.75, 0.75 + 0.75, 0.75 + 0.25]);
     }
 }

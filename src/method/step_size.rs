@@ -62,6 +62,21 @@ pub fn ef21(s: &Smoothness, alpha: f64) -> (f64, String) {
     )
 }
 
+/// CLAG (§G.1): γ = 1/(L + L̃·√(B/A)) with A = 1 − √(1−α), B = max{ζ, (1−α)/A}. LAG is
+/// α = 1: A = 1, B = ζ, γ = 1/(L + L̃√ζ).
+pub fn clag(s: &Smoothness, alpha: f64, zeta: f64) -> (f64, String) {
+    let a = 1.0 - (1.0 - alpha).sqrt();
+    let b = zeta.max((1.0 - alpha) / a);
+    let gamma = 1.0 / (s.l + s.l_tilde * (b / a).sqrt());
+    (
+        gamma,
+        format!(
+            "1/(L + L̃·√(B/A)), L = {:.6e}, L̃ = {:.6e}, α = {alpha:.6}, ζ = {zeta}, A = {a:.6}, B = max(ζ, (1−α)/A) = {b:.6} [§G.1]",
+            s.l, s.l_tilde
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +92,15 @@ mod tests {
         let alpha: f64 = 0.19;
         let closed = 1.0 / (2.0 + 5f64.sqrt() * (0.9 / 0.1));
         assert!((ef21(&s(), alpha).0 - closed).abs() < 1e-15);
+    }
+
+    /// §G.1: CLAG with ζ below EF21's B is EF21; LAG (α = 1) is 1/(L + L̃√ζ).
+    #[test]
+    fn clag_rule_reduces_to_ef21_and_to_lag() {
+        assert_eq!(clag(&s(), 0.19, 0.0).0, ef21(&s(), 0.19).0);
+        let lag = clag(&s(), 1.0, 4.0).0;
+        assert!((lag - 1.0 / (2.0 + 5f64.sqrt() * 2.0)).abs() < 1e-15, "{lag}");
+        assert!(clag(&s(), 0.19, 1e6).0 < ef21(&s(), 0.19).0);
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub fn render(info: &RunInfo, last: &Row, totals: &Row) -> String {
             human_bits(last.bits_up),
             human_bits(per_round(last.bits_up as f64) as u64)
         ),
+        format!(
+            "bits down (paper) {} ({} per round)",
+            human_bits(last.bits_down),
+            human_bits(per_round(last.bits_down as f64) as u64)
+        ),
         format!("wire bytes        {:.3} MB", last.wire_bytes as f64 / 1e6),
         format!("training time     {:.3} s ({:.1} µs per round)", last.time, 1e6 * per_round(last.time)),
         format!(

@@ -8,7 +8,11 @@ pub struct Logistic;
 
 impl Loss for Logistic {
     fn value(&self, t: f64, b: f64) -> (f64, f64) {
-        (softplus(-b * t), -b * sigmoid(-b * t))
+        (softplus(-b * t), self.derivative(t, b))
+    }
+
+    fn derivative(&self, t: f64, b: f64) -> f64 {
+        -b * sigmoid(-b * t)
     }
 
     fn curvature(&self, t: f64, b: f64) -> f64 {

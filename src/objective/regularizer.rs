@@ -18,6 +18,12 @@ impl Regularizer for Ridge {
         0.5 * self.lambda * sq
     }
 
+    fn add_gradient(&self, x: &[f64], grad: &mut [f64]) {
+        for (g, &xj) in grad.iter_mut().zip(x) {
+            *g += self.lambda * xj;
+        }
+    }
+
     fn curvature(&self, _xj: f64) -> f64 {
         self.lambda
     }
@@ -46,6 +52,13 @@ impl Regularizer for NonconvexPenalty {
             *g += 2.0 * self.lambda * xj / (q * q);
         }
         self.lambda * value
+    }
+
+    fn add_gradient(&self, x: &[f64], grad: &mut [f64]) {
+        for (g, &xj) in grad.iter_mut().zip(x) {
+            let q = 1.0 + xj * xj;
+            *g += 2.0 * self.lambda * xj / (q * q);
+        }
     }
 
     /// d/dx 2λx/(1+x²)² = 2λ(1 − 3x²)/(1+x²)³, which lies in [−λ/2, 2λ].

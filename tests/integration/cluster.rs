@@ -5,14 +5,13 @@
 //! `skipped: …` and succeeds where namespaces cannot be made. `QTRAIN_SKIP_CLUSTER=1`
 //! skips it too.
 
-use crate::util::qtrain;
+use crate::util::{qtrain, skip};
 use std::process::Command;
 
 #[test]
 fn emulated_cluster_runs_both_hostfiles_and_shapes_the_links() {
     if std::env::var("QTRAIN_SKIP_CLUSTER").is_ok_and(|v| v == "1") {
-        eprintln!("skipped: QTRAIN_SKIP_CLUSTER=1");
-        return;
+        return skip("cluster", "QTRAIN_SKIP_CLUSTER=1");
     }
     let root = env!("CARGO_MANIFEST_DIR");
     // ~20 s here; each mpirun is bounded by 120 s and the whole script by 180 s.
@@ -30,8 +29,7 @@ fn emulated_cluster_runs_both_hostfiles_and_shapes_the_links() {
     assert_ne!(out.status.code(), Some(124), "scripts/test-cluster.sh hung: killed after 180 s\n{stdout}\n{stderr}");
     if let Some(line) = stdout.lines().find(|l| l.starts_with("skipped:")) {
         assert!(out.status.success(), "the script skipped but failed:\n{stdout}\n{stderr}");
-        eprintln!("{line}");
-        return;
+        return skip("cluster", line.trim_start_matches("skipped:").trim());
     }
     assert!(
         out.status.success(),

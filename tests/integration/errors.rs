@@ -123,3 +123,57 @@ fn unknown_compressor_lists_the_known_ones() {
     let msg = fails(1, &strs(&train_args(out.to_str().unwrap(), &["--method", "dcgd", "--compressor", "topk:k=3"])));
     assert!(msg.contains("unknown compressor 'topk'") && msg.contains("top-k"), "{msg}");
 }
+
+/// A method key the method does not know is an error that lists the keys it knows.
+#[test]
+fn unknown_method_keys_name_the_known_ones() {
+    let dir = TempDir::new("keys");
+    let out = dir.path("o.h5");
+    let msg = fails(
+        2,
+        &strs(&train_args(out.to_str().unwrap(), &["--method", "ef21:beta=0.5", "--compressor", "top-k:k=5"])),
+    );
+    assert!(msg.contains("ef21:beta=0.5") && msg.contains("beta=0.5") && msg.contains("ef21 knows: init"), "{msg}");
+    let msg = fails(
+        1,
+        &strs(&train_args(out.to_str().unwrap(), &["--method", "scalecom:beta=2", "--compressor", "clt-k:k=5"])),
+    );
+    assert!(msg.contains("0 < β ≤ 1"), "{msg}");
+    let msg = fails(1, &strs(&train_args(out.to_str().unwrap(), &["--method", "clag", "--compressor", "top-k:k=5"])));
+    assert!(msg.contains("clag:zeta=F"), "{msg}");
+    let msg = fails(1, &strs(&train_args(out.to_str().unwrap(), &["--method", "sgd"])));
+    assert!(msg.contains("unknown method 'sgd'") && msg.contains("sketched-sgd"), "{msg}");
+    assert!(!out.exists());
+}
+
+/// The per-method flags of earlier versions say where they went.
+#[test]
+fn moved_flags_point_to_the_method_spec() {
+    let dir = TempDir::new("moved");
+    let out = dir.path("o.h5");
+    let msg = fails(2, &strs(&train_args(out.to_str().unwrap(), &["--method", "scalecom", "--beta", "0.5"])));
+    assert!(msg.contains("--beta is now a key of the method SPEC") && msg.contains("scalecom:beta=F"), "{msg}");
+}
+
+/// Options that do not apply to the method are errors, not silently ignored.
+#[test]
+fn options_that_do_not_apply_are_rejected() {
+    let dir = TempDir::new("apply");
+    let out = dir.path("o.h5");
+    let o = out.to_str().unwrap();
+    let msg = fails(
+        2,
+        &strs(&train_args(o, &["--method", "scalecom", "--compressor", "clt-k:k=5", "--collective", "allgather"])),
+    );
+    assert!(msg.contains("scalecom sums its CLT-k values by allreduce: drop --collective"), "{msg}");
+    let msg = fails(
+        2,
+        &strs(&train_args(o, &["--method", "scalecom", "--compressor", "clt-k:k=5", "--down-compressor", "top-k:k=3"])),
+    );
+    assert!(msg.contains("sparse update") && msg.contains("ef21"), "{msg}");
+    let msg = fails(2, &strs(&train_args(o, &["--method", "ef21", "--compressor", "clt-k:k=5"])));
+    assert!(msg.contains("compressor of --method scalecom"), "{msg}");
+    let msg = fails(2, &strs(&train_args(o, &["--method", "ef21", "--compressor", "top-k:k=5", "--batch", "5000"])));
+    assert!(msg.contains("--batch 5000") && msg.contains("1 ≤ B ≤ 3256"), "{msg}");
+    assert!(!out.exists());
+}

@@ -74,8 +74,19 @@ fn hdf5_file_has_the_documented_schema() {
     assert_eq!(final_x(&out).len(), 126);
     let rows = f.dataset("workers/rows").unwrap().read_raw::<u64>().unwrap();
     assert_eq!(rows, vec![3257, 3256]);
+    // L_i = λ_max(A_iᵀA_i)/(4m_i) + λ (§0.2) of each worker's contiguous block, computed
+    // here by a dense power iteration of its own; L_max is the larger.
     let l_i = f.dataset("workers/L").unwrap().read_raw::<f64>().unwrap();
-    assert!(l_i.iter().all(|&l| l >= attr_f64(&out, "lambda")) && attr_f64(&out, "L_max") == l_i[0].max(l_i[1]));
+    let (dense, _) = read_dense(&embedded("agaricus.txt.train"));
+    let independent: Vec<f64> = [&dense[..3257], &dense[3257..]]
+        .iter()
+        .map(|block| gram_lambda_max(block) / (4.0 * block.len() as f64) + attr_f64(&out, "lambda"))
+        .collect();
+    for (got, want) in l_i.iter().zip(&independent) {
+        assert!((got - want).abs() <= 1e-6 * want, "L_i = {got}, independent {want}");
+    }
+    let l_max = independent.iter().copied().fold(0.0, f64::max);
+    assert!((attr_f64(&out, "L_max") - l_max).abs() <= 1e-6 * l_max);
 
     // The checksum is the one sha256sum prints.
     let sha = Command::new("sha256sum").arg(embedded("agaricus.txt.train")).output().unwrap();
@@ -156,15 +167,30 @@ fn config_file_sets_flags_and_command_line_wins() {
     assert_eq!(column::<u64>(&out, "iter").len(), 8);
 }
 
-/// Without arguments, qtrain trains on the embedded data and names its result file.
+/// `qtrain demo` trains on the embedded data, with test accuracy and f*, and names its
+/// result file.
 #[test]
-fn demo_runs_without_arguments() {
+fn demo_subcommand_trains_on_the_embedded_data() {
     let dir = TempDir::new("demo");
     let out = dir.path("demo.h5");
     let run = mpirun(2, &["demo", "--iters", "200", "--out", out.to_str().unwrap()]).expect_ok();
     assert!(run.stdout.contains("test accuracy"), "{}", run.stdout);
     assert!(run.stdout.contains(out.to_str().unwrap()));
     assert!(attr_f64(&out, "fstar").is_finite());
+}
+
+/// Bare `qtrain` (no arguments at all) is the demo: its default rounds, a result under
+/// results/ in the current folder, the path printed.
+#[test]
+fn demo_runs_without_arguments() {
+    let dir = TempDir::new("bare");
+    let run = mpirun_in(&dir.0, 2, &[]).expect_ok();
+    let line = run.stdout.lines().find(|l| l.starts_with("metrics")).expect("the result path is printed");
+    let path = dir.0.join(line.split_whitespace().nth(1).unwrap());
+    assert!(path.starts_with(dir.0.join("results")) && path.exists(), "{}", path.display());
+    assert_eq!(column::<u64>(&path, "iter").last(), Some(&2000));
+    assert!(run.stdout.contains("test accuracy") && attr_f64(&path, "fstar").is_finite());
+    assert_eq!(attr_str(&path, "method"), "ef21");
 }
 
 /// The accepted LIBSVM variants (CRLF, comments, blank lines, trailing spaces, rows

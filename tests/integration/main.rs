@@ -4,6 +4,7 @@
 mod cluster;
 mod errors;
 mod files;
+mod protocol;
 mod reporting;
 mod slurm;
 mod summable;

@@ -11,8 +11,7 @@ use std::process::Command;
 #[test]
 fn jobs_run_under_a_local_single_node_slurm() {
     if std::env::var("QTRAIN_SKIP_SLURM").as_deref() == Ok("1") {
-        eprintln!("skipped: QTRAIN_SKIP_SLURM=1");
-        return;
+        return skip("slurm", "QTRAIN_SKIP_SLURM=1");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     // The script's own waits are bounded (start 300 s, each job 60 s); this is the backstop.
@@ -28,8 +27,7 @@ fn jobs_run_under_a_local_single_node_slurm() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(124), "scripts/test-slurm.sh hung: killed by the timeout\n{stdout}\n{stderr}");
     if let Some(line) = stdout.lines().find(|l| l.starts_with("skipped:")) {
-        eprintln!("{line}");
-        return;
+        return skip("slurm", line.trim_start_matches("skipped:").trim());
     }
     eprintln!("{stdout}");
     assert!(

@@ -32,8 +32,8 @@ fn scalecom_on_one_worker_is_top_k_with_error_feedback_bit_for_bit() {
 fn allreduce_methods_keep_identical_replicas_every_round() {
     let dir = TempDir::new("replicas");
     let cases: [&[&str]; 3] = [
-        &["--method", "scalecom", "--compressor", "clt-k:k=12", "--beta", "0.5", "--warmup", "3"],
-        &["--method", "sketched-sgd", "--compressor", "sketch:rows=5,cols=40,k=12,p2=3", "--momentum", "0.5"],
+        &["--method", "scalecom:beta=0.5,warmup=3", "--compressor", "clt-k:k=12"],
+        &["--method", "sketched-sgd:k=12,p2=3,momentum=0.5", "--compressor", "sketch:rows=5,cols=40"],
         &["--method", "ef21", "--compressor", "rand-k:k=12,shared"],
     ];
     for (i, case) in cases.iter().enumerate() {
@@ -111,6 +111,13 @@ fn first_reaching(file: &std::path::Path, column_name: &str, target: f64) -> Opt
     values.iter().position(|&v| v <= target).map(|i| (iters[i], bits[i]))
 }
 
+/// A round cap for a compressed run that must beat GD's `gd_bits` by `ratio`: twice the
+/// rounds the ratio allows at `bits_per_round`, so that a run that reaches the target too
+/// late still reaches it and fails the ratio, rather than passing by stopping early.
+fn cap_above_ratio(gd_bits: u64, ratio: u64, bits_per_round: u64) -> u64 {
+    2 * gd_bits / (ratio * bits_per_round) + 1
+}
+
 /// Real data, high dimension (spam_tfidf, d = 48,407, λ = 1e-3, 4 ranks): ScaleCom
 /// reaches f − f* ≤ 1e-4 with ≥ 5× fewer uplink bits than GD. EF-type methods with a
 /// constant step stall in a neighbourhood of x* (BENCHMARKS.md documents where); the
@@ -126,11 +133,15 @@ fn scalecom_needs_5x_fewer_bits_than_gd_on_spam_tfidf() {
     let gd = dir.path("gd.h5");
     mpirun(4, &[&common[..], &["--method", "gd", "--iters", "120", "--out", gd.to_str().unwrap()]].concat())
         .expect_ok();
-    let sc = dir.path("scalecom.h5");
-    let scalecom = ["--method", "scalecom", "--compressor", "clt-k:k=1000", "--step-factor", "32", "--iters", "400"];
-    mpirun(4, &[&common[..], &scalecom, &["--eval-every", "5", "--out", sc.to_str().unwrap()]].concat()).expect_ok();
     let (gd_iter, gd_bits) = first_reaching(&gd, "f_gap", 1e-4).expect("GD reaches 1e-4 in 120 rounds");
-    let (sc_iter, sc_bits) = first_reaching(&sc, "f_gap", 1e-4).expect("ScaleCom reaches 1e-4 in 400 rounds");
+    // 4 workers × 32k + the leader's k indices of ⌈log₂ 48407⌉ = 16 bits (README).
+    let per_round = 4 * 32 * 1000 + 1000 * 16;
+    let cap = cap_above_ratio(gd_bits, 5, per_round).to_string();
+    let sc = dir.path("scalecom.h5");
+    let scalecom = ["--method", "scalecom", "--compressor", "clt-k:k=1000", "--step-factor", "32", "--iters", &cap];
+    mpirun(4, &[&common[..], &scalecom, &["--eval-every", "5", "--out", sc.to_str().unwrap()]].concat()).expect_ok();
+    assert_eq!(column::<u64>(&sc, "bits_up_round")[1], per_round);
+    let (sc_iter, sc_bits) = first_reaching(&sc, "f_gap", 1e-4).expect("ScaleCom reaches 1e-4 within the cap");
     eprintln!(
         "f−f* ≤ 1e-4: GD at round {gd_iter} with {gd_bits} bits, ScaleCom at round {sc_iter} with {sc_bits} bits"
     );
@@ -153,9 +164,9 @@ fn sketched_sgd_converges_on_spam_tfidf() {
         "--fstar",
         "auto",
         "--method",
-        "sketched-sgd",
+        "sketched-sgd:k=1000,p2=4",
         "--compressor",
-        "sketch:rows=5,cols=4000,k=1000,p2=4",
+        "sketch:rows=5,cols=4000",
         "--step-factor",
         "32",
         "--iters",
@@ -198,19 +209,25 @@ fn sketched_sgd_needs_10x_fewer_bits_than_gd_at_d_1e6() {
     mpirun(2, &[&common[..], &["--method", "gd", "--iters", "30", "--out", gd.to_str().unwrap()]].concat()).expect_ok();
     let target = *column::<f64>(&gd, "loss").last().unwrap();
     let gd_bits = *column::<u64>(&gd, "bits_up").last().unwrap();
+    // 4 workers × 32 × (r·c + P·k) (README).
+    let per_round = 4 * 32 * (5 * 2000 + 4 * 200);
+    let cap = cap_above_ratio(gd_bits, 10, per_round).to_string();
     let sk = dir.path("sk.h5");
     let sketch = [
         "--method",
-        "sketched-sgd",
+        "sketched-sgd:k=200,p2=4",
         "--compressor",
-        "sketch:rows=5,cols=2000,k=200,p2=4",
+        "sketch:rows=5,cols=2000",
         "--step",
         "12",
         "--iters",
-        "100",
+        &cap,
+        "--eval-every",
+        "5",
     ];
     mpirun(2, &[&common[..], &sketch, &["--out", sk.to_str().unwrap()]].concat()).expect_ok();
-    let (iter, bits) = first_reaching(&sk, "loss", target).expect("Sketched-SGD reaches GD's loss in 100 rounds");
+    assert_eq!(column::<u64>(&sk, "bits_up_round")[1], per_round);
+    let (iter, bits) = first_reaching(&sk, "loss", target).expect("Sketched-SGD reaches GD's loss within the cap");
     eprintln!("loss {target}: GD 30 rounds with {gd_bits} bits; Sketched-SGD round {iter} with {bits} bits");
     assert!(10 * bits <= gd_bits, "Sketched-SGD {bits} bits vs GD {gd_bits}");
 }

@@ -13,15 +13,27 @@ pub fn embedded(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name)
 }
 
+/// Whether `QTRAIN_REQUIRE` (a comma-separated list: `data`, `slurm`, `cluster`, as
+/// `.ci/run` sets it) forbids skipping the tests that need `what`.
+pub fn required(what: &str) -> bool {
+    std::env::var("QTRAIN_REQUIRE").is_ok_and(|v| v.split(',').any(|r| r.trim() == what))
+}
+
+/// A test that cannot run here: a message, or a failure where `QTRAIN_REQUIRE` names
+/// `what`.
+pub fn skip(what: &str, why: &str) {
+    assert!(!required(what), "QTRAIN_REQUIRE={what} but this test cannot run: {why}");
+    eprintln!("skipped: {why}");
+}
+
 /// A file of ../shared/data, or None (and a message) when it is absent.
 pub fn shared_data(name: &str) -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(name);
     if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipped: {} is absent (tests on real shared data need ../shared/data)", path.display());
-        None
+        return Some(path);
     }
+    skip("data", &format!("{} is absent (tests on real shared data need ../shared/data)", path.display()));
+    None
 }
 
 /// A fresh folder removed when dropped.
@@ -82,7 +94,14 @@ impl Run {
 
 /// `mpirun -n ranks qtrain args…` with a 180 s timeout (a hang fails the test).
 pub fn mpirun(ranks: usize, args: &[&str]) -> Run {
+    run_command(ranks, args, None)
+}
+
+fn run_command(ranks: usize, args: &[&str], cwd: Option<&Path>) -> Run {
     let mut cmd = Command::new("timeout");
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.args(["--kill-after=5", "180", "mpirun", "-n", &ranks.to_string()])
         .arg(qtrain())
         .args(args)
@@ -136,4 +155,54 @@ pub fn train_args<'a>(out: &'a str, rest: &[&'a str]) -> Vec<String> {
 
 pub fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// A LIBSVM file as dense rows and ±1 labels (the smaller label becomes −1), read
+/// independently of qtrain's parser; d is the largest feature index.
+pub fn read_dense(path: &Path) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut rows: Vec<(f64, Vec<(usize, f64)>)> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut it = line.split_whitespace();
+        let label: f64 = it.next().unwrap().parse().unwrap();
+        let feats = it.map(|t| {
+            let (j, v) = t.split_once(':').unwrap();
+            (j.parse::<usize>().unwrap() - 1, v.parse::<f64>().unwrap())
+        });
+        rows.push((label, feats.collect()));
+    }
+    let lo = rows.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+    let d = rows.iter().flat_map(|r| r.1.iter().map(|f| f.0 + 1)).max().unwrap();
+    let dense = rows
+        .iter()
+        .map(|(_, f)| {
+            let mut v = vec![0.0; d];
+            f.iter().for_each(|&(j, x)| v[j] = x);
+            v
+        })
+        .collect();
+    (dense, rows.iter().map(|r| if r.0 == lo { -1.0 } else { 1.0 }).collect())
+}
+
+/// λ_max(AᵀA) of dense rows by 500 power iterations from the all-ones vector.
+pub fn gram_lambda_max(rows: &[Vec<f64>]) -> f64 {
+    let dot = |u: &[f64], v: &[f64]| u.iter().zip(v).map(|(a, c)| a * c).sum::<f64>();
+    let mut v = vec![1.0; rows[0].len()];
+    let mut lmax = 0.0;
+    for _ in 0..500 {
+        let mut w = vec![0.0; v.len()];
+        for a in rows {
+            let t = dot(a, &v);
+            w.iter_mut().zip(a).for_each(|(wj, aj)| *wj += t * aj);
+        }
+        lmax = dot(&v, &w) / dot(&v, &v);
+        let n = dot(&w, &w).sqrt();
+        v = w.iter().map(|x| x / n).collect();
+    }
+    lmax
+}
+
+/// `mpirun -n ranks qtrain args…` in `cwd` (for runs that write relative paths).
+pub fn mpirun_in(cwd: &Path, ranks: usize, args: &[&str]) -> Run {
+    run_command(ranks, args, Some(cwd))
 }
