@@ -63,7 +63,8 @@ pub struct Ledger {
 
 impl Ledger {
     /// Records a finished round: the method's stats, `Comm`'s meter and the round's
-    /// wall time.
+    /// wall time (to which the reused gradient time of the monitor is added, so that
+    /// `time` is a round's work whether or not it was an evaluation round).
     pub fn record(&mut self, stats: &RoundStats, meter: &Meter, seconds: f64) {
         self.round = Row {
             bits_up_round: stats.paper_bits_up,
@@ -85,7 +86,7 @@ impl Ledger {
             t_comm: meter.seconds,
             t_decode: stats.t_decode,
             skipped: stats.skipped,
-            time: seconds,
+            time: seconds + stats.t_compute_before,
             ..Row::default()
         };
         let (t, r) = (&mut self.totals, &self.round);

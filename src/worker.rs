@@ -103,16 +103,17 @@ impl Worker {
     /// The method's gradient at the model x of round t into `grad`: the full ∇f_i(x)
     /// (reused from `evaluate_round` when the monitor computed it this round) or, with
     /// `--batch B`, the mean gradient over B rows drawn without replacement from the
-    /// private minibatch stream. Returns the seconds it took (the reused computation's).
-    pub fn round_gradient(&mut self, obj: &Objective, x: &[f64], t: u64) -> f64 {
+    /// private minibatch stream. Returns the seconds it took and whether they were spent
+    /// before, by `evaluate_round` (reused).
+    pub fn round_gradient(&mut self, obj: &Objective, x: &[f64], t: u64) -> (f64, bool) {
         match (&mut self.batch, self.full_at) {
-            (None, Some((round, seconds))) if round == t => seconds,
+            (None, Some((round, seconds))) if round == t => (seconds, true),
             (batch, _) => {
                 let start = Instant::now();
                 let rows = batch.as_mut().map(|s| s.draw(&mut self.batch_rng));
                 gradient(obj, &self.a, &self.b, x, rows, &mut self.grad, &mut self.margins);
                 self.full_at = None;
-                start.elapsed().as_secs_f64()
+                (start.elapsed().as_secs_f64(), false)
             }
         }
     }

@@ -80,12 +80,16 @@ impl Csr {
         }
     }
 
+    // Inlined into the loops above: a call per row cost ≈ 7 % of a9a's gradient
+    // (BENCHMARKS.md, "Round protocol: round time before and after").
+    #[inline(always)]
     fn row_dot(&self, i: usize, x: &[f64]) -> f64 {
         let (idx, val) = self.row(i);
         idx.iter().zip(val).map(|(&j, &v)| v * x[j as usize]).sum()
     }
 
     /// acc += y·a_i (nothing for y = 0).
+    #[inline(always)]
     fn add_row(&self, i: usize, y: f64, acc: &mut [f64]) {
         if y == 0.0 {
             return;

@@ -33,6 +33,9 @@ pub struct RoundStats {
     pub skipped: u64,
     /// Seconds computing this rank's gradients.
     pub t_compute: f64,
+    /// The part of `t_compute` spent before the round: the monitor's evaluation of x^t,
+    /// whose gradients the round reused (the round's wall time does not include it).
+    pub t_compute_before: f64,
     /// Seconds in the worker roles (preparing and encoding messages).
     pub t_compress: f64,
     /// Seconds in the server role, the downlink and applying it.
@@ -150,7 +153,13 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Protocol<P, W, S> {
         let mut round = Round { stats: RoundStats::default(), failure: None, void: false };
         let phases = self.plan.begin_round(t);
         if self.plan.needs_gradient() {
-            round.stats.t_compute += data.iter_mut().map(|w| w.round_gradient(obj, x, t)).sum::<f64>();
+            for w in data.iter_mut() {
+                let (seconds, reused) = w.round_gradient(obj, x, t);
+                round.stats.t_compute += seconds;
+                if reused {
+                    round.stats.t_compute_before += seconds;
+                }
+            }
         }
         round.timed(compress_timer, |_| {
             for (role, w) in self.workers.iter_mut().zip(data.iter_mut()) {
