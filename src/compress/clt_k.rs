@@ -17,8 +17,7 @@
 //! * Paper bits: 32k per worker for the values, plus k⌈log₂ d⌉ once per round for the
 //!   leader's indices; standalone, k(32 + ⌈log₂ d⌉).
 
-use super::sparse::SparseFormat;
-use super::top_k::select_top_k;
+use super::top_k::{select_top_k, TopK};
 use super::wire::ceil_log2;
 use super::{Class, Compressor, Spec};
 use crate::error::{Error, Result};
@@ -27,9 +26,9 @@ use crate::rng::Stream;
 const NAME: &str = "clt-k";
 
 pub struct CltK {
-    spec: String,
+    /// The leader alone: its own top-k, the standalone form.
+    alone: TopK,
     d: usize,
-    format: SparseFormat,
     /// Scratch of every selection.
     order: Vec<u32>,
     /// This round's index set I, increasing.
@@ -38,19 +37,13 @@ pub struct CltK {
 
 impl CltK {
     pub fn from_spec(spec: &mut Spec, d: usize) -> Result<Self> {
-        let k = spec.take_usize("k")?;
-        let format = SparseFormat::new(NAME, spec, d, k)?;
-        Ok(CltK {
-            spec: spec.text().to_string(),
-            d,
-            format,
-            order: Vec::with_capacity(d),
-            support: Vec::with_capacity(k),
-        })
+        let alone = TopK::named(NAME, spec, d)?;
+        let k = alone.k();
+        Ok(CltK { alone, d, order: Vec::with_capacity(d), support: Vec::with_capacity(k) })
     }
 
     pub fn k(&self) -> usize {
-        self.format.k()
+        self.alone.k()
     }
 
     /// ⌈log₂ d⌉: the paper bits of one broadcast index.
@@ -108,7 +101,8 @@ impl CltK {
 
     /// |I ∩ Top_k(v)| / k: how much of the true top-k of v the leader's set caught (§E.1).
     pub fn overlap_with_top_k(&mut self, v: &[f64]) -> f64 {
-        let truth = select_top_k(&mut self.order, v, self.format.k());
+        let k = self.k();
+        let truth = select_top_k(&mut self.order, v, k);
         // Both lists are increasing: count the common entries by merging.
         let (mut a, mut b, mut common) = (0, 0, 0);
         while a < truth.len() && b < self.support.len() {
@@ -126,28 +120,27 @@ impl CltK {
     }
 }
 
+/// Standalone (one worker, its own leader) CLT-k is Top-k: the form the property suite
+/// checks.
 impl Compressor for CltK {
     fn spec(&self) -> &str {
-        &self.spec
+        self.alone.spec()
     }
 
     fn class(&self) -> Class {
-        Class::Contractive { alpha: self.k() as f64 / self.d as f64 }
+        self.alone.class()
     }
 
-    /// A leader alone: its own top-k (the standalone form the property suite checks).
-    fn encode(&mut self, x: &[f64], _rng: &mut Stream, out: &mut Vec<u8>) {
-        assert_eq!(x.len(), self.d, "{NAME}: encoding a vector of the wrong dimension");
-        let top = select_top_k(&mut self.order, x, self.format.k());
-        self.format.write(top, |j| x[j] as f32, out);
+    fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
+        self.alone.encode(x, rng, out)
     }
 
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
-        self.format.decode_add(msg, scale, acc)
+        self.alone.decode_add(msg, scale, acc)
     }
 
-    fn paper_bits(&self, _msg: &[u8]) -> u64 {
-        self.format.paper_bits()
+    fn paper_bits(&self, msg: &[u8]) -> u64 {
+        self.alone.paper_bits(msg)
     }
 
     fn only_for_method(&self) -> Option<&'static str> {

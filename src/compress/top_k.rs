@@ -29,9 +29,18 @@ pub struct TopK {
 
 impl TopK {
     pub fn from_spec(spec: &mut Spec, d: usize) -> Result<Self> {
+        TopK::named(NAME, spec, d)
+    }
+
+    /// Top-k under another compressor's name (in its wire errors): CLT-k's leader alone.
+    pub fn named(name: &'static str, spec: &mut Spec, d: usize) -> Result<Self> {
         let k = spec.take_usize("k")?;
-        let format = SparseFormat::new(NAME, spec, d, k)?;
+        let format = SparseFormat::new(name, spec, d, k)?;
         Ok(TopK { spec: spec.text().to_string(), d, format, order: Vec::with_capacity(d) })
+    }
+
+    pub fn k(&self) -> usize {
+        self.format.k()
     }
 }
 

@@ -11,11 +11,34 @@
 //! Also the exact f64 messages of the uncompressed rounds (EF21's first round, GD through
 //! allgather): d little-endian f64, 32 paper bits per value (§0.6 convention).
 
-use super::{Collective, Setup};
+use super::{Collective, Setup, StepSize};
 use crate::compress::{self, wire, Class, Compressor};
 use crate::error::{Error, Result};
-use crate::protocol::{Phase, Received, Sent, Uplink};
+use crate::protocol::{Phase, Plan, Received, Sent, Uplink};
 use crate::rng::{self, Purpose, Stream};
+
+/// The plan of a method whose every round is one phase of its codec's messages (DCGD,
+/// EF, DIANA): the step, the codec, and the method's own replicated constants `M`.
+pub struct CodecPlan<M> {
+    pub step: StepSize,
+    pub codec: Codec,
+    pub method: M,
+}
+
+impl<M> Plan for CodecPlan<M> {
+    fn begin_round(&mut self, _t: u64) -> usize {
+        self.codec.begin_round();
+        1
+    }
+
+    fn phase(&self, _i: usize) -> Phase {
+        self.codec.phase()
+    }
+
+    fn step_size(&self) -> &StepSize {
+        &self.step
+    }
+}
 
 pub struct Codec {
     compressor: Box<dyn Compressor>,

@@ -1,11 +1,11 @@
 //! Distributed compressed gradient descent (DCGD; ALGORITHMS.md §A.3 baseline):
 //! g = Σ_i w_i Q_i(∇f_i(x)), x ← x − γ g, Q unbiased, γ = 1/(L + 2·L_max·ω/n).
 
-use super::codec::Codec;
+use super::codec::{Codec, CodecPlan};
 use super::step_size::{self, StepSize};
 use super::{require_unbiased, Entry, Method, Setup};
 use crate::error::Result;
-use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
+use crate::protocol::{Down, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::spec::Spec;
 use crate::worker::Worker;
 
@@ -22,31 +22,13 @@ fn build(setup: &Setup, _spec: &mut Spec) -> Result<Box<dyn Method>> {
     let codec = Codec::new(setup, "dcgd")?;
     let omega = require_unbiased(codec.class(), "dcgd", setup.compressor)?;
     let (gamma, rule) = step_size::dcgd(setup.smoothness, omega, setup.workers());
-    let plan = DcgdPlan { step: StepSize::resolve(gamma, &rule, setup.step), codec };
+    let plan = CodecPlan { step: StepSize::resolve(gamma, &rule, setup.step), codec, method: () };
     let workers = (0..setup.local_workers).map(|_| DcgdWorker { own: Vec::new() }).collect();
     let server = setup.server(|| DcgdServer { g: vec![0.0; setup.dim] });
     Ok(Box::new(Protocol::new(&setup.layout(), plan, workers, server)?))
 }
 
-struct DcgdPlan {
-    step: StepSize,
-    codec: Codec,
-}
-
-impl Plan for DcgdPlan {
-    fn begin_round(&mut self, _t: u64) -> usize {
-        self.codec.begin_round();
-        1
-    }
-
-    fn phase(&self, _i: usize) -> Phase {
-        self.codec.phase()
-    }
-
-    fn step_size(&self) -> &StepSize {
-        &self.step
-    }
-}
+type DcgdPlan = CodecPlan<()>;
 
 struct DcgdWorker {
     own: Vec<f64>,

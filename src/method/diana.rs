@@ -6,11 +6,11 @@
 //! h_i⁰ = h⁰ = 0, α = 1/(ω+1), γ = 1/(L(1 + 6ω/n)) (textbook rule named by the issue;
 //! the reference code's baseline uses 1/(L_max(1 + 2ω/n)), §3 item 1).
 
-use super::codec::Codec;
+use super::codec::{Codec, CodecPlan};
 use super::step_size::{self, StepSize};
 use super::{require_unbiased, Entry, Method, Setup};
 use crate::error::Result;
-use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
+use crate::protocol::{Down, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::spec::Spec;
 use crate::vector::difference;
 use crate::worker::Worker;
@@ -28,11 +28,10 @@ fn build(setup: &Setup, _spec: &mut Spec) -> Result<Box<dyn Method>> {
     let codec = Codec::new(setup, "diana")?;
     let omega = require_unbiased(codec.class(), "diana", setup.compressor)?;
     let (gamma, rule) = step_size::diana(setup.smoothness, omega, setup.workers());
-    let plan = DianaPlan {
+    let plan = CodecPlan {
         step: StepSize::resolve(gamma, &rule, setup.step),
-        alpha: 1.0 / (omega + 1.0),
         codec,
-        diff: vec![0.0; setup.dim],
+        method: Diana { alpha: 1.0 / (omega + 1.0), diff: vec![0.0; setup.dim] },
     };
     let workers =
         (0..setup.local_workers).map(|_| DianaWorker { shift: vec![0.0; setup.dim], own: Vec::new() }).collect();
@@ -41,27 +40,13 @@ fn build(setup: &Setup, _spec: &mut Spec) -> Result<Box<dyn Method>> {
     Ok(Box::new(Protocol::new(&setup.layout(), plan, workers, server)?))
 }
 
-struct DianaPlan {
-    step: StepSize,
+type DianaPlan = CodecPlan<Diana>;
+
+/// DIANA's replicated constants and rank-level scratch.
+struct Diana {
     alpha: f64,
-    codec: Codec,
-    /// ∇f_i − h_i of the worker being encoded (rank-level scratch).
+    /// ∇f_i − h_i of the worker being encoded.
     diff: Vec<f64>,
-}
-
-impl Plan for DianaPlan {
-    fn begin_round(&mut self, _t: u64) -> usize {
-        self.codec.begin_round();
-        1
-    }
-
-    fn phase(&self, _i: usize) -> Phase {
-        self.codec.phase()
-    }
-
-    fn step_size(&self) -> &StepSize {
-        &self.step
-    }
 }
 
 struct DianaWorker {
@@ -72,13 +57,14 @@ struct DianaWorker {
 
 impl WorkerRole<DianaPlan> for DianaWorker {
     fn uplink(&mut self, plan: &mut DianaPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
-        difference(&mut plan.diff, &data.grad, &self.shift);
-        Ok(plan.codec.encode(&plan.diff, &mut data.rng, up, &mut self.own))
+        let diff = &mut plan.method.diff;
+        difference(diff, &data.grad, &self.shift);
+        Ok(plan.codec.encode(diff, &mut data.rng, up, &mut self.own))
     }
 
     /// h_i ← h_i + α Δ_i.
     fn downlink(&mut self, plan: &DianaPlan, _i: usize, _down: &Down, own: &[u8]) -> Result<()> {
-        plan.codec.add_own(own, &self.own, plan.alpha, &mut self.shift)
+        plan.codec.add_own(own, &self.own, plan.method.alpha, &mut self.shift)
     }
 }
 
@@ -93,7 +79,7 @@ impl ServerRole<DianaPlan> for DianaServer {
     fn serve(&mut self, plan: &mut DianaPlan, _i: usize, received: Received, _x: &[f64]) -> Result<Down<'_>> {
         self.delta.fill(0.0);
         plan.codec.aggregate(received, 1.0, &mut self.delta)?;
-        let alpha = plan.alpha;
+        let alpha = plan.method.alpha;
         for ((g, h), d) in self.g.iter_mut().zip(self.h.iter_mut()).zip(&self.delta) {
             *g = *h + d;
             *h += alpha * d;

@@ -9,11 +9,11 @@
 //! the EF21 rule (§I.3: "the EF21 experiments run EF with the EF21 theoretical step").
 //! With `--batch`, this is distributed SGD with error feedback (§I.3).
 
-use super::codec::Codec;
+use super::codec::{Codec, CodecPlan};
 use super::step_size::{self, StepSize};
 use super::{require_alpha, Entry, Method, Setup};
 use crate::error::Result;
-use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
+use crate::protocol::{Down, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::spec::Spec;
 use crate::worker::Worker;
 
@@ -33,7 +33,7 @@ fn build(setup: &Setup, spec: &mut Spec) -> Result<Box<dyn Method>> {
     let (gamma, rule) = step_size::ef21(setup.smoothness, alpha);
     let step = StepSize::resolve(gamma, &rule, setup.step);
     let input_step = if outside { 1.0 } else { step.gamma };
-    let plan = EfPlan { scale: codec.class().contractive_scale(), step, input_step, codec };
+    let plan = CodecPlan { method: Ef { scale: codec.class().contractive_scale(), input_step }, step, codec };
     let workers = (0..setup.local_workers)
         .map(|_| EfWorker { error: vec![0.0; setup.dim], input: vec![0.0; setup.dim], own: Vec::new() })
         .collect();
@@ -41,28 +41,14 @@ fn build(setup: &Setup, spec: &mut Spec) -> Result<Box<dyn Method>> {
     Ok(Box::new(Protocol::new(&setup.layout(), plan, workers, server)?))
 }
 
-struct EfPlan {
-    step: StepSize,
+type EfPlan = CodecPlan<Ef>;
+
+/// EF's replicated constants.
+struct Ef {
     /// γ inside the compressor's input (inside), or 1 (outside).
     input_step: f64,
     /// 1 for a contractive C, 1/(ω+1) for an unbiased Q.
     scale: f64,
-    codec: Codec,
-}
-
-impl Plan for EfPlan {
-    fn begin_round(&mut self, _t: u64) -> usize {
-        self.codec.begin_round();
-        1
-    }
-
-    fn phase(&self, _i: usize) -> Phase {
-        self.codec.phase()
-    }
-
-    fn step_size(&self) -> &StepSize {
-        &self.step
-    }
 }
 
 struct EfWorker {
@@ -76,7 +62,7 @@ struct EfWorker {
 impl WorkerRole<EfPlan> for EfWorker {
     fn uplink(&mut self, plan: &mut EfPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
         for ((uj, ej), gj) in self.input.iter_mut().zip(&self.error).zip(&data.grad) {
-            *uj = ej + plan.input_step * gj;
+            *uj = ej + plan.method.input_step * gj;
         }
         Ok(plan.codec.encode(&self.input, &mut data.rng, up, &mut self.own))
     }
@@ -84,7 +70,7 @@ impl WorkerRole<EfPlan> for EfWorker {
     /// e_i ← u_i − v_i.
     fn downlink(&mut self, plan: &EfPlan, _i: usize, _down: &Down, own: &[u8]) -> Result<()> {
         self.error.copy_from_slice(&self.input);
-        plan.codec.add_own(own, &self.own, -plan.scale, &mut self.error)
+        plan.codec.add_own(own, &self.own, -plan.method.scale, &mut self.error)
     }
 }
 
@@ -96,7 +82,7 @@ impl ServerRole<EfPlan> for EfServer {
     /// x ← x − (γ/input_step) Σ_i w_i v_i.
     fn serve(&mut self, plan: &mut EfPlan, _i: usize, received: Received, _x: &[f64]) -> Result<Down<'_>> {
         self.update.fill(0.0);
-        plan.codec.aggregate(received, plan.scale, &mut self.update)?;
-        Ok(Down::dense(plan.step.gamma / plan.input_step, &self.update))
+        plan.codec.aggregate(received, plan.method.scale, &mut self.update)?;
+        Ok(Down::dense(plan.step.gamma / plan.method.input_step, &self.update))
     }
 }

@@ -181,6 +181,19 @@ pub fn build(spec: &str, setup: &Setup) -> Result<Box<dyn Method>> {
     Ok(method)
 }
 
+/// The `--compressor` SPEC of a method built around one compressor (ScaleCom's CLT-k, the
+/// count sketch of Sketched-SGD), or an error naming the one it takes.
+pub fn own_compressor(setup: &Setup, method: &str, name: &str, example: &str) -> Result<Spec> {
+    let spec = Spec::parse_compressor(setup.compressor)?;
+    if spec.name != name {
+        return Err(Error::config(
+            format!("{method} compresses with {name}, not '{}'", setup.compressor),
+            format!("write --compressor {example}"),
+        ));
+    }
+    Ok(spec)
+}
+
 /// ω of an unbiased compressor, or an error explaining which methods take a biased one.
 pub fn require_unbiased(class: Class, method: &str, spec: &str) -> Result<f64> {
     match class {

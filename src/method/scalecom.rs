@@ -17,7 +17,7 @@
 //! set with the true top-k of the averaged vector (§E.1), on evaluation rounds.
 
 use super::step_size::{self, StepSize};
-use super::{Entry, Method, Setup};
+use super::{own_compressor, Entry, Method, Setup};
 use crate::compress::clt_k::CltK;
 use crate::error::{Error, Result};
 use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
@@ -46,13 +46,7 @@ fn build(setup: &Setup, spec: &mut Spec) -> Result<Box<dyn Method>> {
         ));
     }
     setup.no_collective("scalecom", "sums its CLT-k values by allreduce")?;
-    let mut compressor = Spec::parse_compressor(setup.compressor)?;
-    if compressor.name != "clt-k" {
-        return Err(Error::config(
-            format!("scalecom compresses with CLT-k, not '{}'", setup.compressor),
-            "write --compressor clt-k:k=K",
-        ));
-    }
+    let mut compressor = own_compressor(setup, "scalecom", "clt-k", "clt-k:k=K")?;
     let clt = CltK::from_spec(&mut compressor, setup.dim)?;
     compressor.finish()?;
     let (gamma, rule) = step_size::ef21(setup.smoothness, clt.k() as f64 / setup.dim as f64);

@@ -19,7 +19,7 @@
 //! (HEAVYMIX is a k-contraction, §C.2).
 
 use super::step_size::{self, StepSize};
-use super::{Entry, Method, Setup};
+use super::{own_compressor, Entry, Method, Setup};
 use crate::compress::count_sketch::CountSketch;
 use crate::compress::top_k::select_top_k;
 use crate::compress::wire::ceil_log2;
@@ -60,13 +60,7 @@ fn build(setup: &Setup, spec: &mut Spec) -> Result<Box<dyn Method>> {
         return Err(Error::config(format!("--method {}: ρ = {momentum}", spec.text()), "choose 0 ≤ momentum < 1"));
     }
     setup.no_collective("sketched-sgd", "sums its sketches by allreduce")?;
-    let mut compressor = Spec::parse_compressor(setup.compressor)?;
-    if compressor.name != "sketch" {
-        return Err(Error::config(
-            format!("sketched-sgd compresses with a count sketch, not '{}'", setup.compressor),
-            "write --compressor sketch:rows=5,cols=C",
-        ));
-    }
+    let mut compressor = own_compressor(setup, "sketched-sgd", "sketch", "sketch:rows=5,cols=C")?;
     let sketch = CountSketch::from_spec(&mut compressor, d, setup.seed)?;
     compressor.finish()?;
     let (gamma, rule) = step_size::ef21(setup.smoothness, k as f64 / d as f64);

@@ -142,47 +142,6 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Protocol<P, W, S> {
         Ok(Protocol { plan, workers, server, io })
     }
 
-    fn run_round(
-        &mut self,
-        t: u64,
-        x: &mut [f64],
-        data: &mut [Worker],
-        obj: &Objective,
-        comm: &mut Comm,
-    ) -> Result<RoundStats> {
-        let mut round = Round { stats: RoundStats::default(), failure: None, void: false };
-        let phases = self.plan.begin_round(t);
-        if self.plan.needs_gradient() {
-            for w in data.iter_mut() {
-                let (seconds, reused) = w.round_gradient(obj, x, t);
-                round.stats.t_compute += seconds;
-                if reused {
-                    round.stats.t_compute_before += seconds;
-                }
-            }
-        }
-        round.timed(compress_timer, |_| {
-            for (role, w) in self.workers.iter_mut().zip(data.iter_mut()) {
-                role.begin_round(&mut self.plan, w);
-            }
-        });
-        self.io.activity.fill(Activity::NotAsked);
-        for i in 0..phases {
-            match self.plan.phase(i) {
-                Phase::Gather => self.gather_phase(i, x, data, comm, &mut round),
-                Phase::Sum { len } => self.sum_phase(i, len, x, data, comm, &mut round),
-                Phase::Broadcast { from, len } => self.broadcast_phase(i, from, len, data, comm, &mut round),
-                Phase::Serve => {
-                    let served = round.timed(decode_timer, |round| {
-                        serve(&mut self.server, &mut self.plan, i, Some(Received::Nothing), x, round)
-                    });
-                    self.io.deliver(&mut self.plan, &mut self.workers, i, served, false, x, comm, &mut round);
-                }
-            }
-        }
-        self.io.trailer(round, comm)
-    }
-
     fn gather_phase(&mut self, i: usize, x: &mut [f64], data: &mut [Worker], comm: &mut Comm, round: &mut Round) {
         round.timed(compress_timer, |round| {
             for (j, (role, w)) in self.workers.iter_mut().zip(data.iter_mut()).enumerate() {
@@ -416,7 +375,37 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Method for Protocol<P, W, S> {
         obj: &Objective,
         comm: &mut Comm,
     ) -> Result<RoundStats> {
-        self.run_round(t, x, data, obj, comm)
+        let mut round = Round { stats: RoundStats::default(), failure: None, void: false };
+        let phases = self.plan.begin_round(t);
+        if self.plan.needs_gradient() {
+            for w in data.iter_mut() {
+                let (seconds, reused) = w.round_gradient(obj, x, t);
+                round.stats.t_compute += seconds;
+                if reused {
+                    round.stats.t_compute_before += seconds;
+                }
+            }
+        }
+        round.timed(compress_timer, |_| {
+            for (role, w) in self.workers.iter_mut().zip(data.iter_mut()) {
+                role.begin_round(&mut self.plan, w);
+            }
+        });
+        self.io.activity.fill(Activity::NotAsked);
+        for i in 0..phases {
+            match self.plan.phase(i) {
+                Phase::Gather => self.gather_phase(i, x, data, comm, &mut round),
+                Phase::Sum { len } => self.sum_phase(i, len, x, data, comm, &mut round),
+                Phase::Broadcast { from, len } => self.broadcast_phase(i, from, len, data, comm, &mut round),
+                Phase::Serve => {
+                    let served = round.timed(decode_timer, |round| {
+                        serve(&mut self.server, &mut self.plan, i, Some(Received::Nothing), x, round)
+                    });
+                    self.io.deliver(&mut self.plan, &mut self.workers, i, served, false, x, comm, &mut round);
+                }
+            }
+        }
+        self.io.trailer(round, comm)
     }
 
     fn step_size(&self) -> &StepSize {
