@@ -62,7 +62,9 @@ t_comm_us() {
 }
 # The "sent B/rank/round" column (qtrain's own count of bytes put into collectives).
 sent_bytes() {
-  "$qtrain" report "$1" | awk -F'|' '/^\| run / {next} /^\| [^-]/ {v = $11; gsub(/ /, "", v); print v; exit}'
+  "$qtrain" report "$1" | awk -F'|' '
+    /^\| run / { for (i = 1; i <= NF; i++) { f = $i; gsub(/ /, "", f); if (f == "sentB/rank/round") c = i } next }
+    c && /^\| [^-]/ { v = $c; gsub(/ /, "", v); print v; exit }'
 }
 
 # 1. the cluster

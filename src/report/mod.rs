@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunSummary {
     pub path: PathBuf,
+    /// The method SPEC, with "(server)" on the server topology.
     pub method: String,
+    /// The compressor SPEC, with "↓SPEC" for a compressed downlink.
     pub compressor: String,
     pub ranks: u64,
     pub workers: u64,
@@ -19,6 +21,7 @@ pub struct RunSummary {
     pub final_loss: f64,
     pub final_gap: f64,
     pub bits_up: u64,
+    pub bits_down: u64,
     /// Median over rounds of the method bytes one rank contributed.
     pub bytes_per_rank_round: f64,
     /// Median over rounds of the method bytes rank 0 received.
@@ -66,16 +69,27 @@ pub fn read(path: &Path, target: Option<f64>) -> Result<RunSummary> {
     let time = f64s("time")?;
     let reached = target.and_then(|t| gap.iter().position(|&g| g <= t)).map(|i| (iters[i], bits[i], time[i]));
     let median_of = |name: &str| -> Result<f64> { Ok(median(f64s(name)?.into_iter().skip(1).collect())) };
+    // Files of earlier versions have neither the method's keys nor a topology.
+    let optional = |name: &str| text(name).ok();
+    let mut method = optional("method_spec").unwrap_or(text("method")?);
+    if optional("topology").as_deref() == Some("server") {
+        method.push_str(" (server)");
+    }
+    let mut compressor = text("compressor")?;
+    if let Some(down) = optional("down_compressor").filter(|c| c != "identity") {
+        compressor.push_str(&format!(" ↓{down}"));
+    }
     Ok(RunSummary {
         path: path.to_path_buf(),
-        method: text("method")?,
-        compressor: text("compressor")?,
+        method,
+        compressor,
         ranks,
         workers: number("workers")?,
         rounds,
         final_loss: loss.last().copied().unwrap_or(f64::NAN),
         final_gap: gap.last().copied().unwrap_or(f64::NAN),
         bits_up: bits.last().copied().unwrap_or(0),
+        bits_down: u64s("bits_down")?.last().copied().unwrap_or(0),
         reached,
         bytes_per_rank_round: median(wire),
         // Absent from files written before it was recorded.
@@ -142,14 +156,14 @@ pub fn target_table(runs: &[RunSummary], target: f64) -> String {
 /// The table, in Markdown (readable in a terminal, pastes into BENCHMARKS.md).
 pub fn table(runs: &[RunSummary]) -> String {
     let mut out = String::from(
-        "| run | method | compressor | ranks | workers | rounds | f(x) | f − f* | bits up | sent B/rank/round | recv B/rank/round | µs/round | compute | compress | comm | decode |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| run | method | compressor | ranks | workers | rounds | f(x) | f − f* | bits up | bits down | sent B/rank/round | recv B/rank/round | µs/round | compute | compress | comm | decode |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in runs {
         let us = |t: f64| format!("{:.1}", 1e6 * t);
         let name = r.path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
         out.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {} | {:.6e} | {:.2e} | {:.3e} | {:.0} | {:.0} | {} | {} | {} | {} | {} |\n",
+            "| {name} | {} | {} | {} | {} | {} | {:.6e} | {:.2e} | {:.3e} | {:.3e} | {:.0} | {:.0} | {} | {} | {} | {} | {} |\n",
             r.method,
             r.compressor,
             r.ranks,
@@ -158,6 +172,7 @@ pub fn table(runs: &[RunSummary]) -> String {
             r.final_loss,
             r.final_gap,
             r.bits_up as f64,
+            r.bits_down as f64,
             r.bytes_per_rank_round,
             r.recv_bytes_round,
             us(r.t_round()),
