@@ -10,8 +10,8 @@
 use crate::comm::{Comm, Meter};
 use crate::metrics::Row;
 use crate::objective::Objective;
+use crate::problem::weighted_sum;
 use crate::protocol::RoundStats;
-use crate::vector::add_scaled;
 use crate::worker::Worker;
 
 /// f(x^t) and ‖∇f(x^t)‖², on every rank.
@@ -41,12 +41,10 @@ impl Monitor {
         obj: &Objective,
         comm: &mut Comm,
     ) -> Evaluation {
-        self.sum.fill(0.0);
         for w in workers.iter_mut() {
             w.evaluate_round(obj, x, t);
-            self.sum[0] += w.weight * w.loss;
-            add_scaled(&mut self.sum[1..], w.weight, &w.grad);
         }
+        weighted_sum(workers, &mut self.sum);
         comm.monitor_sum(&mut self.sum);
         Evaluation { loss: self.sum[0], grad_norm_sq: self.sum[1..].iter().map(|g| g * g).sum() }
     }
