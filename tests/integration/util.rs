@@ -26,13 +26,31 @@ pub fn skip(what: &str, why: &str) {
     eprintln!("skipped: {why}");
 }
 
+/// The folder of the real data sets: `QTRAIN_DATA_DIR`, or `shared/data` beside the
+/// checkout or beside one of its parent folders (`../shared/data` in the usual layout).
+fn shared_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("QTRAIN_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .skip(1)
+        .map(|a| a.join("shared/data"))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| manifest.join("../shared/data"))
+}
+
 /// A file of ../shared/data, or None (and a message) when it is absent.
 pub fn shared_data(name: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(name);
+    let path = shared_data_dir().join(name);
     if path.exists() {
         return Some(path);
     }
-    skip("data", &format!("{} is absent (tests on real shared data need ../shared/data)", path.display()));
+    skip(
+        "data",
+        &format!("{} is absent (tests on real shared data need ../shared/data or QTRAIN_DATA_DIR)", path.display()),
+    );
     None
 }
 
