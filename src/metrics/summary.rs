@@ -38,17 +38,19 @@ pub fn render(info: &RunInfo, last: &Row, totals: &Row) -> String {
     if let Some(acc) = info.test_accuracy {
         lines.push(format!("test accuracy     {:.2} %", 100.0 * acc));
     }
-    lines.extend([
-        format!(
-            "bits up (paper)   {} ({} per round)",
-            human_bits(last.bits_up),
-            human_bits(per_round(last.bits_up as f64) as u64)
-        ),
-        format!(
+    lines.extend([format!(
+        "bits up (paper)   {} ({} per round)",
+        human_bits(last.bits_up),
+        human_bits(per_round(last.bits_up as f64) as u64)
+    )]);
+    if last.bits_down > 0 {
+        lines.push(format!(
             "bits down (paper) {} ({} per round)",
             human_bits(last.bits_down),
             human_bits(per_round(last.bits_down as f64) as u64)
-        ),
+        ));
+    }
+    lines.extend([
         format!("wire bytes        {:.3} MB", last.wire_bytes as f64 / 1e6),
         format!("training time     {:.3} s ({:.1} µs per round)", last.time, 1e6 * per_round(last.time)),
         format!(
