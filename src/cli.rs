@@ -55,6 +55,18 @@ pub enum Command {
     Generate(GenerateArgs),
     /// List the methods, their SPEC keys and defaults.
     Methods(MethodsArgs),
+    /// List the compressors with their class for a dimension.
+    Compressors(CompressorsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompressorsArgs {
+    /// Print one example SPEC per compressor family instead, a line each.
+    #[arg(long)]
+    pub examples: bool,
+    /// The dimension d the classes are computed for.
+    #[arg(long, value_name = "D", default_value_t = 126)]
+    pub dim: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -237,6 +249,21 @@ pub struct TrainArgs {
     /// allgather of 8 bytes); a mismatch stops the run with an error.
     #[arg(long)]
     pub check_replicas: bool,
+    /// Write a checkpoint every N rounds (and when preempted by SIGTERM or SIGUSR1) into
+    /// --checkpoint-dir.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<u64>,
+    /// Folder of the checkpoints (every rank must reach it: a shared file system on a
+    /// cluster).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Complete checkpoints to keep (older ones are removed).
+    #[arg(long, value_name = "K", default_value_t = 2)]
+    pub checkpoint_keep: usize,
+    /// Continue from the newest complete checkpoint in --checkpoint-dir, bit for bit (on
+    /// any rank count with the same --workers); the result file --out continues too.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Args, Debug, Clone)]

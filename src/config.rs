@@ -63,6 +63,18 @@ pub fn check_train(args: &TrainArgs) -> Result<Fstar> {
         }
     }
     check_out_path(&args.out)?;
+    if (args.checkpoint_every.is_some() || args.resume) && args.checkpoint_dir.is_none() {
+        return Err(Error::config(
+            "--checkpoint-every or --resume without --checkpoint-dir",
+            "give --checkpoint-dir DIR, a folder every rank can reach",
+        ));
+    }
+    if args.checkpoint_every == Some(0) {
+        return Err(Error::config("--checkpoint-every 0", "--checkpoint-every counts rounds: give 1 or more"));
+    }
+    if args.checkpoint_keep == 0 {
+        return Err(Error::config("--checkpoint-keep 0", "keep at least the newest checkpoint: give 1 or more"));
+    }
     match args.fstar.as_deref() {
         None => Ok(Fstar::Unknown),
         Some("auto") => Ok(Fstar::Auto),

@@ -49,7 +49,7 @@ pub fn run(comm: &mut Comm, args: &DemoArgs) -> Result<()> {
     let command = comm.agree(parsed)?.command;
     log::info!("demo: EF21 + top-k (k = 12) on the embedded mushrooms data, λ = 0.1, {} rounds", args.iters);
     let result = match command {
-        Some(Command::Train(train_args)) => crate::train::run(comm, &train_args),
+        Some(Command::Train(train_args)) => crate::train::run(comm, &train_args).map(|_| ()),
         _ => unreachable!("the demo builds a train command"),
     };
     let _ = std::fs::remove_dir_all(&dir);

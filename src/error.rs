@@ -28,6 +28,9 @@ pub enum Error {
     Comm { what: String },
     /// HDF5 reported an error writing metrics.
     Hdf5 { path: PathBuf, what: String },
+    /// A checkpoint or a saved state is missing, incomplete, corrupt or does not match
+    /// the run; `what` names the file or entry.
+    Checkpoint { what: String },
     /// The agreed outcome of a phase in which some ranks failed (`Comm::agree`): each
     /// failing rank with its message. Every rank holds the same list.
     Ranks { failed: Vec<(usize, String)>, ranks: usize },
@@ -68,6 +71,7 @@ impl fmt::Display for Error {
             Error::Numerical { what, fix } => write!(f, "{what}; {fix}"),
             Error::Comm { what } => write!(f, "communication error: {what}"),
             Error::Hdf5 { path, what } => write!(f, "{} (HDF5): {what}", path.display()),
+            Error::Checkpoint { what } => write!(f, "checkpoint: {what}"),
             Error::Ranks { failed, ranks } => {
                 // Ranks that failed the same way are named together; an error that every
                 // rank detected (a bad parameter) reads as one message without ranks.

@@ -5,6 +5,7 @@
 //! byte messages and exchanges them through MPI collectives; every rank keeps a
 //! replica of the server state (§0.3). Rank 0 writes per-iteration metrics to HDF5.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod comm;
 pub mod compress;
@@ -13,6 +14,7 @@ pub mod cost_model;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod faults;
 pub mod logging;
 pub mod method;
 pub mod metrics;
@@ -22,6 +24,7 @@ pub mod problem;
 pub mod protocol;
 pub mod report;
 pub mod rng;
+pub mod signals;
 pub mod solve;
 pub mod spec;
 #[cfg(test)]
@@ -36,11 +39,18 @@ use error::Result;
 
 /// Runs a parsed command on this rank. Errors returned here have been agreed by all
 /// ranks (`Comm::agree`), so `main` can print one message and exit everywhere.
-pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<()> {
+pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<train::Ending> {
+    if let Some(Command::Train(args)) = &command {
+        return train::run(comm, args);
+    }
+    run_other(comm, command).map(|()| train::Ending::Done)
+}
+
+fn run_other(comm: &mut Comm, command: Option<Command>) -> Result<()> {
     match command {
         None => demo::run(comm, &cli::DemoArgs { iters: cli::DEMO_ITERS, out: None }),
         Some(Command::Demo(args)) => demo::run(comm, &args),
-        Some(Command::Train(args)) => train::run(comm, &args),
+        Some(Command::Train(args)) => train::run(comm, &args).map(|_| ()),
         Some(Command::Solve(args)) => run_solve(comm, &args),
         Some(Command::Report(a)) => {
             let runs = if comm.is_root() {
@@ -68,6 +78,12 @@ pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<()> {
         Some(Command::Project(a)) => {
             let result = if comm.is_root() { run_project(&a) } else { Ok(()) };
             comm.agree(result)
+        }
+        Some(Command::Compressors(a)) => {
+            if comm.is_root() {
+                print!("{}", compress::describe(a.examples, a.dim));
+            }
+            Ok(())
         }
         Some(Command::Methods(a)) => {
             if comm.is_root() {

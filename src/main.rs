@@ -1,6 +1,7 @@
 //! Entry point: start MPI, parse the command line, run, print one error, exit.
 //! Exit codes: 0 success, 2 any error (on every rank), 3 a panic (every rank is
-//! aborted through MPI_Abort so that none waits in a collective).
+//! aborted through MPI_Abort so that none waits in a collective), 4 preempted (a
+//! checkpoint was written: resume with --resume), 5 the run diverged.
 
 use clap::Parser;
 use mpi::topology::SimpleCommunicator;
@@ -8,6 +9,7 @@ use mpi::traits::*;
 use qtrain::cli::{check_moved_flags, expand_config, Cli};
 use qtrain::comm::Comm;
 use qtrain::error::Error;
+use qtrain::train::Ending;
 
 fn main() {
     let Some(universe) = mpi::initialize() else {
@@ -24,7 +26,9 @@ fn main() {
         Ok(cli) => {
             let mut comm = Comm::new(world);
             match qtrain::run(&mut comm, cli.command) {
-                Ok(()) => 0,
+                Ok(Ending::Done) => 0,
+                Ok(Ending::Preempted) => 4,
+                Ok(Ending::Diverged) => 5,
                 Err(e) => report(&comm, e),
             }
         }

@@ -1,6 +1,7 @@
 //! What the metrics report, apart from the method: on evaluation rounds the full f(x^t)
-//! and ∇f(x^t) over all workers (an unmetered allreduce of d + 1 values), and the
-//! per-round counters of `/metrics` (the [`Ledger`]).
+//! and ∇f(x^t) over all workers (an unmetered allreduce of d + 1 values, summed so that
+//! the result is bit for bit the same on any rank layout: `Comm::reproducible_sum_by`),
+//! and the per-round counters of `/metrics` (the [`Ledger`]).
 //!
 //! The monitor always evaluates the *full* objective, whatever gradient the method uses
 //! (`--batch`): ‖∇f‖² and `--tol` never become minibatch quantities. A full-batch method
@@ -10,7 +11,6 @@
 use crate::comm::{Comm, Meter};
 use crate::metrics::Row;
 use crate::objective::Objective;
-use crate::problem::weighted_sum;
 use crate::protocol::RoundStats;
 use crate::worker::Worker;
 
@@ -24,11 +24,13 @@ pub struct Evaluation {
 pub struct Monitor {
     /// [Σ w_i f_i, Σ w_i ∇f_i], reused.
     sum: Vec<f64>,
+    /// W, the logical workers of all ranks.
+    workers: usize,
 }
 
 impl Monitor {
-    pub fn new(dim: usize) -> Self {
-        Monitor { sum: vec![0.0; dim + 1] }
+    pub fn new(dim: usize, workers: usize) -> Self {
+        Monitor { sum: vec![0.0; dim + 1], workers }
     }
 
     /// Evaluates every local worker at x = x^t (recorded for round t's reuse) and sums
@@ -44,8 +46,13 @@ impl Monitor {
         for w in workers.iter_mut() {
             w.evaluate_round(obj, x, t);
         }
-        weighted_sum(workers, &mut self.sum);
-        comm.monitor_sum(&mut self.sum);
+        // The loss and the gradient on their own fixed-point scales.
+        let blocks = [1, self.sum.len() - 1];
+        let term = |p: usize, k: usize| {
+            let w = &workers[p];
+            w.weight * if k == 0 { w.loss } else { w.grad[k - 1] }
+        };
+        comm.reproducible_sum_by(workers.len(), self.workers, &blocks, term, &mut self.sum);
         Evaluation { loss: self.sum[0], grad_norm_sq: self.sum[1..].iter().map(|g| g * g).sum() }
     }
 }

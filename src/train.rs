@@ -1,10 +1,15 @@
 //! `qtrain train`: set-up, the training loop and the result file.
 //!
-//! Round t: on evaluation rounds the monitor computes f(x^t) and ‖∇f(x^t)‖² and rank 0
-//! writes the row; then the method's round (docs/architecture.md) turns x^t into
-//! x^{t+1}. Stop decisions are taken from allreduced values and agreed, so every rank
-//! leaves the loop in the same round.
+//! Round t: a checkpoint when one is due; on evaluation rounds the monitor computes
+//! f(x^t) and ‖∇f(x^t)‖² and rank 0 writes the row; then the method's round
+//! (docs/architecture.md) turns x^t into x^{t+1}. Stop decisions are taken from
+//! allreduced values and agreed, so every rank leaves the loop in the same round.
+//!
+//! A run with `--checkpoint-dir` can be resumed bit for bit (`--resume`): a checkpoint of
+//! round t holds x^t, the method's state, every random stream's position and the metrics
+//! ledger, and the resumed run writes row t again, exactly as the uninterrupted run did.
 
+use crate::checkpoint::{self, Fingerprint, Snapshot, StateReader, StateWriter};
 use crate::cli::{TrainArgs, SOLVE_MAX_ITERS, SOLVE_TOL};
 use crate::comm::Comm;
 use crate::config::{self, Fstar};
@@ -17,7 +22,8 @@ use crate::metrics::Row;
 use crate::monitor::{Evaluation, Ledger, Monitor};
 use crate::objective::smoothness::{self, Smoothness};
 use crate::problem::Problem;
-use crate::solve;
+use crate::{faults, signals, solve};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// How a run ended (stored as the `status` attribute).
@@ -27,6 +33,18 @@ enum Status {
     Converged = 1,
     Diverged = 2,
     WriteFailed = 3,
+    Preempted = 4,
+}
+
+/// How `qtrain train` ended, for the exit code (README "Errors").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Converged or ran its rounds (exit 0).
+    Done,
+    /// Stopped by SIGTERM/SIGUSR1 after writing a checkpoint (exit 4).
+    Preempted,
+    /// f or ∇f stopped being finite (exit 5).
+    Diverged,
 }
 
 impl Status {
@@ -36,6 +54,7 @@ impl Status {
             Status::Converged => "converged",
             Status::Diverged => "diverged",
             Status::WriteFailed => "write-failed",
+            Status::Preempted => "preempted",
         }
     }
 
@@ -49,9 +68,14 @@ impl Status {
     }
 }
 
-pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
+pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     let fstar_mode = comm.agree(config::check_train(args))?;
-    let target_ok = if comm.is_root() { hdf5_file::check_target(&args.out, args.force) } else { Ok(()) };
+    let faults = comm.agree(faults::from_env())?;
+    comm.agree(signals::install())?;
+    let target_ok = match (comm.is_root(), args.resume) {
+        (true, false) => hdf5_file::check_target(&args.out, args.force),
+        _ => Ok(()),
+    };
     comm.agree(target_ok)?;
 
     let mut problem = Problem::load(comm, &args.data, &args.objective, args.seed)?;
@@ -101,14 +125,28 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
     log::info!("step size γ = {:.6e}: {}", method.step_size().gamma, method.step_size().rule);
 
     let dataset_sha = checksum::of_source(comm, &problem.source)?;
+    let fingerprint = fingerprint(args, &problem, method.as_ref(), &dataset_sha);
+    let start = match (&args.checkpoint_dir, args.resume) {
+        (Some(dir), true) => resume(comm, dir, &fingerprint, method.as_mut(), &mut problem)?,
+        _ => Start { round: 0, x: x0, ledger: Ledger::default(), next_log: 0 },
+    };
     let file = if comm.is_root() {
         let attrs = attributes(args, comm, &problem, &smooth, method.as_ref(), fstar, &dataset_sha);
-        MetricsFile::create(&args.out, args.force, args.flush_every, &attrs).and_then(|mut f| {
-            f.write_array("workers", "rows", &problem.rows_per_worker)?;
-            f.write_array("workers", "weight", &problem.weights)?;
-            f.write_array("workers", "L", &smooth.l_i)?;
-            Ok(Some(f))
-        })
+        if args.resume {
+            let mut attrs = attrs;
+            attrs.push(("resumed_at".into(), Attr::U64(start.round)));
+            MetricsFile::resume(&args.out, start.round, args.flush_every, &identity(&attrs), &attrs).map(Some)
+        } else {
+            MetricsFile::create(&args.out, args.force, args.flush_every, &attrs).and_then(|mut f| {
+                f.write_array("workers", "rows", &problem.rows_per_worker)?;
+                f.write_array("workers", "weight", &problem.weights)?;
+                f.write_array("workers", "L", &smooth.l_i)?;
+                if args.checkpoint_dir.is_some() {
+                    f.keep_unfinished();
+                }
+                Ok(Some(f))
+            })
+        }
     } else {
         Ok(None)
     };
@@ -116,7 +154,7 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
 
     let mut training = Training {
         comm,
-        monitor: Monitor::new(d),
+        monitor: Monitor::new(d, problem.total_workers()),
         problem: &mut problem,
         method: method.as_mut(),
         args,
@@ -124,10 +162,98 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<()> {
         test: test.as_ref(),
         test_margins: Vec::new(),
         recorder: Recorder { file, error: None },
+        fingerprint,
+        faults,
     };
-    let outcome = training.train(x0);
+    let outcome = training.train(start);
     let Training { recorder, comm, .. } = training;
     finish(comm, recorder.file, args, outcome)
+}
+
+/// Where the loop starts: round 0, or a checkpoint's round with its model and ledger.
+struct Start {
+    round: u64,
+    x: Vec<f64>,
+    ledger: Ledger,
+    /// The round of the next progress line.
+    next_log: u64,
+}
+
+/// Reads the newest complete checkpoint and restores the method from it.
+fn resume(
+    comm: &mut Comm,
+    dir: &std::path::Path,
+    fingerprint: &Fingerprint,
+    method: &mut dyn Method,
+    problem: &mut Problem,
+) -> Result<Start> {
+    let ids: Vec<usize> = problem.workers.iter().map(|w| w.id).collect();
+    let restored = checkpoint::read_newest(comm, dir, fingerprint, &ids)?;
+    let start = (|| {
+        let mut r = StateReader::new(&restored.common, restored.path.join("common.bin").display().to_string())?;
+        let mut state = r.section("loop")?;
+        let round = state.u64("round")?;
+        let mut x = vec![0.0; problem.dim];
+        state.f64s_into("x", &mut x)?;
+        let ledger = Ledger { round: read_row(&mut state, "last round")?, totals: read_row(&mut state, "totals")? };
+        let next_log = state.u64("next progress line")?;
+        state.finish()?;
+        let common = r.bytes("method")?;
+        r.finish()?;
+        let states: Vec<&[u8]> = restored.workers.iter().map(Vec::as_slice).collect();
+        method.load(&mut problem.workers, common, &states)?;
+        Ok(Start { round, x, ledger, next_log })
+    })();
+    let start = comm.agree(start)?;
+    log::info!("resumed from {} (round {})", restored.path.display(), start.round);
+    Ok(start)
+}
+
+fn read_row(r: &mut StateReader, name: &str) -> Result<Row> {
+    let bytes = r.bytes(name)?;
+    bytemuck::try_pod_read_unaligned(bytes).map_err(|_| crate::error::Error::Checkpoint {
+        what: format!("entry '{name}' has {} bytes, a metrics row has {}", bytes.len(), std::mem::size_of::<Row>()),
+    })
+}
+
+/// The settings a resume must share with the checkpointed run: everything that shapes
+/// the iterates (the rank count may differ, with the same --workers).
+fn fingerprint(args: &TrainArgs, p: &Problem, method: &dyn Method, dataset_sha: &str) -> Fingerprint {
+    let text = |v: &str| v.to_string();
+    Fingerprint(vec![
+        ("dataset_sha256".into(), text(dataset_sha)),
+        ("features".into(), p.dim.to_string()),
+        ("rows".into(), p.total_rows().to_string()),
+        ("workers".into(), p.total_workers().to_string()),
+        ("split".into(), cli_name(args.data.split)),
+        ("weighting".into(), cli_name(args.data.weighting)),
+        ("objective".into(), cli_name(args.objective.objective)),
+        ("lambda".into(), format!("{:e}", args.objective.lambda)),
+        ("method".into(), text(args.method.trim())),
+        ("compressor".into(), text(args.compressor.trim())),
+        ("collective".into(), args.collective.map_or_else(|| "default".into(), cli_name)),
+        ("topology".into(), cli_name(args.topology)),
+        ("down_compressor".into(), text(args.down_compressor.trim())),
+        ("batch".into(), args.batch.map_or_else(|| "full".into(), |b| b.to_string())),
+        ("seed".into(), args.seed.to_string()),
+        ("step".into(), format!("{:e}", method.step_size().gamma)),
+    ])
+}
+
+/// The attributes that identify a run's result file (checked when a resume continues it).
+fn identity(attrs: &[(String, Attr)]) -> Vec<(String, Attr)> {
+    const KEYS: [&str; 9] = [
+        "dataset_sha256",
+        "method_spec",
+        "compressor",
+        "topology",
+        "down_compressor",
+        "objective",
+        "lambda",
+        "seed",
+        "workers",
+    ];
+    attrs.iter().filter(|(k, _)| KEYS.contains(&k.as_str())).cloned().collect()
 }
 
 /// f* for the f_gap column: given, unknown, or computed first by Newton-CG.
@@ -156,6 +282,8 @@ struct Outcome {
     status: Status,
     rounds: u64,
     test_accuracy: Option<f64>,
+    /// The last evaluated row whose f and ‖∇f‖² were finite (for a diverged run).
+    last_finite: Option<Row>,
 }
 
 /// Rank 0's result file, and the first error writing it (the run then stops, agreed).
@@ -183,28 +311,40 @@ struct Training<'a> {
     /// Reused by every test-accuracy evaluation.
     test_margins: Vec<f64>,
     recorder: Recorder,
+    fingerprint: Fingerprint,
+    faults: Vec<faults::Fault>,
 }
 
 impl Training<'_> {
-    fn train(&mut self, mut x: Vec<f64>) -> Result<Outcome> {
-        let iters = self.args.iters;
+    fn train(&mut self, start: Start) -> Result<Outcome> {
+        let Start { round: mut t, mut x, mut ledger, mut next_log } = start;
+        let (first, iters) = (t, self.args.iters);
         let log_every = self.args.log_every.unwrap_or((iters / 10).max(1));
         let test_every = self.args.test_every.unwrap_or(log_every);
-        let mut ledger = Ledger::default();
         let mut last = Row::default();
+        let mut last_finite = None;
         let mut test_accuracy = None;
-        let mut next_log = 0;
         let mut status = Status::Running;
-        let mut t = 0;
+        let mut preempted = false;
         loop {
-            if t % self.args.eval_every == 0 || t == iters {
+            let every = self.args.checkpoint_every;
+            if preempted || (every.is_some_and(|n| t % n == 0) && t != first) {
+                self.checkpoint(t, &x, &ledger, next_log)?;
+            }
+            if t % self.args.eval_every == 0 || t == iters || preempted {
                 last = ledger.row(t, self.evaluate(t, &x), self.fstar);
                 self.recorder.write(|f| f.push(last));
-                if t >= next_log || t == iters {
+                if t >= next_log || t == iters || preempted {
                     log::info!("{}", progress(&last, iters));
                     next_log = t + log_every;
                 }
                 status = self.agree_status(&last);
+                if status != Status::Diverged {
+                    last_finite = Some(last);
+                }
+                if preempted && status == Status::Running {
+                    status = Status::Preempted;
+                }
             }
             if self.test.is_some() && (t % test_every == 0 || t == iters || status != Status::Running) {
                 let acc = self.test_accuracy(&x);
@@ -215,12 +355,17 @@ impl Training<'_> {
                 break;
             }
 
+            self.inject_faults(t, &mut x);
             self.comm.take_meter();
             let start = Instant::now();
             let (data, obj) = (&mut self.problem.workers, &self.problem.objective);
-            let stats = self.method.round(t, &mut x, data, obj, self.comm)?;
+            let stats = self.method.round(t, &mut x, data, obj, self.comm, signals::requested())?;
             ledger.record(&stats, &self.comm.take_meter(), start.elapsed().as_secs_f64());
             t += 1;
+            if stats.stop {
+                log::warn!("stop requested (SIGTERM or SIGUSR1): checkpoint at round {t}, then exit");
+                preempted = true;
+            }
             if t % self.args.eval_every == 0 || t == iters {
                 self.record_diagnostics(t);
                 if self.args.check_replicas {
@@ -231,7 +376,47 @@ impl Training<'_> {
         if let Some(e) = self.recorder.error.take() {
             return Err(e);
         }
-        Ok(Outcome { x, last, totals: ledger.totals, status, rounds: t, test_accuracy })
+        Ok(Outcome { x, last, totals: ledger.totals, status, rounds: t, test_accuracy, last_finite })
+    }
+
+    /// The checkpoint of round t, every rank together: the metrics rows before t on disk
+    /// first, then every rank's part, then the manifest.
+    fn checkpoint(&mut self, t: u64, x: &[f64], ledger: &Ledger, next_log: u64) -> Result<()> {
+        let dir = self.args.checkpoint_dir.clone().expect("checkpoints need --checkpoint-dir (checked)");
+        self.recorder.write(|f| f.flush());
+        let flushed = self.recorder.error.take().map_or(Ok(()), Err);
+        self.comm.agree(flushed)?;
+        let (common, workers) = self.method.save(&self.problem.workers);
+        let common = self.comm.is_root().then(|| {
+            let mut w = StateWriter::new();
+            w.section("loop", |s| {
+                s.u64("round", t);
+                s.f64s("x", x);
+                s.bytes("last round", bytemuck::bytes_of(&ledger.round));
+                s.bytes("totals", bytemuck::bytes_of(&ledger.totals));
+                s.u64("next progress line", next_log);
+            });
+            w.bytes("method", &common);
+            w.into_bytes()
+        });
+        let ids = self.problem.workers.iter().map(|w| w.id);
+        let snapshot = Snapshot { round: t, common, workers: ids.zip(workers.iter().map(Vec::as_slice)).collect() };
+        checkpoint::write(self.comm, &dir, self.args.checkpoint_keep, &self.fingerprint, snapshot)?;
+        log::info!("checkpoint of round {t} in {}", dir.display());
+        Ok(())
+    }
+
+    /// `QTRAIN_FAULT` (crate::faults): what this rank suffers at the start of round t.
+    fn inject_faults(&mut self, t: u64, x: &mut [f64]) {
+        let due: Vec<faults::Kind> = faults::due(&self.faults, self.comm.rank(), t).collect();
+        for kind in due {
+            log::warn!("QTRAIN_FAULT: {kind:?} at round {t}");
+            match kind {
+                faults::Kind::Nan => x[0] = f64::NAN,
+                faults::Kind::Huge => self.comm.claim_extra_bytes_next_gather(1 << 31),
+                other => faults::strike(other),
+            }
+        }
     }
 
     fn evaluate(&mut self, t: u64, x: &[f64]) -> Evaluation {
@@ -289,18 +474,24 @@ fn progress(row: &Row, iters: u64) -> String {
 
 /// Checks that every rank holds the same model, stores the final state and moves the
 /// result file into place; prints the summary on rank 0.
-fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome: Result<Outcome>) -> Result<()> {
+fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome: Result<Outcome>) -> Result<Ending> {
     let outcome = comm.agree(outcome)?;
     let digest = check_replicas(comm, &outcome.x)?;
     let written = match file {
         Some(mut file) => {
-            let extra = [
+            let mut extra = vec![
                 ("status".to_string(), Attr::Str(outcome.status.name().into())),
                 ("rounds".to_string(), Attr::U64(outcome.rounds)),
                 ("x_digest".to_string(), Attr::Str(format!("{digest:016x}"))),
                 ("final_loss".to_string(), Attr::F64(outcome.last.loss)),
                 ("final_grad_norm_sq".to_string(), Attr::F64(outcome.last.grad_norm_sq)),
             ];
+            if let (Status::Diverged, Some(row)) = (outcome.status, outcome.last_finite) {
+                extra.push(("diverged_at".into(), Attr::U64(outcome.last.iter)));
+                extra.push(("last_finite_iter".into(), Attr::U64(row.iter)));
+                extra.push(("last_finite_loss".into(), Attr::F64(row.loss)));
+                extra.push(("last_finite_grad_norm_sq".into(), Attr::F64(row.grad_norm_sq)));
+            }
             file.set_attrs(&extra)
                 .and_then(|_| file.write_array("model", "x", &outcome.x))
                 .and_then(|_| file.finish())
@@ -321,11 +512,39 @@ fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome:
         };
         println!("{}", summary::render(&info, &outcome.last, &outcome.totals));
         println!("metrics           {}", path.display());
-        if outcome.status == Status::Diverged {
-            log::warn!("the run diverged (f or ∇f not finite); try a smaller --step-factor");
-        }
     }
-    Ok(())
+    Ok(match outcome.status {
+        Status::Diverged => {
+            if comm.is_root() {
+                let last = outcome.last_finite.map_or_else(
+                    || "no finite evaluation".to_string(),
+                    |r| {
+                        format!(
+                            "the last finite one at round {}: f = {:e}, ‖∇f‖² = {:e}",
+                            r.iter, r.loss, r.grad_norm_sq
+                        )
+                    },
+                );
+                eprintln!(
+                    "qtrain: the run diverged at round {} (f or ∇f is not finite; {last}); try a smaller --step-factor",
+                    outcome.last.iter
+                );
+            }
+            Ending::Diverged
+        }
+        Status::Preempted => {
+            if comm.is_root() {
+                let dir = args.checkpoint_dir.as_ref().map_or_else(PathBuf::new, PathBuf::clone);
+                eprintln!(
+                    "qtrain: preempted after round {}: checkpoint in {}; continue with the same command and --resume",
+                    outcome.rounds,
+                    dir.display()
+                );
+            }
+            Ending::Preempted
+        }
+        _ => Ending::Done,
+    })
 }
 
 /// Fails on every rank alike unless all ranks hold bit-identical models; returns the

@@ -4,9 +4,11 @@
 //! ranks would, because every worker's randomness is keyed by its global id
 //! (ALGORITHMS.md §0.3).
 
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::compress::rand_k::SubsetSampler;
 use crate::data::Csr;
 use crate::data::WorkerData;
+use crate::error::Result;
 use crate::objective::{gradient, value_and_gradient, Objective};
 use crate::rng::{self, Purpose, Stream};
 use std::time::Instant;
@@ -79,6 +81,17 @@ impl Worker {
 
     pub fn rows(&self) -> usize {
         self.b.len()
+    }
+
+    /// The positions of this worker's private streams (compressor coins, minibatches).
+    pub fn save_streams(&self, w: &mut StateWriter) {
+        w.stream("compressor coins", &self.rng);
+        w.stream("minibatch rows", &self.batch_rng);
+    }
+
+    pub fn load_streams(&mut self, r: &mut StateReader) -> Result<()> {
+        r.stream("compressor coins", &mut self.rng)?;
+        r.stream("minibatch rows", &mut self.batch_rng)
     }
 
     /// Uses minibatches of `b` rows from now on (`b` < m_i; b ≥ m_i is the full batch).

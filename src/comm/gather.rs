@@ -31,6 +31,8 @@ pub(super) struct Buffers {
     offsets: Vec<usize>,
     send: Vec<u8>,
     recv: Vec<u8>,
+    /// Bytes the next run claims on top of its real first message (the `huge` fault).
+    pub(super) claim_extra: u64,
 }
 
 impl Buffers {
@@ -44,6 +46,9 @@ impl Buffers {
         // 1. Lengths, to every rank: one u64 per local message.
         self.local_lens.clear();
         self.local_lens.extend(local.iter().map(|m| m.len() as u64));
+        if let Some(first) = self.local_lens.first_mut() {
+            *first += std::mem::take(&mut self.claim_extra);
+        }
         self.lens.resize(per_rank * ranks, 0);
         world.all_gather_into(&self.local_lens[..], &mut self.lens[..]);
 

@@ -15,6 +15,7 @@
 
 mod agree;
 mod gather;
+mod reproducible;
 
 pub use gather::Messages;
 
@@ -68,6 +69,7 @@ pub struct Comm {
     size: usize,
     meter: Meter,
     gather: gather::Buffers,
+    reproducible: reproducible::Buffers,
     reduce_scratch: Vec<f64>,
 }
 
@@ -81,6 +83,7 @@ impl Comm {
             size,
             meter: Meter::default(),
             gather: gather::Buffers::default(),
+            reproducible: reproducible::Buffers::default(),
             reduce_scratch: Vec::new(),
         }
     }
@@ -232,34 +235,26 @@ impl Comm {
     }
 
     /// out = Σ over all workers of their vectors (`parts`: this rank's workers), bit for
-    /// bit the same however the workers are spread over ranks (not metered). Each term
-    /// becomes a 64-bit fixed-point integer on a common scale (agreed by an allreduce
-    /// max), so the sum is integer addition, which is associative; the rounding error is
-    /// below 2^-60 of the largest term. Used where a result must not depend on the rank
-    /// layout, e.g. the smoothness constant that sets the step size.
+    /// bit the same however the workers are spread over ranks (not metered; one fixed-point
+    /// scale for all entries, see `reproducible.rs`). Used where a result must not depend
+    /// on the rank layout: the smoothness constant that sets the step size.
     pub fn reproducible_sum(&mut self, parts: &[Vec<f64>], total_parts: usize, out: &mut [f64]) {
-        let mut max = [parts.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()))];
-        self.max_f64(&mut max);
-        if !(max[0] > 0.0 && max[0].is_finite()) {
-            out.fill(if max[0] == 0.0 { 0.0 } else { f64::NAN });
-            return;
-        }
-        // Terms get 62 − ⌈log₂ total_parts⌉ bits below the largest magnitude, so no sum
-        // of total_parts terms overflows an i64.
-        let headroom = usize::BITS - total_parts.leading_zeros();
-        let shift = (62 - headroom as i32 - max[0].log2().ceil() as i32).clamp(-1000, 1000);
-        let scale = 2f64.powi(shift);
-        let mut local = vec![0i64; out.len()];
-        for part in parts {
-            for (acc, v) in local.iter_mut().zip(part) {
-                *acc += (v * scale).round() as i64;
-            }
-        }
-        let mut total = vec![0i64; out.len()];
-        self.world.all_reduce_into(&local[..], &mut total[..], SystemOperation::sum());
-        for (o, t) in out.iter_mut().zip(&total) {
-            *o = *t as f64 / scale;
-        }
+        let n = out.len();
+        self.reproducible_sum_by(parts.len(), total_parts, &[n], |p, k| parts[p][k], out);
+    }
+
+    /// The same with the terms given by `term(local part, entry)` and a fixed-point scale
+    /// per block of `blocks` (consecutive lengths summing to out.len()), so that entries
+    /// of different magnitudes (a loss and a gradient) keep their relative precision.
+    pub fn reproducible_sum_by(
+        &mut self,
+        parts: usize,
+        total_parts: usize,
+        blocks: &[usize],
+        term: impl Fn(usize, usize) -> f64,
+        out: &mut [f64],
+    ) {
+        self.reproducible.sum(&self.world, parts, total_parts, blocks, term, out);
     }
 
     /// Max of one u64 over all ranks (not metered).
@@ -300,6 +295,13 @@ impl Comm {
     /// of every phase that can fail on some ranks only, before the next collective.
     pub fn agree<T>(&mut self, local: Result<T>) -> Result<T> {
         agree::agree(&self.world, self.size, local)
+    }
+
+    /// Makes this rank's next message gather claim `bytes` more than it sends (the `huge`
+    /// fault of `crate::faults`: MPI's count limit, checked on every rank before the
+    /// byte collective, without allocating gigabytes).
+    pub fn claim_extra_bytes_next_gather(&mut self, bytes: u64) {
+        self.gather.claim_extra = bytes;
     }
 
     /// `agree` for a phase that also sums a few counters over all ranks (at most 7), in

@@ -162,9 +162,53 @@ pub fn build(spec: &str, d: usize, seed: u64) -> Result<Box<dyn Compressor>> {
     Ok(c)
 }
 
+/// One SPEC of every family `build` knows (a family: one compressor file), sized for the
+/// embedded data (d = 126): what the generic integration suites cross with every method
+/// (`qtrain compressors --examples`).
+pub const EXAMPLES: &[&str] = &[
+    "identity",
+    "rand-k:k=20",
+    "rand-k:k=20,shared",
+    "top-k:k=10",
+    "qsgd:s=2",
+    "natural",
+    "nat-dither:s=3",
+    "sign",
+    "terngrad",
+    "clt-k:k=10",
+    "sketch:rows=3,cols=40",
+];
+
 /// The compressor names `build` knows, for help texts and errors.
 pub const NAMES: &[&str] =
     &["identity", "rand-k", "top-k", "qsgd", "natural", "nat-dither", "sign", "terngrad", "clt-k", "sketch"];
+
+/// `qtrain compressors`: every example SPEC with its class at dimension d, or (`examples`)
+/// the SPECs alone, a line each.
+pub fn describe(examples: bool, d: usize) -> String {
+    let mut out = String::new();
+    for spec in EXAMPLES {
+        if examples {
+            out.push_str(spec);
+            out.push('\n');
+            continue;
+        }
+        let line = match build(spec, d, 0) {
+            Ok(c) => {
+                let class = match c.class() {
+                    Class::Unbiased { omega } => format!("unbiased, ω = {omega:.4}"),
+                    Class::Contractive { alpha } => format!("contractive, α = {alpha:.4}"),
+                    Class::Sketch { rows, cols } => format!("count sketch of {rows} × {cols}, read by medians"),
+                };
+                let owner = c.only_for_method().map_or(String::new(), |m| format!(" (--method {m})"));
+                format!("{class}{owner}")
+            }
+            Err(e) => format!("not for d = {d}: {e}"),
+        };
+        out.push_str(&format!("{spec:<24} {line}\n"));
+    }
+    out
+}
 
 /// Validates `k` for the sparsifiers: 1 ≤ k ≤ d.
 pub fn check_k(spec: &Spec, k: usize, d: usize) -> Result<()> {

@@ -12,6 +12,7 @@
 //! allgather): d little-endian f64, 32 paper bits per value (§0.6 convention).
 
 use super::{Collective, Setup, StepSize};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::compress::{self, wire, Class, Compressor};
 use crate::error::{Error, Result};
 use crate::protocol::{Phase, Plan, Received, Sent, Uplink};
@@ -37,6 +38,14 @@ impl<M> Plan for CodecPlan<M> {
 
     fn step_size(&self) -> &StepSize {
         &self.step
+    }
+
+    fn save(&self, w: &mut StateWriter) {
+        self.codec.save(w);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        self.codec.load(r)
     }
 }
 
@@ -89,6 +98,15 @@ impl Codec {
 
     pub fn spec(&self) -> &str {
         self.compressor.spec()
+    }
+
+    /// The shared-support stream's position (the codec's only state between rounds).
+    pub fn save(&self, w: &mut StateWriter) {
+        w.stream("shared supports", &self.shared);
+    }
+
+    pub fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        r.stream("shared supports", &mut self.shared)
     }
 
     /// Every rank, every round the codec is used: this round's shared support.

@@ -4,6 +4,7 @@
 use super::codec::{Codec, CodecPlan};
 use super::step_size::{self, StepSize};
 use super::{require_unbiased, Entry, Method, Setup};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::protocol::{Down, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::spec::Spec;
@@ -38,6 +39,13 @@ impl WorkerRole<DcgdPlan> for DcgdWorker {
     fn uplink(&mut self, plan: &mut DcgdPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
         Ok(plan.codec.encode(&data.grad, &mut data.rng, up, &mut self.own))
     }
+
+    /// DCGD has no memory.
+    fn save(&self, _w: &mut StateWriter) {}
+
+    fn load(&mut self, _r: &mut StateReader) -> Result<()> {
+        Ok(())
+    }
 }
 
 struct DcgdServer {
@@ -49,5 +57,11 @@ impl ServerRole<DcgdPlan> for DcgdServer {
         self.g.fill(0.0);
         plan.codec.aggregate(received, 1.0, &mut self.g)?;
         Ok(Down::dense(plan.step.gamma, &self.g))
+    }
+
+    fn save(&self, _w: &mut StateWriter) {}
+
+    fn load(&mut self, _r: &mut StateReader) -> Result<()> {
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@
 use super::codec::{Codec, CodecPlan};
 use super::step_size::{self, StepSize};
 use super::{require_unbiased, Entry, Method, Setup};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::protocol::{Down, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::spec::Spec;
@@ -66,6 +67,14 @@ impl WorkerRole<DianaPlan> for DianaWorker {
     fn downlink(&mut self, plan: &DianaPlan, _i: usize, _down: &Down, own: &[u8]) -> Result<()> {
         plan.codec.add_own(own, &self.own, plan.method.alpha, &mut self.shift)
     }
+
+    fn save(&self, w: &mut StateWriter) {
+        w.f64s("h_i", &self.shift);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        r.f64s_into("h_i", &mut self.shift)
+    }
 }
 
 struct DianaServer {
@@ -85,5 +94,13 @@ impl ServerRole<DianaPlan> for DianaServer {
             *h += alpha * d;
         }
         Ok(Down::dense(plan.step.gamma, &self.g))
+    }
+
+    fn save(&self, w: &mut StateWriter) {
+        w.f64s("h", &self.h);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        r.f64s_into("h", &mut self.h)
     }
 }

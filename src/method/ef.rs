@@ -12,6 +12,7 @@
 use super::codec::{Codec, CodecPlan};
 use super::step_size::{self, StepSize};
 use super::{require_alpha, Entry, Method, Setup};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::protocol::{Down, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::spec::Spec;
@@ -72,6 +73,14 @@ impl WorkerRole<EfPlan> for EfWorker {
         self.error.copy_from_slice(&self.input);
         plan.codec.add_own(own, &self.own, -plan.method.scale, &mut self.error)
     }
+
+    fn save(&self, w: &mut StateWriter) {
+        w.f64s("e", &self.error);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        r.f64s_into("e", &mut self.error)
+    }
 }
 
 struct EfServer {
@@ -84,5 +93,11 @@ impl ServerRole<EfPlan> for EfServer {
         self.update.fill(0.0);
         plan.codec.aggregate(received, plan.method.scale, &mut self.update)?;
         Ok(Down::dense(plan.step.gamma / plan.method.input_step, &self.update))
+    }
+
+    fn save(&self, _w: &mut StateWriter) {}
+
+    fn load(&mut self, _r: &mut StateReader) -> Result<()> {
+        Ok(())
     }
 }

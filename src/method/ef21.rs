@@ -22,6 +22,7 @@
 use super::codec::{add_exact, write_exact, Codec};
 use super::step_size::{self, StepSize};
 use super::{require_alpha, Entry, Method, Setup};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::spec::Spec;
@@ -125,6 +126,17 @@ impl Plan for Ef21Plan {
     fn step_size(&self) -> &StepSize {
         &self.step
     }
+
+    fn save(&self, w: &mut StateWriter) {
+        self.codec.save(w);
+        w.bool("pending full init", self.pending_full_init);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        self.codec.load(r)?;
+        self.pending_full_init = r.bool("pending full init")?;
+        Ok(())
+    }
 }
 
 struct Ef21Worker {
@@ -168,6 +180,17 @@ impl WorkerRole<Ef21Plan> for Ef21Worker {
         }
         plan.codec.add_own(own, &self.own, plan.scale, &mut self.g)
     }
+
+    /// g_i, and for CLAG the previous gradient of its trigger.
+    fn save(&self, w: &mut StateWriter) {
+        w.f64s("g_i", &self.g);
+        w.f64s("previous gradient", &self.previous);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        r.f64s_into("g_i", &mut self.g)?;
+        r.f64s_into("previous gradient", &mut self.previous)
+    }
 }
 
 struct Ef21Server {
@@ -185,5 +208,13 @@ impl ServerRole<Ef21Plan> for Ef21Server {
             plan.codec.aggregate(received, plan.scale, &mut self.g)?;
         }
         Ok(Down::dense(plan.step.gamma, &self.g))
+    }
+
+    fn save(&self, w: &mut StateWriter) {
+        w.f64s("g", &self.g);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        r.f64s_into("g", &mut self.g)
     }
 }

@@ -8,6 +8,7 @@
 use super::codec::{add_exact, write_exact};
 use super::step_size::{self, StepSize};
 use super::{Collective, Entry, Method, Setup};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{Error, Result};
 use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::spec::Spec;
@@ -61,6 +62,13 @@ impl Plan for GdPlan {
     fn step_size(&self) -> &StepSize {
         &self.step
     }
+
+    /// GD keeps nothing from round to round.
+    fn save(&self, _w: &mut StateWriter) {}
+
+    fn load(&mut self, _r: &mut StateReader) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Clone)]
@@ -75,6 +83,12 @@ impl WorkerRole<GdPlan> for GdWorker {
                 Sent::Bits(32 * data.grad.len() as u64)
             }
         })
+    }
+
+    fn save(&self, _w: &mut StateWriter) {}
+
+    fn load(&mut self, _r: &mut StateReader) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -94,5 +108,12 @@ impl ServerRole<GdPlan> for GdServer {
             }
         }
         Ok(Down::dense(plan.step.gamma, &self.g))
+    }
+
+    /// g is recomputed from the uplink every round.
+    fn save(&self, _w: &mut StateWriter) {}
+
+    fn load(&mut self, _r: &mut StateReader) -> Result<()> {
+        Ok(())
     }
 }

@@ -28,6 +28,8 @@ pub use step_size::StepSize;
 /// A built method, as the training loop drives it.
 pub trait Method {
     /// Round t: x^t → x^{t+1} (x on every rank), the workers' data on this rank.
+    /// `stop_vote`: this rank asks to stop after the round; `RoundStats::stop` says whether
+    /// any rank did (agreed in the round's closing allreduce, so all stop together).
     fn round(
         &mut self,
         t: u64,
@@ -35,6 +37,7 @@ pub trait Method {
         data: &mut [Worker],
         obj: &Objective,
         comm: &mut Comm,
+        stop_vote: bool,
     ) -> Result<RoundStats>;
 
     /// The step size in use and the rule it came from.
@@ -43,6 +46,15 @@ pub trait Method {
     /// Method-specific diagnostics of the last round, on evaluation rounds (may use
     /// unmetered collectives: every rank calls it).
     fn diagnostics(&mut self, data: &[Worker], comm: &mut Comm) -> Vec<(&'static str, f64)>;
+
+    /// The method's state between rounds: what every rank shares (the plan, the server,
+    /// the downlink; meaningful from rank 0, which always runs a server role) and each
+    /// local worker's own (its role and its private streams), in local order.
+    fn save(&self, data: &[Worker]) -> (Vec<u8>, Vec<Vec<u8>>);
+
+    /// Restores what `save` wrote: `common` from rank 0 of the checkpointed run, one state
+    /// per local worker (from whichever rank hosted it then).
+    fn load(&mut self, data: &mut [Worker], common: &[u8], workers: &[&[u8]]) -> Result<()>;
 }
 
 /// The collective a method's compressed messages go through (`--collective`).

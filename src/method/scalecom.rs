@@ -18,6 +18,7 @@
 
 use super::step_size::{self, StepSize};
 use super::{own_compressor, Entry, Method, Setup};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::compress::clt_k::CltK;
 use crate::error::{Error, Result};
 use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
@@ -118,6 +119,13 @@ impl Plan for ScaleComPlan {
         }
         vec![("leader_overlap", self.clt.overlap_with_top_k(monitored))]
     }
+
+    /// The round, the leader and the index set are derived anew every round.
+    fn save(&self, _w: &mut StateWriter) {}
+
+    fn load(&mut self, _r: &mut StateReader) -> Result<()> {
+        Ok(())
+    }
 }
 
 struct ScaleComWorker {
@@ -175,6 +183,14 @@ impl WorkerRole<ScaleComPlan> for ScaleComWorker {
     fn monitored(&self) -> Option<&[f64]> {
         Some(&self.p)
     }
+
+    fn save(&self, w: &mut StateWriter) {
+        w.f64s("m_j", &self.memory);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        r.f64s_into("m_j", &mut self.memory)
+    }
 }
 
 struct ScaleComServer {
@@ -193,6 +209,12 @@ impl ServerRole<ScaleComPlan> for ScaleComServer {
         self.indices.clear();
         self.indices.extend_from_slice(plan.clt.support());
         Ok(Down::sparse(1.0, &self.indices, &self.sum))
+    }
+
+    fn save(&self, _w: &mut StateWriter) {}
+
+    fn load(&mut self, _r: &mut StateReader) -> Result<()> {
+        Ok(())
     }
 }
 

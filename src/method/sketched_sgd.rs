@@ -20,6 +20,7 @@
 
 use super::step_size::{self, StepSize};
 use super::{own_compressor, Entry, Method, Setup};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::compress::count_sketch::CountSketch;
 use crate::compress::top_k::select_top_k;
 use crate::compress::wire::ceil_log2;
@@ -137,6 +138,13 @@ impl Plan for SketchPlan {
     fn step_size(&self) -> &StepSize {
         &self.step
     }
+
+    /// The candidates are announced anew every round.
+    fn save(&self, _w: &mut StateWriter) {}
+
+    fn load(&mut self, _r: &mut StateReader) -> Result<()> {
+        Ok(())
+    }
 }
 
 struct SketchWorker {
@@ -175,6 +183,16 @@ impl WorkerRole<SketchPlan> for SketchWorker {
             }
         }
         Ok(())
+    }
+
+    fn save(&self, w: &mut StateWriter) {
+        w.f64s("u_i", &self.momentum);
+        w.f64s("v_i", &self.error);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        r.f64s_into("u_i", &mut self.momentum)?;
+        r.f64s_into("v_i", &mut self.error)
     }
 }
 
@@ -275,5 +293,14 @@ impl ServerRole<SketchPlan> for SketchServer {
         self.candidate_bytes.extend(self.candidates.iter().flat_map(|j| j.to_le_bytes()));
         let bits = self.candidates.len() as u64 * self.index_bits;
         Ok(Down::nothing().with_extra(&self.candidate_bytes, bits))
+    }
+
+    /// HEAVYMIX's fill stream; the rest is recomputed every round.
+    fn save(&self, w: &mut StateWriter) {
+        w.stream("heavymix fill", &self.shared);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        r.stream("heavymix fill", &mut self.shared)
     }
 }

@@ -9,6 +9,10 @@
 //! clobbered by a failed run, and a half-written file never carries the final name.
 //! Rows are buffered and written every `flush_every` rows, then flushed to disk, so
 //! a running job can be watched with h5py.
+//!
+//! A run with checkpoints keeps `OUT.partial` when it fails, and a resumed run continues
+//! it (`MetricsFile::resume`): rows from the checkpoint's round on are dropped and written
+//! again, so the file ends as an uninterrupted run's would.
 
 use super::{Getter, Row, COLUMNS};
 use crate::error::{Error, Result};
@@ -37,6 +41,8 @@ pub struct MetricsFile {
     flush_every: usize,
     u64_buf: Vec<u64>,
     f64_buf: Vec<f64>,
+    /// Keep OUT.partial when the run does not finish (it has checkpoints to resume from).
+    keep_unfinished: bool,
 }
 
 const CHUNK: usize = 1024;
@@ -102,9 +108,88 @@ impl MetricsFile {
             flush_every: flush_every.max(1),
             u64_buf: Vec::new(),
             f64_buf: Vec::new(),
+            keep_unfinished: false,
         };
         me.set_attrs(attrs)?;
         Ok(me)
+    }
+
+    /// Continues the result of a run resumed at `round`: `OUT.partial` (a killed run) or
+    /// `OUT` (a preempted one, moved back to `OUT.partial`). Rows and test accuracies from
+    /// `round` on, and diagnostics after it, are dropped (the resumed run writes them
+    /// again); the file's own `expect` attributes must equal the run's; `attrs` are set.
+    pub fn resume(
+        target: &Path,
+        round: u64,
+        flush_every: usize,
+        expect: &[(String, Attr)],
+        attrs: &[(String, Attr)],
+    ) -> Result<Self> {
+        let partial = partial_path(target);
+        if !partial.exists() {
+            if !target.exists() {
+                return Err(Error::Io {
+                    path: target.to_path_buf(),
+                    what: "--resume continues the run's result file, but neither it nor its .partial exists; \
+                           give the --out of the interrupted run, or start anew without --resume"
+                        .into(),
+                });
+            }
+            std::fs::rename(target, &partial)
+                .map_err(|e| Error::io(target, format!("cannot reopen the result to continue it: {e}")))?;
+        }
+        let h5 = |e: hdf5::Error| Error::hdf5(&partial, e);
+        let file = File::open_rw(&partial).map_err(h5)?;
+        let differences: Vec<String> = expect
+            .iter()
+            .filter_map(|(name, want)| {
+                let found = read_attr(&file, name, want);
+                (found.as_ref() != Some(want)).then(|| format!("{name} {found:?} (this run {want:?})"))
+            })
+            .collect();
+        if !differences.is_empty() {
+            return Err(Error::Io {
+                path: partial.clone(),
+                what: format!("is the result of another run: {}; give this run's --out", differences.join(", ")),
+            });
+        }
+        let metrics = file.group("metrics").map_err(h5)?;
+        let columns =
+            COLUMNS.iter().map(|(name, ..)| metrics.dataset(name)).collect::<hdf5::Result<Vec<_>>>().map_err(h5)?;
+        let iters: Vec<u64> = columns[0].read_raw().map_err(h5)?;
+        let kept = iters.iter().take_while(|&&t| t < round).count();
+        for ds in &columns {
+            ds.resize(kept).map_err(h5)?;
+        }
+        let mut series = Vec::new();
+        for (group, keep_through) in series_groups(&file) {
+            let bound = if keep_through { round + 1 } else { round };
+            series.push(Series::reopen(&file, &group, bound).map_err(h5)?);
+        }
+        if file.link_exists("model") {
+            file.unlink("model").map_err(h5)?;
+        }
+        let mut me = MetricsFile {
+            file: Some(file),
+            partial,
+            target: target.to_path_buf(),
+            force: true,
+            columns,
+            series,
+            pending: Vec::with_capacity(flush_every),
+            rows_written: kept,
+            flush_every: flush_every.max(1),
+            u64_buf: Vec::new(),
+            f64_buf: Vec::new(),
+            keep_unfinished: true,
+        };
+        me.set_attrs(attrs)?;
+        Ok(me)
+    }
+
+    /// Keeps `OUT.partial` if the run fails, for a later `--resume`.
+    pub fn keep_unfinished(&mut self) {
+        self.keep_unfinished = true;
     }
 
     pub fn path(&self) -> &Path {
@@ -204,6 +289,31 @@ impl MetricsFile {
     }
 }
 
+/// The series groups of a file: (`test`, keep through nothing after the resumed round)
+/// and every `diagnostics/NAME` (recorded after a round: the resumed round's is kept).
+fn series_groups(file: &File) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    if file.link_exists("test") {
+        out.push(("test".to_string(), false));
+    }
+    if let Ok(diagnostics) = file.group("diagnostics") {
+        for name in diagnostics.member_names().unwrap_or_default() {
+            out.push((format!("diagnostics/{name}"), true));
+        }
+    }
+    out
+}
+
+/// An attribute of the file as the `Attr` kind of `like`, if it is there.
+fn read_attr(file: &File, name: &str, like: &Attr) -> Option<Attr> {
+    let attr = file.attr(name).ok()?;
+    match like {
+        Attr::Str(_) => attr.read_scalar::<VarLenUnicode>().ok().map(|v| Attr::Str(v.as_str().to_string())),
+        Attr::F64(_) => attr.read_scalar::<f64>().ok().map(Attr::F64),
+        Attr::U64(_) => attr.read_scalar::<u64>().ok().map(Attr::U64),
+    }
+}
+
 /// A resizable (iter, value) pair of datasets written as values arrive.
 struct Series {
     group: String,
@@ -224,6 +334,17 @@ impl Series {
         Ok(Series { group: path.to_string(), iter, value, pending: Vec::new(), written: 0 })
     }
 
+    /// An existing series, cut to the entries with iter < `bound`.
+    fn reopen(file: &File, path: &str, bound: u64) -> hdf5::Result<Series> {
+        let group = file.group(path)?;
+        let value_name = group.member_names()?.into_iter().find(|n| n != "iter").unwrap_or_else(|| "value".into());
+        let (iter, value) = (group.dataset("iter")?, group.dataset(&value_name)?);
+        let kept = iter.read_raw::<u64>()?.iter().take_while(|&&t| t < bound).count();
+        iter.resize(kept)?;
+        value.resize(kept)?;
+        Ok(Series { group: path.to_string(), iter, value, pending: Vec::new(), written: kept })
+    }
+
     fn write_pending(&mut self) -> hdf5::Result<()> {
         let (start, n) = (self.written, self.pending.len());
         let iters: Vec<u64> = self.pending.iter().map(|p| p.0).collect();
@@ -239,9 +360,17 @@ impl Series {
 }
 
 impl Drop for MetricsFile {
-    /// A result that was not finished is removed: only complete files carry results.
+    /// A result that was not finished is removed: only complete files carry results —
+    /// unless the run has checkpoints, whose resume continues it.
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if self.file.is_none() {
+            return;
+        }
+        if self.keep_unfinished {
+            let _ = self.write_pending();
+            self.file.take();
+        } else {
+            self.file.take();
             let _ = std::fs::remove_file(&self.partial);
         }
     }

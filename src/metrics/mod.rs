@@ -5,8 +5,10 @@ pub mod hdf5_file;
 pub mod summary;
 
 /// One row of `/metrics`: the state after t rounds. Per-round columns (`*_round`,
-/// `t_*`) describe round t − 1, the one that produced x^t; row 0 has zeros there.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// `t_*`) describe round t − 1, the one that produced x^t; row 0 has zeros there. Plain
+/// old data (8-byte fields only), so a checkpoint stores it as its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 pub struct Row {
     pub iter: u64,
     pub loss: f64,

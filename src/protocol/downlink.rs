@@ -18,6 +18,7 @@
 //! state d × f64; compressed the compressor's message.
 
 use super::{Down, Update};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::compress::wire::{ceil_log2, put_f64, Reader};
 use crate::compress::{self, Compressor};
 use crate::error::{Error, Result};
@@ -101,6 +102,33 @@ impl Downlink {
 
     pub fn is_compressed(&self) -> bool {
         self.compression.is_some()
+    }
+
+    /// The compressed downlink's state: g̃, whether the exact first state was sent, and the
+    /// compressor's streams (nothing for an uncompressed downlink).
+    pub fn save(&self, w: &mut StateWriter) {
+        w.bool("compressed", self.compression.is_some());
+        if let Some(c) = &self.compression {
+            w.f64s("broadcast state", &c.state);
+            w.bool("started", c.started);
+            w.stream("coins", &c.coins);
+            w.stream("supports", &c.support);
+        }
+    }
+
+    pub fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        if r.bool("compressed")? != self.compression.is_some() {
+            return Err(Error::Checkpoint {
+                what: "the checkpoint's downlink compression differs from --down-compressor".into(),
+            });
+        }
+        if let Some(c) = self.compression.as_mut() {
+            r.f64s_into("broadcast state", &mut c.state)?;
+            c.started = r.bool("started")?;
+            r.stream("coins", &mut c.coins)?;
+            r.stream("supports", &mut c.support)?;
+        }
+        Ok(())
     }
 
     /// On the server (every replica, or rank 0): prepares the downlink of `down` — with a

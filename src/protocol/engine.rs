@@ -15,6 +15,7 @@
 use super::downlink::{self, Downlink};
 use super::transport::{Transport, SERVER_RANK};
 use super::{Down, Phase, Plan, Received, Sent, ServerRole, Topology, Uplink, WorkerRole};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::comm::Comm;
 use crate::error::{Error, Result};
 use crate::method::{Method, StepSize};
@@ -40,6 +41,8 @@ pub struct RoundStats {
     pub t_compress: f64,
     /// Seconds in the server role, the downlink and applying it.
     pub t_decode: f64,
+    /// Some rank asked to stop after this round (preemption): agreed, the same on all.
+    pub stop: bool,
 }
 
 /// Where a run's workers are and how the protocol runs (from the method's `Setup`).
@@ -91,6 +94,8 @@ struct Round {
     stats: RoundStats,
     /// This rank's error; it stops calling method code for the rest of the round.
     failure: Option<Error>,
+    /// This rank asks to stop after the round.
+    stop_vote: bool,
     /// The server failed (its "no downlink" arrived): the round is void, no error here.
     void: bool,
 }
@@ -336,13 +341,16 @@ impl Io {
         });
     }
 
-    /// One allreduce: every rank's failure and counters. Only rank 0 counts bits down.
+    /// One allreduce: every rank's failure, counters and stop vote. Only rank 0 counts
+    /// bits down.
     fn trailer(&mut self, round: Round, comm: &mut Comm) -> Result<RoundStats> {
-        let Round { mut stats, failure, .. } = round;
+        let Round { mut stats, failure, stop_vote, .. } = round;
         let skipped = self.activity.iter().filter(|&&a| a == Activity::Skipped).count() as u64;
-        let mut counts = [stats.paper_bits_up, skipped, stats.paper_bits_down];
+        let mut counts = [stats.paper_bits_up, skipped, stats.paper_bits_down, u64::from(stop_vote)];
         comm.agree_sums(failure.map_or(Ok(()), Err), &mut counts)?;
-        [stats.paper_bits_up, stats.skipped, stats.paper_bits_down] = counts;
+        let stops;
+        [stats.paper_bits_up, stats.skipped, stats.paper_bits_down, stops] = counts;
+        stats.stop = stops > 0;
         Ok(stats)
     }
 }
@@ -374,8 +382,9 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Method for Protocol<P, W, S> {
         data: &mut [Worker],
         obj: &Objective,
         comm: &mut Comm,
+        stop_vote: bool,
     ) -> Result<RoundStats> {
-        let mut round = Round { stats: RoundStats::default(), failure: None, void: false };
+        let mut round = Round { stats: RoundStats::default(), failure: None, void: false, stop_vote };
         let phases = self.plan.begin_round(t);
         if self.plan.needs_gradient() {
             for w in data.iter_mut() {
@@ -410,6 +419,56 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Method for Protocol<P, W, S> {
 
     fn step_size(&self) -> &StepSize {
         self.plan.step_size()
+    }
+
+    fn save(&self, data: &[Worker]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut common = StateWriter::new();
+        common.section("plan", |w| self.plan.save(w));
+        common.section("server", |w| {
+            if let Some(server) = &self.server {
+                server.save(w);
+            }
+        });
+        common.section("downlink", |w| self.io.downlink.save(w));
+        let workers = self
+            .workers
+            .iter()
+            .zip(data)
+            .map(|(role, w)| {
+                let mut state = StateWriter::new();
+                state.section("role", |s| role.save(s));
+                state.section("data", |s| w.save_streams(s));
+                state.into_bytes()
+            })
+            .collect();
+        (common.into_bytes(), workers)
+    }
+
+    fn load(&mut self, data: &mut [Worker], common: &[u8], workers: &[&[u8]]) -> Result<()> {
+        let mut r = StateReader::new(common, "common state")?;
+        let mut plan = r.section("plan")?;
+        self.plan.load(&mut plan)?;
+        plan.finish()?;
+        let mut server = r.section("server")?;
+        if let Some(s) = self.server.as_mut() {
+            s.load(&mut server)?;
+            server.finish()?;
+        }
+        let mut down = r.section("downlink")?;
+        self.io.downlink.load(&mut down)?;
+        down.finish()?;
+        r.finish()?;
+        for ((role, w), bytes) in self.workers.iter_mut().zip(data.iter_mut()).zip(workers) {
+            let mut state = StateReader::new(bytes, format!("worker {}", w.id))?;
+            let mut own = state.section("role")?;
+            role.load(&mut own)?;
+            own.finish()?;
+            let mut streams = state.section("data")?;
+            w.load_streams(&mut streams)?;
+            streams.finish()?;
+            state.finish()?;
+        }
+        Ok(())
     }
 
     /// Σ_i w_i × each worker's monitored vector (unmetered), read by the plan.

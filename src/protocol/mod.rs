@@ -13,6 +13,7 @@ mod transport;
 
 pub use engine::{Layout, Protocol, RoundStats};
 
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::comm::Messages;
 use crate::error::Result;
 use crate::method::StepSize;
@@ -160,6 +161,13 @@ pub trait Plan {
     fn diagnostics(&mut self, _monitored: &[f64]) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
+
+    /// What a checkpoint needs to continue: the state that lives from round to round
+    /// (stream positions, replicated counters), not what every round recomputes.
+    fn save(&self, w: &mut StateWriter);
+
+    /// Restores what `save` wrote.
+    fn load(&mut self, r: &mut StateReader) -> Result<()>;
 }
 
 /// One logical worker's part of a method: its state, its uplink, what it does with the
@@ -181,6 +189,12 @@ pub trait WorkerRole<P: Plan> {
     fn monitored(&self) -> Option<&[f64]> {
         None
     }
+
+    /// This worker's state for a checkpoint (error memories, estimators, shifts,
+    /// momenta): restored on whichever rank hosts the worker after a resume.
+    fn save(&self, w: &mut StateWriter);
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()>;
 }
 
 /// The server's part of a method.
@@ -188,4 +202,9 @@ pub trait ServerRole<P: Plan> {
     /// The uplinks of phase `i` (in global worker order, or summed) → the downlink.
     /// `x` is the model before the phase's update.
     fn serve(&mut self, plan: &mut P, i: usize, received: Received, x: &[f64]) -> Result<Down<'_>>;
+
+    /// The server's state for a checkpoint (aggregates, shifts, its streams).
+    fn save(&self, w: &mut StateWriter);
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()>;
 }

@@ -6,6 +6,7 @@ mod errors;
 mod files;
 mod protocol;
 mod reporting;
+mod resume;
 mod slurm;
 mod summable;
 mod training;

@@ -112,13 +112,21 @@ impl Run {
 
 /// `mpirun -n ranks qtrain args…` with a 180 s timeout (a hang fails the test).
 pub fn mpirun(ranks: usize, args: &[&str]) -> Run {
-    run_command(ranks, args, None)
+    run_command(ranks, args, None, &[])
 }
 
-fn run_command(ranks: usize, args: &[&str], cwd: Option<&Path>) -> Run {
+/// `mpirun` with extra environment variables for the ranks (e.g. `QTRAIN_FAULT`).
+pub fn mpirun_env(ranks: usize, args: &[&str], env: &[(&str, &str)]) -> Run {
+    run_command(ranks, args, None, env)
+}
+
+fn run_command(ranks: usize, args: &[&str], cwd: Option<&Path>, env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new("timeout");
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
+    }
+    for (key, value) in env {
+        cmd.env(key, value);
     }
     cmd.args(["--kill-after=5", "180", "mpirun", "-n", &ranks.to_string()])
         .arg(qtrain())
@@ -126,6 +134,9 @@ fn run_command(ranks: usize, args: &[&str], cwd: Option<&Path>) -> Run {
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        // When a rank exits non-zero, mpirun waits this long (1 s by default) before it
+        // SIGKILLs the others; the ranks of an agreed error have all exited already.
+        .env("OMPI_MCA_odls_base_sigkill_timeout", "0")
         .env("RUST_BACKTRACE", "0")
         .env_remove("RUST_LOG");
     let Output { status, stdout, stderr } =
@@ -222,5 +233,5 @@ pub fn gram_lambda_max(rows: &[Vec<f64>]) -> f64 {
 
 /// `mpirun -n ranks qtrain args…` in `cwd` (for runs that write relative paths).
 pub fn mpirun_in(cwd: &Path, ranks: usize, args: &[&str]) -> Run {
-    run_command(ranks, args, Some(cwd))
+    run_command(ranks, args, Some(cwd), &[])
 }
