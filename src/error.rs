@@ -50,7 +50,17 @@ impl Error {
     }
 
     pub fn hdf5(path: impl Into<PathBuf>, err: impl fmt::Display) -> Self {
-        Error::Hdf5 { path: path.into(), what: err.to_string() }
+        Error::Hdf5 { path: path.into(), what: hdf5_cause(&err.to_string()) }
+    }
+}
+
+/// HDF5's report of a failed system call spans lines of buffer addresses and offsets; the
+/// user needs its first clause and the system's reason ("No space left on device").
+fn hdf5_cause(report: &str) -> String {
+    let first = report.split(": time = ").next().unwrap_or(report).trim();
+    match report.split("error message = '").nth(1).and_then(|rest| rest.split('\'').next()) {
+        Some(reason) => format!("{first}: {reason}"),
+        None => first.to_string(),
     }
 }
 
@@ -113,5 +123,13 @@ mod tests {
         assert_eq!(one.to_string(), "rank 1: cannot open");
         let mixed = Error::Ranks { failed: vec![(0, "a".into()), (2, "b".into()), (3, "a".into())], ranks: 4 };
         assert_eq!(mixed.to_string(), "ranks 0,3: a\nrank 2: b");
+    }
+
+    #[test]
+    fn hdf5_system_errors_read_as_their_first_clause_and_reason() {
+        let report = "H5AC_flush(): Can't flush cache: file write failed: time = Tue Dec  1 08:31:48 2026\n, filename = 'x', file descriptor = 17, errno = 28, error message = 'No space left on device', buf = 0x5606";
+        let e = Error::hdf5("run.h5", report);
+        assert_eq!(e.to_string(), "run.h5 (HDF5): H5AC_flush(): Can't flush cache: file write failed: No space left on device");
+        assert_eq!(Error::hdf5("a.h5", "unable to open file").to_string(), "a.h5 (HDF5): unable to open file");
     }
 }

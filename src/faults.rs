@@ -87,7 +87,12 @@ pub fn strike(kind: Kind) {
     };
     match kind {
         Kind::Kill => raise(SIGKILL),
-        Kind::Segv => raise(SIGSEGV),
+        // Raised by hand, SIGSEGV would be caught by Rust's stack-overflow handler, which
+        // returns expecting the faulting instruction to fault again: restore the default
+        // action first, as a real crash meets it.
+        Kind::Segv => {
+            let _ = signal_hook::low_level::emulate_default_handler(SIGSEGV);
+        }
         Kind::Abort => std::process::abort(),
         Kind::Exit => std::process::exit(1),
         Kind::Term => raise(SIGTERM),

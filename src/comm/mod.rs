@@ -321,8 +321,8 @@ impl Comm {
 pub(crate) fn mpi_count(n: usize, what: &str) -> Result<i32> {
     i32::try_from(n).map_err(|_| Error::Comm {
         what: format!(
-            "{what} of {n} bytes exceeds MPI's 2^31-byte limit; use more workers or a \
-             stronger compressor"
+            "{what}: {n} bytes, above MPI's count limit of 2^31 bytes per call; use more \
+             ranks or a stronger compressor"
         ),
     })
 }

@@ -68,9 +68,13 @@ pub fn check_target(target: &Path, force: bool) -> Result<()> {
                 .into(),
         });
     }
-    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, format!("cannot create the output folder: {e}")))?;
-    }
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, format!("cannot create the output folder: {e}")))?;
+    // A folder that cannot take the result fails now, with the system's reason, rather
+    // than after the training (or with HDF5's less readable message).
+    let probe = dir.join(format!(".qtrain-write-test-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| Error::io(target, format!("cannot write the result here: {e}")))?;
+    let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 

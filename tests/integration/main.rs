@@ -3,6 +3,7 @@
 
 mod cluster;
 mod errors;
+mod faults;
 mod files;
 mod protocol;
 mod reporting;
