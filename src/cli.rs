@@ -57,6 +57,10 @@ pub enum Command {
     Methods(MethodsArgs),
     /// List the compressors with their class for a dimension.
     Compressors(CompressorsArgs),
+    /// Are two result files the same run bit for bit (timings aside)? Exit 0 if so, 1 if
+    /// not (naming the first differing row of each column), 2 when a file cannot be read.
+    #[command(args_override_self = true)]
+    Compare(CompareArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -89,6 +93,20 @@ pub struct ReportArgs {
     /// Also print, per run, the round, bits and training time at which f − f* ≤ F.
     #[arg(long, value_name = "F")]
     pub target: Option<f64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// A result file of qtrain train (e.g. the uninterrupted run).
+    #[arg(value_name = "A.h5")]
+    pub first: PathBuf,
+    /// The other (e.g. the preempted and resumed run).
+    #[arg(value_name = "B.h5")]
+    pub second: PathBuf,
+    /// Also ignore the columns that count one rank's bytes and calls: for runs on
+    /// different rank counts with the same --workers.
+    #[arg(long)]
+    pub across_layouts: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -262,8 +280,20 @@ pub struct TrainArgs {
     pub checkpoint_keep: usize,
     /// Continue from the newest complete checkpoint in --checkpoint-dir, bit for bit (on
     /// any rank count with the same --workers); the result file --out continues too.
-    #[arg(long)]
-    pub resume: bool,
+    /// `--resume=auto` (for job scripts that are requeued): resume when the folder has a
+    /// complete checkpoint, else start at round 0, replacing an OUT.partial that a
+    /// stopped attempt of this run left.
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "always", value_name = "auto")]
+    pub resume: Option<Resume>,
+}
+
+/// When `--resume` resumes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Always: no complete checkpoint is an error.
+    Always,
+    /// When there is a complete checkpoint.
+    Auto,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -328,10 +358,15 @@ const MOVED_FLAGS: &[(&str, &str)] = &[
 /// A flag that moved into a method SPEC gets a message naming its new form (clap alone
 /// would only say that it is unexpected).
 pub fn check_moved_flags(args: &[String]) -> Result<(), String> {
-    for arg in args {
+    for (i, arg) in args.iter().enumerate() {
         let flag = arg.split('=').next().unwrap_or(arg);
         if let Some((old, new)) = MOVED_FLAGS.iter().find(|(old, _)| *old == flag) {
             return Err(format!("{old} is now a key of the method SPEC: write {new} (README \"Methods\")"));
+        }
+        // --resume takes its optional value only with '=' (so that it cannot swallow the
+        // next argument); the spaced form would read as a stray word.
+        if arg == "--resume" && args.get(i + 1).is_some_and(|v| v == "auto") {
+            return Err("write --resume=auto (with '='): --resume alone requires a checkpoint".into());
         }
     }
     Ok(())
@@ -401,6 +436,9 @@ mod tests {
         let e = check_moved_flags(&args(&["qtrain", "train", "--ef21-init=compressed"])).unwrap_err();
         assert!(e.contains("ef21:init="), "{e}");
         assert!(check_moved_flags(&args(&["qtrain", "train", "--method", "scalecom:beta=0.5"])).is_ok());
+        let e = check_moved_flags(&args(&["qtrain", "train", "--resume", "auto"])).unwrap_err();
+        assert!(e.contains("--resume=auto"), "{e}");
+        assert!(check_moved_flags(&args(&["qtrain", "train", "--resume", "--iters", "5"])).is_ok());
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub fn check_train(args: &TrainArgs) -> Result<Fstar> {
         }
     }
     check_out_path(&args.out)?;
-    if (args.checkpoint_every.is_some() || args.resume) && args.checkpoint_dir.is_none() {
+    if (args.checkpoint_every.is_some() || args.resume.is_some()) && args.checkpoint_dir.is_none() {
         return Err(Error::config(
             "--checkpoint-every or --resume without --checkpoint-dir",
             "give --checkpoint-dir DIR, a folder every rank can reach",

@@ -129,7 +129,10 @@ mod tests {
     fn hdf5_system_errors_read_as_their_first_clause_and_reason() {
         let report = "H5AC_flush(): Can't flush cache: file write failed: time = Tue Dec  1 08:31:48 2026\n, filename = 'x', file descriptor = 17, errno = 28, error message = 'No space left on device', buf = 0x5606";
         let e = Error::hdf5("run.h5", report);
-        assert_eq!(e.to_string(), "run.h5 (HDF5): H5AC_flush(): Can't flush cache: file write failed: No space left on device");
+        assert_eq!(
+            e.to_string(),
+            "run.h5 (HDF5): H5AC_flush(): Can't flush cache: file write failed: No space left on device"
+        );
         assert_eq!(Error::hdf5("a.h5", "unable to open file").to_string(), "a.h5 (HDF5): unable to open file");
     }
 }

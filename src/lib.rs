@@ -40,8 +40,25 @@ use error::Result;
 /// Runs a parsed command on this rank. Errors returned here have been agreed by all
 /// ranks (`Comm::agree`), so `main` can print one message and exit everywhere.
 pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<train::Ending> {
-    if let Some(Command::Train(args)) = &command {
-        return train::run(comm, args);
+    match &command {
+        Some(Command::Train(args)) => return train::run(comm, args),
+        Some(Command::Compare(a)) => {
+            // Rank 0 reads and prints; a difference is its exit code, not an error.
+            let verdict = comm.is_root().then(|| report::compare::compare(&a.first, &a.second, a.across_layouts));
+            let verdict = comm.agree(verdict.transpose())?;
+            return Ok(match verdict {
+                Some(v @ report::compare::Verdict::Differ(_)) => {
+                    println!("{v}");
+                    train::Ending::Differ
+                }
+                Some(same) => {
+                    println!("{same}");
+                    train::Ending::Done
+                }
+                None => train::Ending::Done,
+            });
+        }
+        _ => {}
     }
     run_other(comm, command).map(|()| train::Ending::Done)
 }
@@ -50,7 +67,7 @@ fn run_other(comm: &mut Comm, command: Option<Command>) -> Result<()> {
     match command {
         None => demo::run(comm, &cli::DemoArgs { iters: cli::DEMO_ITERS, out: None }),
         Some(Command::Demo(args)) => demo::run(comm, &args),
-        Some(Command::Train(args)) => train::run(comm, &args).map(|_| ()),
+        Some(Command::Train(_) | Command::Compare(_)) => unreachable!("run() handles the commands with an exit status"),
         Some(Command::Solve(args)) => run_solve(comm, &args),
         Some(Command::Report(a)) => {
             let runs = if comm.is_root() {

@@ -1,5 +1,5 @@
 //! Entry point: start MPI, parse the command line, run, print one error, exit.
-//! Exit codes: 0 success, 2 any error (on every rank), 3 a panic (every rank is
+//! Exit codes: 0 success, 1 `qtrain compare` found a difference, 2 any error (on every rank), 3 a panic (every rank is
 //! aborted through MPI_Abort so that none waits in a collective), 4 preempted (a
 //! checkpoint was written: resume with --resume), 5 the run diverged.
 
@@ -29,6 +29,7 @@ fn main() {
                 Ok(Ending::Done) => 0,
                 Ok(Ending::Preempted) => 4,
                 Ok(Ending::Diverged) => 5,
+                Ok(Ending::Differ) => 1,
                 Err(e) => report(&comm, e),
             }
         }

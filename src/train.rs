@@ -10,7 +10,7 @@
 //! ledger, and the resumed run writes row t again, exactly as the uninterrupted run did.
 
 use crate::checkpoint::{self, Fingerprint, Snapshot, StateReader, StateWriter};
-use crate::cli::{TrainArgs, SOLVE_MAX_ITERS, SOLVE_TOL};
+use crate::cli::{Resume, TrainArgs, SOLVE_MAX_ITERS, SOLVE_TOL};
 use crate::comm::Comm;
 use crate::config::{self, Fstar};
 use crate::data::{checksum, shard, Csr};
@@ -45,6 +45,8 @@ pub enum Ending {
     Preempted,
     /// f or ∇f stopped being finite (exit 5).
     Diverged,
+    /// `qtrain compare`: the two runs differ (exit 1, as cmp and diff do).
+    Differ,
 }
 
 impl Status {
@@ -72,7 +74,8 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     let fstar_mode = comm.agree(config::check_train(args))?;
     let faults = comm.agree(faults::from_env())?;
     comm.agree(signals::install())?;
-    let target_ok = match (comm.is_root(), args.resume) {
+    let resuming = resuming(comm, args)?;
+    let target_ok = match (comm.is_root(), resuming) {
         (true, false) => hdf5_file::check_target(&args.out, args.force),
         _ => Ok(()),
     };
@@ -126,13 +129,13 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
 
     let dataset_sha = checksum::of_source(comm, &problem.source)?;
     let fingerprint = fingerprint(args, &problem, method.as_ref(), &dataset_sha);
-    let start = match (&args.checkpoint_dir, args.resume) {
+    let start = match (&args.checkpoint_dir, resuming) {
         (Some(dir), true) => resume(comm, dir, &fingerprint, method.as_mut(), &mut problem)?,
         _ => Start { round: 0, x: x0, ledger: Ledger::default(), next_log: 0 },
     };
     let file = if comm.is_root() {
         let attrs = attributes(args, comm, &problem, &smooth, method.as_ref(), fstar, &dataset_sha);
-        if args.resume {
+        if resuming {
             let mut attrs = attrs;
             attrs.push(("resumed_at".into(), Attr::U64(start.round)));
             MetricsFile::resume(&args.out, start.round, args.flush_every, &identity(&attrs), &attrs).map(Some)
@@ -168,6 +171,38 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     let outcome = training.train(start);
     let Training { recorder, comm, .. } = training;
     finish(comm, recorder.file, args, outcome)
+}
+
+/// Whether this run continues a checkpoint: `--resume`, or `--resume=auto` when rank 0
+/// sees a complete one (then every rank is told, so that all take the same path). An
+/// `auto` start at round 0 removes the `OUT.partial` of a stopped attempt.
+fn resuming(comm: &mut Comm, args: &TrainArgs) -> Result<bool> {
+    let (Some(Resume::Auto), Some(dir)) = (args.resume, &args.checkpoint_dir) else {
+        return Ok(args.resume.is_some());
+    };
+    let mut found = [0u64];
+    let local = if comm.is_root() {
+        found[0] = u64::from(checkpoint::has_complete(dir));
+        let partial = hdf5_file::partial_path(&args.out);
+        match (found[0], partial.exists()) {
+            (0, true) => {
+                log::warn!(
+                    "--resume=auto: no checkpoint in {}: starting at round 0, replacing {}",
+                    dir.display(),
+                    partial.display()
+                );
+                std::fs::remove_file(&partial).map_err(|e| Error::io(&partial, format!("cannot remove it: {e}")))
+            }
+            _ => Ok(()),
+        }
+    } else {
+        Ok(())
+    };
+    comm.agree_sums(local, &mut found)?;
+    if found[0] == 0 {
+        log::info!("--resume=auto: no complete checkpoint in {}: starting at round 0", dir.display());
+    }
+    Ok(found[0] == 1)
 }
 
 /// Where the loop starts: round 0, or a checkpoint's round with its model and ledger.

@@ -171,6 +171,12 @@ fn prune(dir: &Path, keep: usize) {
     }
 }
 
+/// Whether `dir` holds a checkpoint with its manifest (complete unless damaged since;
+/// reading it checks that).
+pub fn has_complete(dir: &Path) -> bool {
+    list_rounds(dir).iter().any(|&r| round_dir(dir, r).join(MANIFEST).exists())
+}
+
 /// The rounds of the `round-*` folders in `dir`, newest first.
 fn list_rounds(dir: &Path) -> Vec<u64> {
     let mut rounds: Vec<u64> = fs::read_dir(dir)

@@ -2,6 +2,7 @@
 //! what ran, how far it got, and what a round cost (bytes per rank, time split). The
 //! scaling benchmark and the cluster workflow build on it.
 
+pub mod compare;
 pub mod plot;
 
 use crate::error::{Error, Result};

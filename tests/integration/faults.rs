@@ -54,7 +54,11 @@ fn explanation(stderr: &str) -> String {
     }
     lines
         .iter()
-        .find(|l| l.contains("noticed that process rank") || l.contains("exiting improperly") || l.contains("exited on signal"))
+        .find(|l| {
+            l.contains("noticed that process rank")
+                || l.contains("exiting improperly")
+                || l.contains("exited on signal")
+        })
         .map_or_else(|| lines.last().unwrap_or(&"").to_string(), |l| l.to_string())
 }
 
@@ -70,17 +74,19 @@ fn check(fault: &str, how: &str, o: &Observed, expect_code: &[i32], cause: &[&st
     }
     let qtrain_errors = o.stderr.lines().filter(|l| l.starts_with("qtrain: error")).count();
     assert!(qtrain_errors <= 1, "{fault}: one message, not one per rank:\n{}", o.stderr);
-    let partial = hdf5_partial(out);
+    let partial = partial_of(out);
     let kept = match (out.exists(), partial.exists()) {
         (true, _) => {
-            hdf5::File::open(out).unwrap_or_else(|e| panic!("{fault}: {} is not a valid HDF5 file: {e}", out.display()));
+            hdf5::File::open(out)
+                .unwrap_or_else(|e| panic!("{fault}: {} is not a valid HDF5 file: {e}", out.display()));
             format!("result file valid (status {})", attr_str(out, "status"))
         }
         (false, true) => "no result file; OUT.partial kept (rows up to the last flush)".to_string(),
         (false, false) => "no result file".to_string(),
     };
     // The page shows the test's scratch folder as DIR: its name changes with every run.
-    let scratch = out.ancestors().find(|a| a.file_name().is_some_and(|n| n.to_string_lossy().starts_with("qtrain-test-")));
+    let scratch =
+        out.ancestors().find(|a| a.file_name().is_some_and(|n| n.to_string_lossy().starts_with("qtrain-test-")));
     let shown = scratch.map_or(line.clone(), |dir| line.replace(dir.to_str().unwrap(), "DIR"));
     let row = format!("{fault}\t{how}\t{code}\t{:.1}\t{}\t{kept}", o.seconds, shown.replace('\t', " "));
     if let Some(log) = std::env::var_os("QTRAIN_RELIABILITY_LOG") {
@@ -89,12 +95,6 @@ fn check(fault: &str, how: &str, o: &Observed, expect_code: &[i32], cause: &[&st
         writeln!(f, "{row}").unwrap();
     }
     row
-}
-
-fn hdf5_partial(out: &Path) -> std::path::PathBuf {
-    let mut s = out.as_os_str().to_owned();
-    s.push(".partial");
-    s.into()
 }
 
 /// 200 rounds on the embedded data, a metrics row flushed every round.
@@ -140,7 +140,14 @@ fn divergence_stops_with_the_last_finite_values() {
     let dir = TempDir::new("nan");
     let out = dir.path("run.h5");
     let o = launch(2, &strs(&long_run(out.to_str().unwrap(), &[])), "nan@*:10");
-    check("divergence (NaN in the model)", "QTRAIN_FAULT=nan@*:10", &o, &[5], &["diverged at round 11", "round 10"], &out);
+    check(
+        "divergence (NaN in the model)",
+        "QTRAIN_FAULT=nan@*:10",
+        &o,
+        &[5],
+        &["diverged at round 11", "round 10"],
+        &out,
+    );
     assert_eq!(attr_str(&out, "status"), "diverged");
     let f = hdf5::File::open(&out).unwrap();
     let attr_u64 = |n: &str| f.attr(n).unwrap().read_scalar::<u64>().unwrap();
@@ -157,7 +164,14 @@ fn a_message_above_the_count_limit_is_refused_by_every_rank() {
     let dir = TempDir::new("huge");
     let out = dir.path("run.h5");
     let o = launch(4, &strs(&long_run(out.to_str().unwrap(), &[])), "huge@2:10");
-    check("message above MPI's 2³¹-byte count", "QTRAIN_FAULT=huge@2:10", &o, &[2], &["one rank's messages", "count limit of 2^31 bytes"], &out);
+    check(
+        "message above MPI's 2³¹-byte count",
+        "QTRAIN_FAULT=huge@2:10",
+        &o,
+        &[2],
+        &["one rank's messages", "count limit of 2^31 bytes"],
+        &out,
+    );
     assert!(!out.exists());
 }
 
@@ -168,7 +182,11 @@ struct Mount(std::path::PathBuf);
 impl Mount {
     fn tmpfs(dir: &Path, options: &str) -> Option<Mount> {
         std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir).status().is_ok_and(|s| s.success());
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
             skip("root", &format!("cannot mount a tmpfs on {} (needs root)", dir.display()));
             return None;
@@ -191,7 +209,14 @@ fn a_full_disk_while_writing_metrics_is_one_clear_error() {
     let Some(_mount) = Mount::tmpfs(&dir.path("disk"), "size=96k") else { return };
     let out = dir.path("disk/run.h5");
     let o = launch(2, &strs(&long_run(out.to_str().unwrap(), &["--iters", "5000"])), "");
-    check("disk full while writing metrics", "a 96 KiB tmpfs", &o, &[2], &["run.h5.partial", "No space left on device"], &out);
+    check(
+        "disk full while writing metrics",
+        "a 96 KiB tmpfs",
+        &o,
+        &[2],
+        &["run.h5.partial", "No space left on device"],
+        &out,
+    );
 }
 
 /// The checkpoint folder's disk fills up: every rank stops with the message; the last
@@ -201,10 +226,30 @@ fn a_full_disk_while_writing_a_checkpoint_keeps_the_previous_one() {
     let dir = TempDir::new("fullcp");
     let Some(_mount) = Mount::tmpfs(&dir.path("disk"), "size=64k") else { return };
     let (out, cp) = (dir.path("run.h5"), dir.path("disk/cp"));
-    let args = long_run(out.to_str().unwrap(), &["--checkpoint-every", "5", "--checkpoint-dir", cp.to_str().unwrap(), "--checkpoint-keep", "100", "--iters", "1000"]);
+    let args = long_run(
+        out.to_str().unwrap(),
+        &[
+            "--checkpoint-every",
+            "5",
+            "--checkpoint-dir",
+            cp.to_str().unwrap(),
+            "--checkpoint-keep",
+            "100",
+            "--iters",
+            "1000",
+        ],
+    );
     let o = launch(2, &strs(&args), "");
-    check("disk full while writing a checkpoint", "a 64 KiB tmpfs for --checkpoint-dir", &o, &[2], &["No space left on device"], &out);
-    let complete: Vec<_> = std::fs::read_dir(&cp).unwrap().flatten().filter(|e| e.path().join("MANIFEST").exists()).collect();
+    check(
+        "disk full while writing a checkpoint",
+        "a 64 KiB tmpfs for --checkpoint-dir",
+        &o,
+        &[2],
+        &["No space left on device"],
+        &out,
+    );
+    let complete: Vec<_> =
+        std::fs::read_dir(&cp).unwrap().flatten().filter(|e| e.path().join("MANIFEST").exists()).collect();
     assert!(!complete.is_empty(), "the checkpoints written before the disk filled stay complete");
 }
 
@@ -237,6 +282,9 @@ fn preemption_closes_the_result_and_exits_4() {
 fn the_reliability_page_lists_every_fault() {
     let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reliability.md")).unwrap();
     for fault in FAULTS {
-        assert!(page.lines().any(|l| l.starts_with(&format!("| {fault} |"))), "docs/reliability.md has no row for '{fault}'");
+        assert!(
+            page.lines().any(|l| l.starts_with(&format!("| {fault} |"))),
+            "docs/reliability.md has no row for '{fault}'"
+        );
     }
 }

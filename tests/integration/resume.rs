@@ -255,3 +255,48 @@ fn resume_with_changed_settings_names_what_differs() {
     assert!(run.stderr.contains("no complete checkpoint"), "{}", run.stderr);
     assert_eq!(std::fs::read(&out).unwrap(), before, "a refused resume leaves the result as it was");
 }
+
+/// `qtrain compare` (what jobs/ and scripts/test-slurm.sh check requeued runs with):
+/// exit 0 for a resumed run and its uninterrupted twin; exit 1 naming the first
+/// differing row for a run with another seed; across rank counts only with
+/// --across-layouts (the per-rank byte columns differ, the run does not).
+#[test]
+fn compare_tells_the_same_run_from_another() {
+    let dir = TempDir::new("compare");
+    let (a, b) = interrupted_and_resumed(&dir, "ef21", ("ef21", "rand-k:k=10", &[]), 4, "kill@1:25", 2).unwrap();
+    let compare = |extra: &[&str], x: &Path, y: &Path| {
+        let out = Command::new(qtrain()).arg("compare").args(extra).arg(x).arg(y).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (code, said) = compare(&["--across-layouts"], &a, &b);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.starts_with("same run: 31 rows"), "{said}");
+    let (code, said) = compare(&[], &a, &b);
+    assert_eq!(code, Some(1), "4 ranks against 2: {said}");
+    assert!(said.contains("metrics/recv_bytes_round") && !said.contains("metrics/loss"), "{said}");
+    let c = dir.path("seed.h5");
+    mpirun(4, &strs(&train_args(c.to_str().unwrap(), &common("ef21", "rand-k:k=10", &["--seed", "6"])))).expect_ok();
+    let (code, said) = compare(&[], &a, &c);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("metrics/loss: row 1 (iter 1)") && said.contains("final model"), "{said}");
+}
+
+/// `--resume=auto`, what a requeued job script passes every time: an attempt killed
+/// before its first checkpoint leaves only OUT.partial, and the next attempt starts
+/// again at round 0 (replacing it); an attempt preempted later resumes from its
+/// checkpoint. Either way the result is the uninterrupted run's.
+#[test]
+fn resume_auto_starts_or_continues_as_the_folder_says() {
+    let dir = TempDir::new("auto");
+    let (a, b, cp) = (dir.path("a.h5"), dir.path("b.h5"), dir.path("cp"));
+    mpirun(2, &strs(&run_args(&a, &dir.path("cp-a"), "ef21", "top-k:k=10", &[]))).expect_ok();
+    let auto = run_args(&b, &cp, "ef21", "top-k:k=10", &["--resume=auto"]);
+    assert!(!mpirun_fault(2, "kill@1:5", &auto).ok(), "killed before the first checkpoint");
+    assert!(partial_of(&b).exists() && !cp.join("round-000000010").exists());
+    let again = mpirun_fault(2, "usr1@0:15", &auto);
+    assert_eq!(again.code, Some(4), "{}", again.stderr);
+    assert!(again.stderr.contains("starting at round 0, replacing"), "{}", again.stderr);
+    let last = mpirun(2, &strs(&auto)).expect_ok();
+    assert!(last.stderr.contains("resumed from") && last.stderr.contains("(round 16)"), "{}", last.stderr);
+    assert_same_run(&a, &b, false, "--resume=auto");
+}

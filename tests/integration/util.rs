@@ -55,6 +55,13 @@ pub fn shared_data(name: &str) -> Option<PathBuf> {
 }
 
 /// A fresh folder removed when dropped.
+/// The name a result file has until its run finishes (OUT.partial).
+pub fn partial_of(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".partial");
+    s.into()
+}
+
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
