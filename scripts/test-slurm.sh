@@ -121,7 +121,7 @@ submit() {
 # expect_state NAME STATE EXITCODE: the job ended as expected (ExitCode is exit:signal).
 expect_state() {
   if [[ "$STATE_LINE" == *"JobState=$2 "*"ExitCode=$3:0"* ]]; then
-    ok "$1: job $JOB ended $2 with exit code $3 ($TOOK s with sbatch -W)"
+    ok "$1: job $JOB ended $2 with exit code $3 ($TOOK s)"
   else
     bad "$1: job $JOB: expected JobState=$2 ExitCode=$3:0, got $STATE_LINE"
     [ -n "$LOG" ] && tail -n 20 "$LOG" | sed 's/^/      | /'
@@ -186,6 +186,54 @@ if submit sweep-invalid jobs/sweep.sbatch METHODS=diana COMPRESSORS="top-k:k=5 q
   expect_h5 sweep-invalid "$tmp/results/qtrain-sweep-$JOB/diana_qsgd_s_4.h5" 2
   check "sweep-invalid: no file for the rejected pair" test ! -e "$tmp/results/qtrain-sweep-$JOB/diana_top-k_k_5.h5"
   expect_report sweep-invalid 1
+fi
+
+# 5. Preemption: a job signalled as at its time limit (scancel --signal=USR1, what
+#    --signal=USR1@120 sends) checkpoints, requeues itself and resumes; its result equals
+#    an uninterrupted job's bit for bit (qtrain compare). Slurm holds a requeued job
+#    about 2 minutes (Reason=BeginTime): the test releases it at once.
+long=(ITERS=40000 FSTAR= CHECKPOINT_EVERY=5000)
+if submit preempt-reference jobs/train.sbatch "${long[@]}"; then
+  expect_state preempt-reference COMPLETED 0
+  reference="$tmp/results/qtrain-train-$JOB/ef21_top-k_k_12.h5"
+fi
+preempted_job() {
+  local job log i state
+  job=$(env -u DATA -u TEST -u METHOD -u COMPRESSOR -u RANKS -u EXTRA_ARGS -u MPI_PLUGIN -u MODULES \
+    QTRAIN="$QTRAIN" RESULTS="$tmp/results" "${long[@]}" \
+    timeout 30 sbatch --parsable --output="$tmp/%x-%j.out" jobs/train.sbatch 2>&1) || { bad "preempt: sbatch: $job"; return 1; }
+  JOB=$job
+  log="$tmp/qtrain-train-$job.out"
+  # Signal once the run is a few thousand rounds in (the first progress line).
+  for ((i = 0; i < 300; i++)); do
+    grep -q "iter  *[1-9][0-9]*/40000" "$log" 2>/dev/null && break
+    sleep 0.1
+  done
+  timeout 10 scancel --signal=USR1 "$job" || { bad "preempt: scancel --signal=USR1 $job failed"; return 1; }
+  local start=$SECONDS released=0
+  while ((SECONDS - start < JOB_TIMEOUT)); do
+    state=$(timeout 10 scontrol show job "$job" 2>&1 | grep -Eo '(JobState|Reason|Restarts)=[^ ]+' | paste -sd ' ')
+    if [[ "$state" == *"JobState=PENDING"* && "$released" = 0 ]]; then
+      timeout 10 scontrol update JobId="$job" StartTime=now && released=1
+    fi
+    [[ "$state" == *"JobState=COMPLETED"* || "$state" == *"JobState=FAILED"* || "$state" == *"JobState=CANCELLED"* ]] && break
+    sleep 0.5
+  done
+  STATE_LINE=$(timeout 10 scontrol show job "$job" 2>&1 | grep -Eo '(JobState|ExitCode|Restarts)=[^ ]+' | paste -sd ' ')
+  LOG=$log
+  TOOK=$((SECONDS - start))
+  echo "      preempt: job $job, $STATE_LINE, $TOOK s after the signal (log $log)"
+}
+if [ -n "${reference:-}" ] && preempted_job; then
+  expect_state preempt COMPLETED 0
+  check "preempt: the job was requeued once (Restarts=1)" grep -q "Restarts=1" <<<"$STATE_LINE"
+  check "preempt: the ranks wrote a checkpoint and exited 4" grep -q "qtrain: preempted after round" "$LOG"
+  check "preempt: the job requeued itself" grep -q "preempted: requeueing job $JOB" "$LOG"
+  check "preempt: the second start resumed" grep -q "resumed from .*checkpoints/round-" "$LOG"
+  resumed="$tmp/results/qtrain-train-$JOB/ef21_top-k_k_12.h5"
+  said=$(timeout 30 "$QTRAIN" compare "$reference" "$resumed" 2>&1)
+  if [ $? = 0 ]; then ok "preempt: qtrain compare with the uninterrupted job: $said"; else bad "preempt: qtrain compare: $said"; fi
+  check "preempt: the checkpoints are removed once the run is done" test ! -e "${resumed%.h5}.checkpoints"
 fi
 
 exit "$((failures > 0))"
