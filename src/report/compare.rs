@@ -82,7 +82,7 @@ pub fn compare(a: &Path, b: &Path, across_layouts: bool) -> Result<Verdict> {
         differences.push(format!("/metrics: {} rows vs {rows_b}", iters.len()));
     }
     let mut compared = 0;
-    let wanted = |c: &String| !is_timing(c) && !(across_layouts && PER_RANK_COLUMNS.contains(&c.as_str()));
+    let wanted = |c: &String| !(is_timing(c) || across_layouts && PER_RANK_COLUMNS.contains(&c.as_str()));
     for column in columns.iter().filter(|c| wanted(c)) {
         let name = format!("metrics/{column}");
         let float = matches!(
