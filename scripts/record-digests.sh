@@ -10,10 +10,11 @@
 # commit (`git log -p tests/fixtures/digests.tsv` shows every time it happened).
 #
 #   scripts/record-digests.sh [target/release/qtrain] > tests/fixtures/digests.tsv
+# (recorded under OpenMPI; QTRAIN_MPI=mpich runs the same matrix under MPICH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-target/release/qtrain}
 source scripts/mpi-env.sh
+bin=${1:-$QTRAIN_BIN}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 data=data/agaricus.txt.train
@@ -26,7 +27,7 @@ while IFS= read -r case; do
         out=$dir/run.h5
         rm -f "$out"
         # shellcheck disable=SC2086
-        mpirun -n "$ranks" "$bin" train --data "$data" "${common[@]}" $case --out "$out" </dev/null >/dev/null 2>"$dir/err" \
+        "$QTRAIN_MPIRUN" -n "$ranks" "$bin" train --data "$data" "${common[@]}" $case --out "$out" </dev/null >/dev/null 2>"$dir/err" \
             || { cat "$dir/err" >&2; echo "record-digests.sh: failed: $case on $ranks ranks" >&2; exit 1; }
         digest=$(h5dump -a x_digest "$out" | sed -n 's/.*(0): "\(.*\)".*/\1/p')
         printf '%s\t%s\t%s\n' "$ranks" "$digest" "$case"

@@ -45,6 +45,6 @@ again); a checkpoint is complete only once its manifest is in place, so a failur
 writing one leaves the previous one as the newest complete checkpoint.
 TAIL
   echo
-  echo "Generated $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -n) ($(nproc) cores), $(mpirun --version 2>/dev/null | head -1)."
+  echo "Generated $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -n) ($(nproc) cores), $("$QTRAIN_MPIRUN" --version 2>/dev/null | head -1)."
 } >docs/reliability.md
 echo "reliability-doc.sh: wrote docs/reliability.md ($(wc -l <"$log") faults)"

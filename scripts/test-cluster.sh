@@ -12,7 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-qtrain=${QTRAIN_BIN:-$root/target/release/qtrain}
+source scripts/mpi-env.sh   # QTRAIN_MPI, QTRAIN_MPIRUN, QTRAIN_BIN (default: target/release/qtrain)
+qtrain=$QTRAIN_BIN
+[ -n "${QTRAIN_MPIRUN:-}" ] || { echo "FAIL: no $QTRAIN_MPI launcher found (scripts/setup.sh)"; exit 1; }
 limit=${QTRAIN_CLUSTER_TIMEOUT:-300}
 
 skip() { echo "skipped: $*"; exit 0; }
@@ -23,14 +25,12 @@ if command -v ip >/dev/null 2>&1; then   # (netns-cluster.sh installs iproute2 w
   ip netns add "qtrain-probe-$$" 2>/dev/null || skip "'ip netns add' is not permitted here"
   ip netns del "qtrain-probe-$$"
 fi
-command -v mpirun >/dev/null 2>&1 || { echo "FAIL: mpirun not found (scripts/setup.sh)"; exit 1; }
 [ -x "$qtrain" ] || { echo "FAIL: $qtrain is missing (cargo build --release)"; exit 1; }
 
 # one cluster at a time on this machine (two test runs would tear down each other's hosts)
 exec 9>/tmp/qtrain-netns-cluster.lock
 flock -w 120 9 || { echo "FAIL: another scripts/test-cluster.sh held the lock for 120 s"; exit 1; }
 
-source scripts/mpi-env.sh
 tmp=$(mktemp -d /tmp/qtrain-cluster.XXXXXX)
 cluster() { timeout 120 bash scripts/netns-cluster.sh "$@"; }
 cleanup() { cluster down >/dev/null 2>&1 || true; rm -rf "$tmp"; }
@@ -40,12 +40,24 @@ trap 'exit 130' INT TERM
 fail() { echo "FAIL: $*"; [ -s "$tmp/log" ] && tail -n 20 "$tmp/log" | sed 's/^/    /'; exit 1; }
 ok() { echo "ok: $*"; }
 
-# The flags of hostfiles/README.md: OpenMPI's daemons and ranks in the host namespaces,
-# TCP over the shaped veths only (no shared memory), no pinning, yielding when idle.
-emulated=(--hostfile "$root/hostfiles/emulated-4" -n 4 --bind-to none
-  --mca plm_rsh_agent "$root/scripts/netns-rsh"
-  --mca btl tcp,self --mca btl_tcp_if_include qnet0 --mca oob_tcp_if_include qnet0
-  --mca mpi_yield_when_idle 1)
+# The flags of hostfiles/README.md, for the MPI of QTRAIN_MPI (scripts/mpi-env.sh): the
+# launcher's daemons and the ranks in the host namespaces (started through netns-rsh),
+# TCP over the shaped veths only (no shared memory, which the namespaces could share).
+mpirun=$QTRAIN_MPIRUN
+if [ "$QTRAIN_MPI" = mpich ]; then
+  # Hydra: its rsh launcher with netns-rsh as the agent; UCX (MPICH's ch4 device) only
+  # over TCP on qnet0. MPICH has no yield-when-idle: 4 ranks on 2 cores busy-poll.
+  emulated=(-f "$root/hostfiles/emulated-4.mpich" -n 4 -launcher rsh -launcher-exec "$root/scripts/netns-rsh"
+    -iface qnet0 -genv UCX_TLS tcp,self -genv UCX_NET_DEVICES qnet0)
+  localhost=(-f hostfiles/localhost.mpich -n 2)
+else
+  # OpenMPI: no pinning, yielding when idle.
+  emulated=(--hostfile "$root/hostfiles/emulated-4" -n 4 --bind-to none
+    --mca plm_rsh_agent "$root/scripts/netns-rsh"
+    --mca btl tcp,self --mca btl_tcp_if_include qnet0 --mca oob_tcp_if_include qnet0
+    --mca mpi_yield_when_idle 1)
+  localhost=(--hostfile hostfiles/localhost -n 2)
+fi
 train=(train --data "$root/data/agaricus.txt.train" --method ef21 --compressor top-k:k=12 --iters 20)
 
 # Bytes sent so far by each host's qdisc (qnet0 egress), space-separated.
@@ -75,15 +87,15 @@ done
 ok "cluster up: 4 hosts qh0…qh3 (10.77.0.10–13), 1gbit per link and direction"
 
 # 2. hostfiles/localhost: plain mpirun, 2 ranks on this machine
-timeout "$limit" mpirun --hostfile hostfiles/localhost -n 2 "$qtrain" "${train[@]}" --out "$tmp/localhost.h5" >"$tmp/log" 2>&1 \
-  || fail "mpirun --hostfile hostfiles/localhost -n 2 exited with $?"
+timeout "$limit" "$mpirun" "${localhost[@]}" "$qtrain" "${train[@]}" --out "$tmp/localhost.h5" >"$tmp/log" 2>&1 \
+  || fail "$mpirun ${localhost[*]} exited with $?"
 [ -s "$tmp/localhost.h5" ] || fail "hostfiles/localhost: no $tmp/localhost.h5"
 ok "hostfiles/localhost: 2 ranks, exit 0, $(basename "$tmp/localhost.h5") written"
 
 # 3. hostfiles/emulated-4: one rank per host, every host's link must carry traffic
 before=($(link_bytes))
-timeout "$limit" bash scripts/netns-cluster.sh run -- mpirun "${emulated[@]}" "$qtrain" "${train[@]}" \
-  --out "$tmp/emulated-4.h5" >"$tmp/log" 2>&1 || fail "mpirun --hostfile hostfiles/emulated-4 -n 4 exited with $?"
+timeout "$limit" bash scripts/netns-cluster.sh run -- "$mpirun" "${emulated[@]}" "$qtrain" "${train[@]}" \
+  --out "$tmp/emulated-4.h5" >"$tmp/log" 2>&1 || fail "$mpirun ${emulated[*]} exited with $?"
 [ -s "$tmp/emulated-4.h5" ] || fail "hostfiles/emulated-4: no $tmp/emulated-4.h5"
 after=($(link_bytes))
 ok "hostfiles/emulated-4: 4 ranks on qh0…qh3, exit 0, $(basename "$tmp/emulated-4.h5") written"
@@ -92,14 +104,21 @@ for i in 0 1 2 3; do
 done
 ok "every host's shaped link carried traffic: $(for i in 0 1 2 3; do printf 'qh%d %d B  ' "$i" $((after[i] - before[i])); done)"
 
-# 4. the rate limit is real: dense GD, d = 200000 (1.6 MB of f64 per rank per round)
+# 4. the rate limit is real: dense GD, d = 200000 (1.6 MB of f64 per rank per round).
+#    OpenMPI only: under MPICH 4.0.2 (ch4:ucx, TCP only) a rank of the 100mbit run spun
+#    in MPI_Finalize for 10 minutes after its last round here (2026-12-01).
+if [ "$QTRAIN_MPI" = mpich ]; then
+  cluster down >/dev/null 2>&1 || fail "netns-cluster.sh down"
+  echo "note: the rate-limit check (4) runs under OpenMPI only (docs/emulated-cluster.md)"
+  exit 0
+fi
 timeout "$limit" "$qtrain" generate --rows 4000 --features 200000 --nnz 20 --seed 1 --out "$tmp/hd.svm" >"$tmp/log" 2>&1 \
   || fail "qtrain generate"
 declare -A comm
 for rate in 100mbit 10gbit; do
   cluster up --hosts 4 --rate "$rate" >"$tmp/log" 2>&1 || fail "netns-cluster.sh up --rate $rate"
   before=($(link_bytes))
-  timeout "$limit" bash scripts/netns-cluster.sh run -- mpirun "${emulated[@]}" "$qtrain" train --data "$tmp/hd.svm" \
+  timeout "$limit" bash scripts/netns-cluster.sh run -- "$mpirun" "${emulated[@]}" "$qtrain" train --data "$tmp/hd.svm" \
     --features 200000 --method gd --iters 10 --out "$tmp/gd-$rate.h5" >"$tmp/log" 2>&1 \
     || fail "gd at $rate exited with $?"
   after=($(link_bytes))

@@ -9,12 +9,17 @@
 # every Slurm command run under a timeout.
 #
 #   scripts/test-slurm.sh                  the binary: QTRAIN, default target/release/qtrain
+#   QTRAIN_MPI=mpich scripts/test-slurm.sh the MPICH build (target-mpich/), srun --mpi=pmi2
 #   KEEP=1 scripts/test-slurm.sh           keep the job logs and result files (path printed)
 #   JOB_TIMEOUT=300 scripts/test-slurm.sh  seconds per job (default 120)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export PATH="$PATH:/usr/sbin:/sbin"
-QTRAIN=$(realpath -m "${QTRAIN:-target/release/qtrain}")
+# The MPI of QTRAIN_MPI (scripts/mpi-env.sh): its build, and srun's plugin for it.
+source scripts/mpi-env.sh
+QTRAIN=$(realpath -m "${QTRAIN:-$QTRAIN_BIN}")
+plugin=pmix
+[ "$QTRAIN_MPI" = mpich ] && plugin=pmi2
 JOB_TIMEOUT=${JOB_TIMEOUT:-120}
 STATE=${QTRAIN_SLURM_STATE:-/run/qtrain-slurm}
 
@@ -96,7 +101,7 @@ submit() {
   shift 2
   local params=(-u DATA -u TEST -u METHOD -u COMPRESSOR -u ITERS -u RANKS -u REPEATS -u METHODS
     -u COMPRESSORS -u FSTAR -u EXTRA_ARGS -u MPI_PLUGIN -u MODULES -u SLURM_JOB_NAME
-    QTRAIN="$QTRAIN" RESULTS="$tmp/results" "$@")
+    QTRAIN="$QTRAIN" RESULTS="$tmp/results" MPI_PLUGIN="$plugin" "$@")
   local start=$SECONDS
   timeout "$JOB_TIMEOUT" env "${params[@]}" sbatch -W --parsable --output="$tmp/%x-%j.out" "$script" \
     >"$tmp/$name.sbatch" 2>&1
@@ -199,8 +204,8 @@ if submit preempt-reference jobs/train.sbatch "${long[@]}"; then
 fi
 preempted_job() {
   local job log i state
-  job=$(env -u DATA -u TEST -u METHOD -u COMPRESSOR -u RANKS -u EXTRA_ARGS -u MPI_PLUGIN -u MODULES \
-    QTRAIN="$QTRAIN" RESULTS="$tmp/results" "${long[@]}" \
+  job=$(env -u DATA -u TEST -u METHOD -u COMPRESSOR -u RANKS -u EXTRA_ARGS -u MODULES \
+    QTRAIN="$QTRAIN" RESULTS="$tmp/results" MPI_PLUGIN="$plugin" "${long[@]}" \
     timeout 30 sbatch --parsable --output="$tmp/%x-%j.out" jobs/train.sbatch 2>&1) || { bad "preempt: sbatch: $job"; return 1; }
   JOB=$job
   log="$tmp/qtrain-train-$job.out"

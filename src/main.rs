@@ -17,6 +17,16 @@ fn main() {
         std::process::exit(2);
     };
     let world = universe.world();
+    if let Some(m) = qtrain::launcher::mismatch(world.size() as usize, |v| std::env::var(v).ok()) {
+        if m.index == 0 {
+            let library = mpi::environment::library_version().unwrap_or_default();
+            // "Open MPI v4.1.4, package: …" or "MPICH Version:\t4.0.2\n…": its name and version.
+            let first = library.lines().next().unwrap_or("an unknown MPI").split(',').next().unwrap_or_default();
+            let library = first.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("qtrain: error: {}", m.explain(&library));
+        }
+        std::process::exit(2);
+    }
     let rank = world.rank() as usize;
     install_panic_hook(rank, world.size() > 1);
     qtrain::logging::init(rank);

@@ -29,7 +29,7 @@ const FAULTS: [&str; 10] = [
 struct Observed {
     code: Option<i32>,
     seconds: f64,
-    stderr: String,
+    output: String,
 }
 
 /// Runs a training that meets `fault` (QTRAIN_FAULT, or "" for none) with OpenMPI's
@@ -37,16 +37,17 @@ struct Observed {
 fn launch(ranks: usize, args: &[&str], fault: &str) -> Observed {
     let start = Instant::now();
     let run = mpirun_env(ranks, args, &[("QTRAIN_FAULT", fault), ("OMPI_MCA_odls_base_sigkill_timeout", "1")]);
-    Observed { code: run.code, seconds: start.elapsed().as_secs_f64(), stderr: run.stderr }
+    // MPICH's launcher reports a dead rank on stdout, OpenMPI's on stderr.
+    Observed { code: run.code, seconds: start.elapsed().as_secs_f64(), output: run.stderr + &run.stdout }
 }
 
-/// The line of stderr that explains the failure: qtrain's own, or mpirun's.
-fn explanation(stderr: &str) -> String {
-    let qtrain = stderr.lines().filter(|l| l.starts_with("qtrain:")).collect::<Vec<_>>();
+/// The line of the output that explains the failure: qtrain's own, or the launcher's.
+fn explanation(output: &str) -> String {
+    let qtrain = output.lines().filter(|l| l.starts_with("qtrain:")).collect::<Vec<_>>();
     if let Some(first) = qtrain.first() {
         return first.to_string();
     }
-    let lines = stderr.lines().collect::<Vec<_>>();
+    let lines = output.lines().collect::<Vec<_>>();
     if let Some(at) = lines.iter().position(|l| l.trim_start().starts_with("Process name:")) {
         // mpirun names a rank that exited non-zero on two lines: the process, then its code.
         let two = lines[at..].iter().take(2).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "));
@@ -58,6 +59,7 @@ fn explanation(stderr: &str) -> String {
             l.contains("noticed that process rank")
                 || l.contains("exiting improperly")
                 || l.contains("exited on signal")
+                || l.contains("TERMINATED WITH THE EXIT STRING")
         })
         .map_or_else(|| lines.last().unwrap_or(&"").to_string(), |l| l.to_string())
 }
@@ -66,14 +68,14 @@ fn explanation(stderr: &str) -> String {
 fn check(fault: &str, how: &str, o: &Observed, expect_code: &[i32], cause: &[&str], out: &Path) -> String {
     assert!(FAULTS.contains(&fault), "{fault} is not in FAULTS");
     let code = o.code.unwrap_or(-1);
-    assert!(expect_code.contains(&code), "{fault}: exit code {code}, expected one of {expect_code:?}\n{}", o.stderr);
+    assert!(expect_code.contains(&code), "{fault}: exit code {code}, expected one of {expect_code:?}\n{}", o.output);
     assert!(o.seconds < 10.0, "{fault}: the ranks took {:.1} s to stop", o.seconds);
-    let line = explanation(&o.stderr);
+    let line = explanation(&o.output);
     for c in cause {
-        assert!(line.contains(c), "{fault}: the message must name '{c}': {line}\n{}", o.stderr);
+        assert!(line.contains(c), "{fault}: the message must name '{c}': {line}\n{}", o.output);
     }
-    let qtrain_errors = o.stderr.lines().filter(|l| l.starts_with("qtrain: error")).count();
-    assert!(qtrain_errors <= 1, "{fault}: one message, not one per rank:\n{}", o.stderr);
+    let qtrain_errors = o.output.lines().filter(|l| l.starts_with("qtrain: error")).count();
+    assert!(qtrain_errors <= 1, "{fault}: one message, not one per rank:\n{}", o.output);
     let partial = partial_of(out);
     let kept = match (out.exists(), partial.exists()) {
         (true, _) => {
@@ -104,33 +106,48 @@ fn long_run<'a>(out: &'a str, rest: &[&'a str]) -> Vec<String> {
     train_args(out, &r)
 }
 
-fn process_fault(fault: &str, injected: &str, ranks: usize, codes: &[i32], cause: &[&str]) {
+/// What the launcher says when a rank dies outside qtrain's control: its exit code and
+/// words of its message. The two MPIs differ: OpenMPI's mpirun exits 128 + the signal and
+/// names the rank; MPICH's Hydra exits with the signal's number and names the PID.
+struct Expect<'a> {
+    openmpi: (i32, &'a [&'a str]),
+    mpich: (i32, &'a [&'a str]),
+}
+
+fn process_fault(fault: &str, injected: &str, ranks: usize, expect: Expect) {
     let dir = TempDir::new("fault");
     let out = dir.path("run.h5");
     let o = launch(ranks, &strs(&long_run(out.to_str().unwrap(), &[])), injected);
-    let row = check(fault, &format!("QTRAIN_FAULT={injected}"), &o, codes, cause, &out);
+    let (code, cause) =
+        if std::env::var("QTRAIN_MPI").is_ok_and(|m| m == "mpich") { expect.mpich } else { expect.openmpi };
+    let row = check(fault, &format!("QTRAIN_FAULT={injected}"), &o, &[code], cause, &out);
     assert!(!out.exists(), "{fault}: no result under the final name: {row}");
 }
 
 #[test]
 fn a_rank_killed_by_sigkill_stops_every_rank() {
-    process_fault("rank killed (SIGKILL)", "kill@1:20", 3, &[137], &["rank 1", "signal 9"]);
+    let expect = Expect { openmpi: (137, &["rank 1", "signal 9"]), mpich: (9, &["Killed (signal 9)"]) };
+    process_fault("rank killed (SIGKILL)", "kill@1:20", 3, expect);
 }
 
 #[test]
 fn a_rank_that_crashes_stops_every_rank() {
-    process_fault("rank crashes (SIGSEGV)", "segv@1:20", 2, &[139], &["rank 1", "signal 11"]);
+    let expect = Expect { openmpi: (139, &["rank 1", "signal 11"]), mpich: (11, &["Segmentation fault (signal 11)"]) };
+    process_fault("rank crashes (SIGSEGV)", "segv@1:20", 2, expect);
 }
 
 #[test]
 fn a_rank_that_aborts_stops_every_rank() {
-    process_fault("rank aborts (SIGABRT)", "abort@0:20", 2, &[134], &["rank 0", "signal 6"]);
+    let expect = Expect { openmpi: (134, &["rank 0", "signal 6"]), mpich: (6, &["Aborted (signal 6)"]) };
+    process_fault("rank aborts (SIGABRT)", "abort@0:20", 2, expect);
 }
 
 #[test]
 fn a_rank_that_exits_without_mpi_stops_every_rank() {
-    // mpirun names the process by job and rank: "[[JOB,1],1]" is rank 1.
-    process_fault("rank exits without leaving MPI", "exit@1:20", 4, &[1], &["],1]", "Exit code: 1"]);
+    // mpirun names the process by job and rank: "[[JOB,1],1]" is rank 1. Hydra reports
+    // the SIGKILL it sent to the others.
+    let expect = Expect { openmpi: (1, &["],1]", "Exit code: 1"]), mpich: (9, &["Killed (signal 9)"]) };
+    process_fault("rank exits without leaving MPI", "exit@1:20", 4, expect);
 }
 
 /// NaN in the model: every rank stops at the same round with exit 5; the file records

@@ -117,6 +117,13 @@ impl Run {
     }
 }
 
+/// The launcher of the MPI that qtrain was built with: `QTRAIN_MPIRUN`, which
+/// scripts/mpi-env.sh sets from `QTRAIN_MPI` (mpirun.openmpi, mpiexec.mpich), else
+/// `mpirun`. The OpenMPI variables below do nothing under MPICH.
+pub fn launcher() -> String {
+    std::env::var("QTRAIN_MPIRUN").unwrap_or_else(|_| "mpirun".to_string())
+}
+
 /// `mpirun -n ranks qtrain args…` with a 180 s timeout (a hang fails the test).
 pub fn mpirun(ranks: usize, args: &[&str]) -> Run {
     run_command(ranks, args, None, &[])
@@ -135,7 +142,7 @@ fn run_command(ranks: usize, args: &[&str], cwd: Option<&Path>, env: &[(&str, &s
     for (key, value) in env {
         cmd.env(key, value);
     }
-    cmd.args(["--kill-after=5", "180", "mpirun", "-n", &ranks.to_string()])
+    cmd.args(["--kill-after=5", "180", &launcher(), "-n", &ranks.to_string()])
         .arg(qtrain())
         .args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
