@@ -2,6 +2,7 @@
 //! launcher's timeout fails the test), no result file is clobbered.
 
 use crate::util::*;
+use std::process::Command;
 
 /// The error lines a run printed (each rank would print its own if not agreed).
 fn error_lines(run: &Run) -> Vec<String> {
@@ -176,4 +177,35 @@ fn options_that_do_not_apply_are_rejected() {
     let msg = fails(2, &strs(&train_args(o, &["--method", "ef21", "--compressor", "top-k:k=5", "--batch", "5000"])));
     assert!(msg.contains("--batch 5000") && msg.contains("1 ≤ B ≤ 3256"), "{msg}");
     assert!(!out.exists());
+}
+
+/// A binary started by the other MPI's launcher would run N one-rank jobs; it stops at
+/// once instead, every process with exit 2, one message naming the library it was built
+/// against and the fix, and no result file. Needs both MPIs (CI's MPICH pass has them).
+#[test]
+fn the_other_mpis_launcher_is_refused_with_the_fix() {
+    let (other, built) = match std::env::var("QTRAIN_MPI").as_deref() {
+        Ok("mpich") => ("mpirun.openmpi", "MPICH"),
+        _ => ("mpiexec.mpich", "Open MPI"),
+    };
+    if Command::new(other).arg("--version").output().is_err() {
+        return skip("two-mpis", &format!("{other} is not installed (QTRAIN_MPI=mpich scripts/setup.sh installs MPICH)"));
+    }
+    let dir = TempDir::new("launcher");
+    let out = dir.path("o.h5");
+    let run = Command::new("timeout")
+        .args(["60", other, "-n", "3"])
+        .arg(qtrain())
+        .args(train_args(out.to_str().unwrap(), &["--iters", "5"]))
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_ne!(run.status.code(), Some(0), "{stderr}");
+    let messages: Vec<&str> = stderr.lines().filter(|l| l.starts_with("qtrain: error")).collect();
+    assert_eq!(messages.len(), 1, "one message, from the launcher's first process:\n{stderr}");
+    assert!(messages[0].contains("started 3 processes") && messages[0].contains(&format!("built against {built}")), "{}", messages[0]);
+    assert!(!out.exists() && !partial_of(&out).exists(), "no result file");
 }
