@@ -388,6 +388,26 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
+/// The flags that the lines of a config file stand for (`path` names it in errors).
+pub fn config_flags(text: &str, path: &str) -> Result<Vec<String>, String> {
+    let mut flags = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = strip_comment(line).trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (key, value) =
+            line.split_once('=').ok_or_else(|| format!("{path}:{}: expected 'key = value', found '{line}'", n + 1))?;
+        let (key, value) = (key.trim().replace('_', "-"), value.trim().trim_matches('"'));
+        match value {
+            "true" => flags.push(format!("--{key}")),
+            "false" => {}
+            _ => flags.push(format!("--{key}={value}")),
+        }
+    }
+    Ok(flags)
+}
+
 /// Prepends the `key = value` lines of `--config FILE` to the command line, so that flags
 /// typed on the command line override the file (the command accepts a flag twice and
 /// keeps the last). Lines: `key = value`, `flag = true`, `# comments`.
@@ -400,21 +420,7 @@ pub fn expand_config(args: Vec<String>) -> Result<Vec<String>, String> {
         None => (args.get(pos + 1).cloned().ok_or("--config needs a file name")?, 2),
     };
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: cannot read the config file: {e}"))?;
-    let mut from_file = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = strip_comment(line).trim();
-        if line.is_empty() {
-            continue;
-        }
-        let (key, value) =
-            line.split_once('=').ok_or_else(|| format!("{path}:{}: expected 'key = value', found '{line}'", n + 1))?;
-        let (key, value) = (key.trim().replace('_', "-"), value.trim().trim_matches('"'));
-        match value {
-            "true" => from_file.push(format!("--{key}")),
-            "false" => {}
-            _ => from_file.push(format!("--{key}={value}")),
-        }
-    }
+    let from_file = config_flags(&text, &path)?;
     // The file's flags go right after the subcommand name, the command line's after them.
     let mut out: Vec<String> = args[..pos].to_vec();
     out.extend(args[pos + consumed..].iter().cloned());

@@ -245,6 +245,13 @@ impl<'a> StateReader<'a> {
         let (seed, rest) = v.split_at(32);
         let stream = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
         let word_pos = u128::from_le_bytes(rest[8..].try_into().expect("16 bytes"));
+        // ChaCha's word position has 68 bits; set_word_pos would silently wrap a larger
+        // one to another position (found by the checkpoint fuzz target).
+        if word_pos >> 68 != 0 {
+            return Err(
+                self.error(format!("random stream '{name}' has word position {word_pos}, beyond ChaCha's 2^68"))
+            );
+        }
         if seed != s.get_seed() || stream != s.get_stream() {
             return Err(self.error(format!(
                 "random stream '{name}' comes from another seed or worker (stream {stream}, expected {})",
@@ -355,5 +362,19 @@ mod tests {
         assert!(e.contains("claims 1152921504606846976 values"), "{e}");
         assert!(StateReader::new(b"qtrainsX\x01\0\0\0", "x").is_err());
         assert!(StateReader::new(b"qtrainst\x02\0\0\0", "x").unwrap_err().to_string().contains("version 2"));
+    }
+
+    /// A word position beyond ChaCha's 68 bits would wrap to another position: an error
+    /// (the checkpoint fuzz target found it as two byte strings reading as one state).
+    #[test]
+    fn stream_positions_beyond_68_bits_are_errors() {
+        let (mut bytes, _) = sample();
+        let name = bytes.windows(5).position(|w| w == b"coins").unwrap();
+        let word_pos = name + 5 + 1 + 8 + 32 + 8;
+        bytes[word_pos + 15] = 0x80;
+        let mut r = StateReader::new(&bytes, "x").unwrap();
+        let _ = (r.u64("round"), r.bool("pending"), r.f64s_into("g", &mut [0.0; 3]), r.u32s("support"));
+        let e = r.stream("coins", &mut rng::private(3, 2, Purpose::Compressor)).unwrap_err().to_string();
+        assert!(e.contains("beyond ChaCha's 2^68"), "{e}");
     }
 }

@@ -189,7 +189,10 @@ fn the_other_mpis_launcher_is_refused_with_the_fix() {
         _ => ("mpiexec.mpich", "Open MPI"),
     };
     if Command::new(other).arg("--version").output().is_err() {
-        return skip("two-mpis", &format!("{other} is not installed (QTRAIN_MPI=mpich scripts/setup.sh installs MPICH)"));
+        return skip(
+            "two-mpis",
+            &format!("{other} is not installed (QTRAIN_MPI=mpich scripts/setup.sh installs MPICH)"),
+        );
     }
     let dir = TempDir::new("launcher");
     let out = dir.path("o.h5");
@@ -206,6 +209,10 @@ fn the_other_mpis_launcher_is_refused_with_the_fix() {
     assert_ne!(run.status.code(), Some(0), "{stderr}");
     let messages: Vec<&str> = stderr.lines().filter(|l| l.starts_with("qtrain: error")).collect();
     assert_eq!(messages.len(), 1, "one message, from the launcher's first process:\n{stderr}");
-    assert!(messages[0].contains("started 3 processes") && messages[0].contains(&format!("built against {built}")), "{}", messages[0]);
+    assert!(
+        messages[0].contains("started 3 processes") && messages[0].contains(&format!("built against {built}")),
+        "{}",
+        messages[0]
+    );
     assert!(!out.exists() && !partial_of(&out).exists(), "no result file");
 }
