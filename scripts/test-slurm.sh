@@ -197,7 +197,10 @@ fi
 #    --signal=USR1@120 sends) checkpoints, requeues itself and resumes; its result equals
 #    an uninterrupted job's bit for bit (qtrain compare). Slurm holds a requeued job
 #    about 2 minutes (Reason=BeginTime): the test releases it at once.
-long=(ITERS=40000 FSTAR= CHECKPOINT_EVERY=5000)
+#    Its jobs get PREEMPT_TIMEOUT (default 240 s) each: under an oversubscribed MPICH
+#    test run beside them, 20000 rounds took over a minute.
+long=(ITERS=20000 FSTAR= CHECKPOINT_EVERY=5000)
+JOB_TIMEOUT=${PREEMPT_TIMEOUT:-240}
 if submit preempt-reference jobs/train.sbatch "${long[@]}"; then
   expect_state preempt-reference COMPLETED 0
   reference="$tmp/results/qtrain-train-$JOB/ef21_top-k_k_12.h5"
@@ -209,13 +212,20 @@ preempted_job() {
     timeout 30 sbatch --parsable --output="$tmp/%x-%j.out" jobs/train.sbatch 2>&1) || { bad "preempt: sbatch: $job"; return 1; }
   JOB=$job
   log="$tmp/qtrain-train-$job.out"
-  # Signal once the run is a few thousand rounds in (the first progress line).
-  for ((i = 0; i < 300; i++)); do
-    grep -q "iter  *[1-9][0-9]*/40000" "$log" 2>/dev/null && break
+  # Signal once the run is a few thousand rounds in (the first progress line; before
+  # qtrain installs its handler a SIGUSR1 would simply kill it).
+  local start=$SECONDS
+  until grep -q "iter  *[1-9][0-9]*/20000" "$log" 2>/dev/null; do
+    if ((SECONDS - start > JOB_TIMEOUT)); then
+      bad "preempt: job $job printed no progress line in $JOB_TIMEOUT s"
+      timeout 10 scancel "$job"
+      return 1
+    fi
     sleep 0.1
   done
   timeout 10 scancel --signal=USR1 "$job" || { bad "preempt: scancel --signal=USR1 $job failed"; return 1; }
-  local start=$SECONDS released=0
+  start=$SECONDS
+  local released=0
   while ((SECONDS - start < JOB_TIMEOUT)); do
     state=$(timeout 10 scontrol show job "$job" 2>&1 | grep -Eo '(JobState|Reason|Restarts)=[^ ]+' | paste -sd ' ')
     if [[ "$state" == *"JobState=PENDING"* && "$released" = 0 ]]; then

@@ -14,7 +14,8 @@ fn jobs_run_under_a_local_single_node_slurm() {
         return skip("slurm", "QTRAIN_SKIP_SLURM=1");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // The script's own waits are bounded (start 300 s, each job 60 s); this is the backstop.
+    // The script's own waits are bounded (start 300 s, each job 60 s, the preemption
+    // jobs 240 s); this is the backstop.
     let out = Command::new("timeout")
         .args(["--kill-after=60", "600", "bash"])
         .arg(root.join("scripts/test-slurm.sh"))
