@@ -103,8 +103,8 @@ pub struct CompareArgs {
     /// The other (e.g. the preempted and resumed run).
     #[arg(value_name = "B.h5")]
     pub second: PathBuf,
-    /// Also ignore the columns that count one rank's bytes and calls: for runs on
-    /// different rank counts with the same --workers.
+    /// Also ignore the columns that count the ranks' bytes and calls (wire bytes
+    /// included): for runs on different rank counts with the same --workers.
     #[arg(long)]
     pub across_layouts: bool,
 }

@@ -14,10 +14,18 @@ pub fn is_timing(column: &str) -> bool {
     column == "time" || column.starts_with("t_")
 }
 
-/// Columns that count what one rank sent or received: they change with the rank count
-/// while the run itself does not.
-pub const PER_RANK_COLUMNS: [&str; 5] =
-    ["recv_bytes_round", "allgather_bytes_round", "gather_bytes_round", "allgather_calls_round", "gather_calls_round"];
+/// Columns that count what the ranks sent or received: they change with the rank count
+/// while the run itself does not (one rank's share of an allgather; the bytes all ranks
+/// put into an allreduce, one vector each).
+pub const LAYOUT_COLUMNS: [&str; 7] = [
+    "recv_bytes_round",
+    "allgather_bytes_round",
+    "gather_bytes_round",
+    "allgather_calls_round",
+    "gather_calls_round",
+    "wire_bytes",
+    "wire_bytes_round",
+];
 
 /// The series compared besides `/metrics`, where a file has them.
 const SERIES: [&str; 2] = ["test/accuracy", "diagnostics/leader_overlap/value"];
@@ -82,7 +90,7 @@ pub fn compare(a: &Path, b: &Path, across_layouts: bool) -> Result<Verdict> {
         differences.push(format!("/metrics: {} rows vs {rows_b}", iters.len()));
     }
     let mut compared = 0;
-    let wanted = |c: &String| !(is_timing(c) || across_layouts && PER_RANK_COLUMNS.contains(&c.as_str()));
+    let wanted = |c: &String| !(is_timing(c) || across_layouts && LAYOUT_COLUMNS.contains(&c.as_str()));
     for column in columns.iter().filter(|c| wanted(c)) {
         let name = format!("metrics/{column}");
         let float = matches!(
