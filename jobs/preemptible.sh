@@ -35,7 +35,10 @@ train_preemptible() {
     --resume=auto || code=$?
   if [ "$code" = 4 ]; then
     echo "preempted: requeueing job $SLURM_JOB_ID; its next start resumes $out from $checkpoints"
-    scontrol requeue "$SLURM_JOB_ID"
+    if ! scontrol requeue "$SLURM_JOB_ID"; then
+      echo "error: scontrol requeue $SLURM_JOB_ID failed; submit the job again: it resumes from $checkpoints" >&2
+      exit 4
+    fi
     exit 0
   fi
   [ "$code" = 0 ] && rm -rf "$checkpoints"

@@ -130,6 +130,7 @@ expect_state() {
   else
     bad "$1: job $JOB: expected JobState=$2 ExitCode=$3:0, got $STATE_LINE"
     [ -n "$LOG" ] && tail -n 20 "$LOG" | sed 's/^/      | /'
+    return 1
   fi
 }
 
@@ -228,7 +229,9 @@ preempted_job() {
   local released=0
   while ((SECONDS - start < JOB_TIMEOUT)); do
     state=$(timeout 10 scontrol show job "$job" 2>&1 | grep -Eo '(JobState|Reason|Restarts)=[^ ]+' | paste -sd ' ')
-    if [[ "$state" == *"JobState=PENDING"* && "$released" = 0 ]]; then
+    # Release it once the node has cleaned up the first start (no slurmstepd of the job
+    # left), as the two minutes of BeginTime would: a start at once raced that clean-up.
+    if [[ "$state" == *"JobState=PENDING"* && "$released" = 0 ]] && ! pgrep -f "slurmstepd: \[$job\." >/dev/null; then
       timeout 10 scontrol update JobId="$job" StartTime=now && released=1
     fi
     [[ "$state" == *"JobState=COMPLETED"* || "$state" == *"JobState=FAILED"* || "$state" == *"JobState=CANCELLED"* ]] && break
@@ -239,8 +242,13 @@ preempted_job() {
   TOOK=$((SECONDS - start))
   echo "      preempt: job $job, $STATE_LINE, $TOOK s after the signal (log $log)"
 }
+# slurm_log_of JOB: what slurmctld and slurmd logged about JOB (for a failure's report).
+slurm_log_of() {
+  grep -hE "JobId=$1([^0-9]|\$)|job $1([^0-9]|\$)|\[$1\.|StepId=$1\." /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log 2>/dev/null |
+    tail -n 30 | sed 's/^/      | slurm: /'
+}
 if [ -n "${reference:-}" ] && preempted_job; then
-  expect_state preempt COMPLETED 0
+  expect_state preempt COMPLETED 0 || slurm_log_of "$JOB"
   check "preempt: the job was requeued once (Restarts=1)" grep -q "Restarts=1" <<<"$STATE_LINE"
   check "preempt: the ranks wrote a checkpoint and exited 4" grep -q "qtrain: preempted after round" "$LOG"
   check "preempt: the job requeued itself" grep -q "preempted: requeueing job $JOB" "$LOG"

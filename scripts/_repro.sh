@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The real test of jobs/: start the local single-node Slurm (scripts/slurm-local.sh),
+# submit every jobs/*.sbatch with `sbatch -W` and small parameters, check each job's final
+# state and its HDF5 files, then stop Slurm again (unless it was running before). One
+# line per check; exit 1 when any check fails.
+# Where a local Slurm cannot run (not root, Slurm missing and no apt-get, a Slurm set up
+# by someone else), it prints "skipped: REASON" and exits 0.
+# Nothing waits forever: the start (300 s, apt-get included), every job (JOB_TIMEOUT) and
+# every Slurm command run under a timeout.
+#
+#   scripts/test-slurm.sh                  the binary: QTRAIN, default target/release/qtrain
+#   QTRAIN_MPI=mpich scripts/test-slurm.sh the MPICH build (target-mpich/), srun --mpi=pmi2
+#   KEEP=1 scripts/test-slurm.sh           keep the job logs and result files (path printed)
+#   JOB_TIMEOUT=300 scripts/test-slurm.sh  seconds per job (default 120)
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+export PATH="$PATH:/usr/sbin:/sbin"
+# The MPI of QTRAIN_MPI (scripts/mpi-env.sh): its build, and srun's plugin for it.
+source scripts/mpi-env.sh
+QTRAIN=$(realpath -m "${QTRAIN:-$QTRAIN_BIN}")
+plugin=pmix
+[ "$QTRAIN_MPI" = mpich ] && plugin=pmi2
+JOB_TIMEOUT=${JOB_TIMEOUT:-120}
+STATE=${QTRAIN_SLURM_STATE:-/run/qtrain-slurm}
+
+checks=0
+failures=0
+ok() { checks=$((checks + 1)); echo "ok    $*"; }
+bad() { checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL  $*"; }
+# check DESCRIPTION COMMAND…: one line, ok or FAIL.
+check() {
+  local what=$1
+  shift
+  if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what"; fi
+}
+
+# One test at a time on this machine: they share the daemons.
+lock="${TMPDIR:-/tmp}/qtrain-test-slurm-$(id -u).lock"
+if command -v flock >/dev/null 2>&1 && { exec 9>>"$lock"; } 2>/dev/null; then
+  flock -w 300 9 || { echo "FAIL  another scripts/test-slurm.sh held $lock for 300 s"; exit 1; }
+fi
+
+tmp=$(mktemp -d /tmp/qtrain-test-slurm.XXXXXX)
+was_running=0
+bash scripts/slurm-local.sh status >/dev/null 2>&1 && was_running=1
+
+# shellcheck disable=SC2317  # called from the EXIT trap
+cleanup() {
+  if [ "$was_running" = 0 ]; then
+    local munged_ours=0
+    [ -s "$STATE/munged.pid" ] && munged_ours=1
+    timeout 120 bash scripts/slurm-local.sh stop >"$tmp/stop.log" 2>&1
+    check "slurm-local.sh stop" test $? = 0
+    # Live processes only: a killed daemon stays a zombie until PID 1 reaps it.
+    local left names="slurmctld slurmd slurmstepd slurmscriptd"
+    [ "$munged_ours" = 1 ] && names+=" munged"
+    left=$(ps -eo pid=,stat=,comm= | awk -v names=" $names " \
+      '$2 !~ /^Z/ && index(names, " " $3 " ") { printf "%s %s; ", $1, $3 }')
+    if [ -z "$left" ]; then ok "no Slurm or munge process left after stop"; else bad "left after stop: $left"; fi
+  else
+    echo "note  the local Slurm was running before this test: left running"
+  fi
+  if [ "$failures" -gt 0 ] || [ -n "${KEEP:-}" ]; then
+    echo "logs and results kept in $tmp"
+  else
+    rm -rf "$tmp"
+  fi
+  echo "test-slurm: $checks checks, $failures failed"
+  [ "$failures" = 0 ]
+}
+
+# Start (installs slurm-wlm and munge first where missing). Exit 1 = cannot run here.
+t0=$SECONDS
+timeout 300 bash scripts/slurm-local.sh start >"$tmp/start.log" 2>&1
+rc=$?
+if [ "$rc" = 1 ]; then
+  echo "skipped: local Slurm cannot run here: $(grep -v '^ ' "$tmp/start.log" | tail -n 1 | sed 's/^slurm-local: //')"
+  bash scripts/slurm-local.sh stop >/dev/null 2>&1
+  rm -rf "$tmp"
+  exit 0
+fi
+trap 'cleanup; exit $?' EXIT
+trap 'exit 130' INT TERM
+if [ "$rc" = 0 ]; then
+  ok "slurm-local.sh start: node idle after $((SECONDS - t0)) s ($(tail -n 1 "$tmp/start.log" | sed 's/^slurm-local: //'))"
+else
+  bad "slurm-local.sh start exited $rc:"
+  sed 's/^/      /' "$tmp/start.log"
+  exit 1
+fi
+if [ ! -x "$QTRAIN" ]; then
+  bad "$QTRAIN is missing: cargo build --release first"
+  exit 1
+fi
+
+# submit NAME SCRIPT VAR=value…: sbatch -W under a timeout with the parameters in the
+# environment (all other job parameters unset, so the caller's shell cannot leak in).
+# Sets JOB, STATE_LINE (JobState=… ExitCode=…), LOG and TOOK.
+submit() {
+  local name=$1 script=$2
+  shift 2
+  local params=(-u DATA -u TEST -u METHOD -u COMPRESSOR -u ITERS -u RANKS -u REPEATS -u METHODS
+    -u COMPRESSORS -u FSTAR -u EXTRA_ARGS -u MPI_PLUGIN -u MODULES -u SLURM_JOB_NAME
+    QTRAIN="$QTRAIN" RESULTS="$tmp/results" MPI_PLUGIN="$plugin" "$@")
+  local start=$SECONDS
+  timeout "$JOB_TIMEOUT" env "${params[@]}" sbatch -W --parsable --output="$tmp/%x-%j.out" "$script" \
+    >"$tmp/$name.sbatch" 2>&1
+  local rc=$?
+  TOOK=$((SECONDS - start))
+  JOB=$(grep -Eo '^[0-9]+' "$tmp/$name.sbatch" | head -n 1)
+  if [ -z "$JOB" ]; then
+    bad "$name: sbatch $script did not submit: $(tr '\n' ' ' <"$tmp/$name.sbatch")"
+    return 1
+  fi
+  if [ "$rc" = 124 ]; then
+    bad "$name: job $JOB still not finished after $JOB_TIMEOUT s: cancelled ($(timeout 10 squeue -h -j "$JOB" -o '%T %r' 2>&1))"
+    timeout 10 scancel "$JOB"
+    return 1
+  fi
+  STATE_LINE=$(timeout 10 scontrol show job "$JOB" 2>&1 | grep -Eo '(JobState|ExitCode)=[^ ]+' | paste -sd ' ')
+  LOG=""
+  for f in "$tmp"/*-"$JOB".out; do [ -e "$f" ] && LOG=$f; done
+  echo "      $name: job $JOB, sbatch -W exit $rc, $STATE_LINE, $TOOK s (log ${LOG:-missing})"
+}
+
+# expect_state NAME STATE EXITCODE: the job ended as expected (ExitCode is exit:signal).
+expect_state() {
+  if [[ "$STATE_LINE" == *"JobState=$2 "*"ExitCode=$3:0"* ]]; then
+    ok "$1: job $JOB ended $2 with exit code $3 ($TOOK s)"
+  else
+    bad "$1: job $JOB: expected JobState=$2 ExitCode=$3:0, got $STATE_LINE"
+    [ -n "$LOG" ] && tail -n 20 "$LOG" | sed 's/^/      | /'
+  fi
+}
+
+# expect_h5 NAME FILE RANKS: FILE exists, `qtrain report` reads it and says RANKS ranks
+# (one MPI job of RANKS ranks, not RANKS singletons), and h5dump reads it where installed.
+expect_h5() {
+  local name=$1 file=$2 ranks=$3 got
+  if [ ! -s "$file" ]; then
+    bad "$name: missing $file"
+    return
+  fi
+  got=$(timeout 30 "$QTRAIN" report "$file" 2>&1 | awk -F'|' 'NR == 3 { gsub(/ /, "", $5); print $5 }')
+  if [ "$got" = "$ranks" ]; then
+    ok "$name: $(basename "$file") readable (qtrain report), ranks = $ranks"
+  else
+    bad "$name: qtrain report $(basename "$file"): expected ranks = $ranks, got '$got'"
+  fi
+  if command -v h5dump >/dev/null 2>&1; then
+    check "$name: h5dump -H $(basename "$file")" timeout 30 h5dump -H "$file"
+  fi
+}
+
+# expect_report NAME ROWS: the job log ends with a `qtrain report` table of ROWS runs.
+expect_report() {
+  local rows
+  rows=$(grep -c '^| [^-]' "${LOG:-/dev/null}" 2>/dev/null)
+  rows=$((${rows:-0} - 1)) # minus the header row
+  if [ "$rows" = "$2" ]; then ok "$1: log has the report table ($2 runs)"; else bad "$1: log report has $rows runs, expected $2"; fi
+}
+
+# 5. Preemption: a job signalled as at its time limit (scancel --signal=USR1, what
+#    --signal=USR1@120 sends) checkpoints, requeues itself and resumes; its result equals
+#    an uninterrupted job's bit for bit (qtrain compare). Slurm holds a requeued job
+#    about 2 minutes (Reason=BeginTime): the test releases it at once.
+#    Its jobs get PREEMPT_TIMEOUT (default 240 s) each: under an oversubscribed MPICH
+#    test run beside them, 20000 rounds took over a minute.
+long=(ITERS=20000 FSTAR= CHECKPOINT_EVERY=5000)
+JOB_TIMEOUT=${PREEMPT_TIMEOUT:-240}
+if submit preempt-reference jobs/train.sbatch "${long[@]}"; then
+  expect_state preempt-reference COMPLETED 0
+  reference="$tmp/results/qtrain-train-$JOB/ef21_top-k_k_12.h5"
+fi
+preempted_job() {
+  local job log i state
+  job=$(env -u DATA -u TEST -u METHOD -u COMPRESSOR -u RANKS -u EXTRA_ARGS -u MODULES \
+    QTRAIN="$QTRAIN" RESULTS="$tmp/results" MPI_PLUGIN="$plugin" "${long[@]}" \
+    timeout 30 sbatch --parsable --output="$tmp/%x-%j.out" jobs/train.sbatch 2>&1) || { bad "preempt: sbatch: $job"; return 1; }
+  JOB=$job
+  log="$tmp/qtrain-train-$job.out"
+  # Signal once the run is a few thousand rounds in (the first progress line; before
+  # qtrain installs its handler a SIGUSR1 would simply kill it).
+  local start=$SECONDS
+  until grep -q "iter  *[1-9][0-9]*/20000" "$log" 2>/dev/null; do
+    if ((SECONDS - start > JOB_TIMEOUT)); then
+      bad "preempt: job $job printed no progress line in $JOB_TIMEOUT s"
+      timeout 10 scancel "$job"
+      return 1
+    fi
+    sleep 0.1
+  done
+  timeout 10 scancel --signal=USR1 "$job" || { bad "preempt: scancel --signal=USR1 $job failed"; return 1; }
+  start=$SECONDS
+  local released=0
+  while ((SECONDS - start < JOB_TIMEOUT)); do
+    state=$(timeout 10 scontrol show job "$job" 2>&1 | grep -Eo '(JobState|Reason|Restarts)=[^ ]+' | paste -sd ' ')
+    if [[ "$state" == *"JobState=PENDING"* && "$released" = 0 ]]; then
+      timeout 10 scontrol update JobId="$job" StartTime=now && released=1
+    fi
+    [[ "$state" == *"JobState=COMPLETED"* || "$state" == *"JobState=FAILED"* || "$state" == *"JobState=CANCELLED"* ]] && break
+    sleep 0.5
+  done
+  STATE_LINE=$(timeout 10 scontrol show job "$job" 2>&1 | grep -Eo '(JobState|ExitCode|Restarts)=[^ ]+' | paste -sd ' ')
+  LOG=$log
+  TOOK=$((SECONDS - start))
+  echo "      preempt: job $job, $STATE_LINE, $TOOK s after the signal (log $log)"
+}
+if [ -n "${reference:-}" ] && preempted_job; then
+  expect_state preempt COMPLETED 0
+  check "preempt: the job was requeued once (Restarts=1)" grep -q "Restarts=1" <<<"$STATE_LINE"
+  check "preempt: the ranks wrote a checkpoint and exited 4" grep -q "qtrain: preempted after round" "$LOG"
+  check "preempt: the job requeued itself" grep -q "preempted: requeueing job $JOB" "$LOG"
+  check "preempt: the second start resumed" grep -q "resumed from .*checkpoints/round-" "$LOG"
+  resumed="$tmp/results/qtrain-train-$JOB/ef21_top-k_k_12.h5"
+  said=$(timeout 30 "$QTRAIN" compare "$reference" "$resumed" 2>&1)
+  if [ $? = 0 ]; then ok "preempt: qtrain compare with the uninterrupted job: $said"; else bad "preempt: qtrain compare: $said"; fi
+  check "preempt: the checkpoints are removed once the run is done" test ! -e "${resumed%.h5}.checkpoints"
+fi
+
+exit "$((failures > 0))"
