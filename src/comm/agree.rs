@@ -59,7 +59,8 @@ fn gather_failures<T>(world: &SimpleCommunicator, size: usize, local: Result<T>)
 /// than 2^31 − 1 bytes are cut to that length.
 pub(super) fn all_gather_bytes(world: &SimpleCommunicator, size: usize, mine: &[u8]) -> Vec<Vec<u8>> {
     let my_len = i32::try_from(mine.len()).unwrap_or(i32::MAX);
-    let mine = &mine[..my_len as usize];
+    let mut mine = mine[..my_len as usize].to_vec();
+    super::allocated(&mut mine);
     let mut lens = vec![0i32; size];
     world.all_gather_into(&my_len, &mut lens[..]);
     let mut displs = Vec::with_capacity(size);
@@ -69,9 +70,9 @@ pub(super) fn all_gather_bytes(world: &SimpleCommunicator, size: usize, mine: &[
         total = total.saturating_add(l);
     }
     let mut recv = vec![0u8; total as usize];
-    {
+    if total > 0 {
         let mut partition = PartitionMut::new(&mut recv[..], &lens[..], &displs[..]);
-        world.all_gather_varcount_into(mine, &mut partition);
+        world.all_gather_varcount_into(&mine[..], &mut partition);
     }
     (0..size).map(|r| recv[displs[r] as usize..(displs[r] + lens[r]) as usize].to_vec()).collect()
 }

@@ -55,17 +55,23 @@ impl Buffers {
         // 2. Counts and displacements, checked on every rank alike.
         let total = self.layout(ranks, per_rank)?;
 
-        // 3. The bytes.
-        self.send.clear();
-        for m in local {
-            self.send.extend_from_slice(m);
-        }
+        // 3. The bytes: none when every message is empty (all workers skipped).
         let receives = match dest {
             Dest::All => true,
             Dest::Root(root) => world.rank() as usize == root,
         };
+        if total == 0 {
+            self.recv.clear();
+            return Ok(receives);
+        }
+        self.send.clear();
+        for m in local {
+            self.send.extend_from_slice(m);
+        }
+        super::allocated(&mut self.send);
         if receives {
             self.recv.resize(total, 0);
+            super::allocated(&mut self.recv);
         }
         match dest {
             Dest::All => {

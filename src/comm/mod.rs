@@ -196,11 +196,13 @@ impl Comm {
         let mut header = if sent { buf.len() as u64 } else { u64::MAX };
         process.broadcast_into(&mut header);
         let present = header != u64::MAX;
-        if present {
+        if present && header > 0 {
             if self.rank != root {
                 buf.resize(header as usize, 0);
             }
             process.broadcast_into(&mut buf[..]);
+        } else if present {
+            buf.clear();
         }
         self.meter.seconds += mpi::time() - start;
         self.meter_broadcast(root, 8);
@@ -325,4 +327,14 @@ pub(crate) fn mpi_count(n: usize, what: &str) -> Result<i32> {
              ranks or a stronger compressor"
         ),
     })
+}
+
+/// Gives a byte buffer an address of its own before MPI sees it. An empty, never
+/// allocated `Vec<u8>` points at address 1, which is OpenMPI's `MPI_IN_PLACE`: as a send
+/// buffer it means "in place" (a non-root gatherv rejects it with MPI_ERR_ARG, an
+/// allgatherv takes the receive buffer instead). A buffer allocated once keeps its address.
+pub(super) fn allocated(buf: &mut Vec<u8>) {
+    if buf.capacity() == 0 {
+        buf.reserve(1);
+    }
 }
