@@ -117,6 +117,7 @@ impl Ledger {
             bits_down: self.totals.bits_down,
             wire_bytes: self.totals.wire_bytes,
             time: self.totals.time,
+            skipped_total: self.totals.skipped,
             ..self.round
         }
     }

@@ -40,6 +40,8 @@ pub enum Purpose {
     Downlink = 8,
     /// Supports of a shared-seed downlink compressor (shared).
     DownlinkSupport = 9,
+    /// Coins every worker shares (3PCv5's full-gradient round, §G.1).
+    SharedCoin = 10,
 }
 
 /// SplitMix64: a bijective mixer used to expand (seed, purpose) into a ChaCha key.
@@ -69,8 +71,14 @@ pub fn private(seed: u64, worker: usize, purpose: Purpose) -> Stream {
 
 /// The stream shared by all ranks (stream number 0).
 pub fn shared(seed: u64, purpose: Purpose) -> Stream {
+    shared_nth(seed, purpose, 0)
+}
+
+/// The `n`-th stream of a shared purpose (shared purposes have no private streams, so
+/// every number is free): one per compressor of a method that takes several.
+pub fn shared_nth(seed: u64, purpose: Purpose, n: u64) -> Stream {
     let mut rng = ChaCha8Rng::from_seed(key(seed, purpose));
-    rng.set_stream(0);
+    rng.set_stream(n);
     rng
 }
 

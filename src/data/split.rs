@@ -10,6 +10,9 @@ pub enum SplitRule {
     /// ⌊m/W⌋ rows each and the remainder to the last worker, as the papers' reference
     /// code does (ALGORITHMS.md §G.4 data loading), to reproduce a published setup.
     RemainderLast,
+    /// ⌊m/W⌋ rows each, and the last m mod W rows of the file left out: the 3PC
+    /// reference code's split (ALGORITHMS.md §G.4a), to repeat its runs exactly.
+    DropRemainder,
 }
 
 /// Block boundaries: worker i owns rows `bounds[i]..bounds[i+1]` (W + 1 entries).
@@ -30,6 +33,7 @@ pub fn bounds(rows: u64, workers: usize, rule: SplitRule) -> Result<Vec<u64>> {
         at += match rule {
             SplitRule::Balanced => base + u64::from(i < extra),
             SplitRule::RemainderLast => base + if i == w - 1 { extra } else { 0 },
+            SplitRule::DropRemainder => base,
         };
         out.push(at);
     }
@@ -50,6 +54,13 @@ mod tests {
     fn remainder_goes_to_the_last_worker() {
         let b = bounds(10, 4, SplitRule::RemainderLast).unwrap();
         assert_eq!(b, vec![0, 2, 4, 6, 10]);
+    }
+
+    #[test]
+    fn the_remainder_can_be_left_out() {
+        let b = bounds(10, 4, SplitRule::DropRemainder).unwrap();
+        assert_eq!(b, vec![0, 2, 4, 6, 8]);
+        assert_eq!(bounds(8, 4, SplitRule::DropRemainder).unwrap(), bounds(8, 4, SplitRule::Balanced).unwrap());
     }
 
     #[test]

@@ -61,13 +61,13 @@ pub struct Codec {
 impl Codec {
     /// The `--compressor` of `method`, through the `--collective` the compressor allows.
     pub fn new(setup: &Setup, method: &str) -> Result<Codec> {
-        let compressor = compress::build(setup.compressor, setup.dim, setup.seed)?;
-        if let Some(owner) = compressor.only_for_method() {
+        if setup.compressor.contains(';') {
             return Err(Error::config(
-                format!("--method {method} --compressor {}", setup.compressor),
-                format!("{} is the compressor of --method {owner}", compressor.spec()),
+                format!("--method {method} --compressor '{}'", setup.compressor),
+                format!("{method} takes one compressor; a ';'-separated list is for 3pcv2, 3pcv4 and adacgd"),
             ));
         }
+        let compressor = Self::compressor(setup, setup.compressor, method)?;
         let summable = compressor.summable().is_some();
         let summed = match setup.collective {
             None => compressor.summable().is_some_and(|s| s.sum_by_default()),
@@ -90,6 +90,34 @@ impl Codec {
             shared: rng::shared(setup.seed, Purpose::SharedSupport),
             weights: setup.weights.to_vec(),
         })
+    }
+
+    /// Compressor `index` of a `;`-separated `--compressor` list: always gathered (its
+    /// message is one part of a longer one), its shared supports from stream `index`.
+    pub fn part(setup: &Setup, spec: &str, index: usize, method: &str) -> Result<Codec> {
+        if setup.collective == Some(Collective::Allreduce) {
+            return Err(Error::config(
+                format!("--collective allreduce with --method {method}"),
+                format!("{method}'s messages carry several parts or a header, so they are gathered: drop --collective"),
+            ));
+        }
+        Ok(Codec {
+            compressor: Self::compressor(setup, spec, method)?,
+            summed: false,
+            shared: rng::shared_nth(setup.seed, Purpose::SharedSupport, index as u64),
+            weights: setup.weights.to_vec(),
+        })
+    }
+
+    fn compressor(setup: &Setup, spec: &str, method: &str) -> Result<Box<dyn Compressor>> {
+        let compressor = compress::build(spec, setup.dim, setup.seed)?;
+        if let Some(owner) = compressor.only_for_method() {
+            return Err(Error::config(
+                format!("--method {method} --compressor {spec}"),
+                format!("{} is the compressor of --method {owner}", compressor.spec()),
+            ));
+        }
+        Ok(compressor)
     }
 
     pub fn class(&self) -> Class {
@@ -152,6 +180,11 @@ impl Codec {
         }
     }
 
+    /// acc += scale · C(x) from one gathered message.
+    pub fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
+        self.compressor.decode_add(msg, scale, acc)
+    }
+
     /// Server side: agg += scale · Σ_i w_i C_i, in global worker order (skips add nothing).
     pub fn aggregate(&self, received: Received, scale: f64, agg: &mut [f64]) -> Result<()> {
         match received {
@@ -187,13 +220,18 @@ pub fn add_exact(received: Received, weights: &[f64], acc: &mut [f64]) -> Result
         return Err(Error::Comm { what: "exact messages arrive through a gather (a method bug)".into() });
     };
     for (msg, w) in messages.iter().zip(weights) {
-        if msg.is_empty() {
-            continue;
+        if !msg.is_empty() {
+            add_exact_message(msg, *w, acc)?;
         }
-        wire::expect_len("dense f64", msg, 8 * acc.len())?;
-        for (a, b) in acc.iter_mut().zip(msg.chunks_exact(8)) {
-            *a += w * f64::from_le_bytes(b.try_into().expect("8-byte chunk"));
-        }
+    }
+    Ok(())
+}
+
+/// acc += scale · v from one exact message.
+pub fn add_exact_message(msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
+    wire::expect_len("dense f64", msg, 8 * acc.len())?;
+    for (a, b) in acc.iter_mut().zip(msg.chunks_exact(8)) {
+        *a += scale * f64::from_le_bytes(b.try_into().expect("8-byte chunk"));
     }
     Ok(())
 }

@@ -9,11 +9,12 @@ pub mod codec;
 pub mod dcgd;
 pub mod diana;
 pub mod ef;
-pub mod ef21;
 pub mod gd;
+pub mod lazy_aggregation;
 pub mod scalecom;
 pub mod sketched_sgd;
 pub mod step_size;
+pub mod three_point;
 
 use crate::comm::Comm;
 use crate::compress::Class;
@@ -141,8 +142,24 @@ pub struct Entry {
 }
 
 /// Every method, in the order of the help text. A new method is one file and one line here.
-pub const METHODS: &[Entry] =
-    &[gd::ENTRY, dcgd::ENTRY, ef::ENTRY, ef21::ENTRY, ef21::CLAG, diana::ENTRY, scalecom::ENTRY, sketched_sgd::ENTRY];
+pub const METHODS: &[Entry] = &[
+    gd::ENTRY,
+    dcgd::ENTRY,
+    ef::ENTRY,
+    three_point::EF21,
+    three_point::CLAG,
+    three_point::LAG,
+    lazy_aggregation::LAG_WK,
+    lazy_aggregation::LAQ,
+    three_point::V1,
+    three_point::V2,
+    three_point::V4,
+    three_point::V5,
+    three_point::ADACGD,
+    diana::ENTRY,
+    scalecom::ENTRY,
+    sketched_sgd::ENTRY,
+];
 
 /// `qtrain methods`: every entry with its keys, or (`examples`) its example pairs as
 /// tab-separated lines.

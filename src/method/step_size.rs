@@ -77,6 +77,12 @@ pub fn clag(s: &Smoothness, alpha: f64, zeta: f64) -> (f64, String) {
     )
 }
 
+/// Any three-point compressor of §G.1 with constants (A, B): γ = 1/(L + L̃·√(B/A)) (§G.2).
+pub fn three_point(s: &Smoothness, a: f64, b: f64, what: &str) -> (f64, String) {
+    let gamma = 1.0 / (s.l + s.l_tilde * (b / a).sqrt());
+    (gamma, format!("1/(L + L̃·√(B/A)), L = {:.6e}, L̃ = {:.6e}, {what}, A = {a:.6}, B = {b:.6} [§G.1]", s.l, s.l_tilde))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

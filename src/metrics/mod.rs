@@ -37,6 +37,7 @@ pub struct Row {
     pub t_comm: f64,
     pub t_decode: f64,
     pub skipped: u64,
+    pub skipped_total: u64,
 }
 
 /// A column's type and how to read it from a row.
@@ -112,6 +113,7 @@ pub const COLUMNS: &[(&str, Getter, &str)] = &[
     ("t_comm", Getter::F64(|r| r.t_comm), "seconds in method collectives in round t − 1 (rank 0)"),
     ("t_decode", Getter::F64(|r| r.t_decode), "seconds in the server role, the downlink and the update in round t − 1 (rank 0)"),
     ("skipped", Getter::U64(|r| r.skipped), "workers that sent nothing in round t − 1 (lazy methods)"),
+    ("skipped_total", Getter::U64(|r| r.skipped_total), "uploads skipped in rounds 0 … t − 1, cumulative"),
 ];
 
 #[cfg(test)]

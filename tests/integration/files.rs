@@ -228,3 +228,32 @@ fn messy_but_valid_files_load_the_same_on_any_rank_count() {
     }
     assert_eq!(digests[0], digests[1]);
 }
+
+/// `--split drop-remainder` (the 3PC reference code's split, §G.4a) is the balanced split
+/// of the file without its last N mod W rows: the same model bit for bit, on 1 and 2
+/// ranks (6513 rows, W = 4: the last row is left out).
+#[test]
+fn drop_remainder_leaves_out_the_last_rows() {
+    let dir = TempDir::new("drop-remainder");
+    let text = std::fs::read_to_string(embedded("agaricus.txt.train")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() % 4, 1, "the fixture must leave a remainder");
+    let cut = dir.path("cut.svm");
+    std::fs::write(&cut, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    let common = ["--method", "ef21", "--compressor", "top-k:k=5", "--iters", "20", "--workers", "4"];
+    for ranks in [1, 2] {
+        let dropped = dir.path(&format!("dropped-{ranks}.h5"));
+        let mut rest = common.to_vec();
+        rest.extend(["--split", "drop-remainder"]);
+        mpirun(ranks, &strs(&train_args(dropped.to_str().unwrap(), &rest))).expect_ok();
+        let balanced = dir.path(&format!("balanced-{ranks}.h5"));
+        let args = [
+            &["train", "--data", cut.to_str().unwrap()][..],
+            &common,
+            &["--objective", "logistic", "--lambda", "0.1", "--out", balanced.to_str().unwrap()],
+        ]
+        .concat();
+        mpirun(ranks, &args).expect_ok();
+        assert_eq!(attr_str(&dropped, "x_digest"), attr_str(&balanced, "x_digest"), "{ranks} ranks");
+    }
+}

@@ -139,32 +139,14 @@ fn bidirectional_ef21_reaches_1e_8_on_phishing_with_fewer_downlink_bits() {
         let mut bits_down = Vec::new();
         for down in ["identity", "top-k:k=4"] {
             let out = dir.path(&format!("{ranks}-{down}.h5"));
-            let args = [
-                "train",
-                "--data",
-                data.to_str().unwrap(),
-                "--objective",
-                "logistic-nonconvex",
-                "--lambda",
-                "0.1",
-                "--method",
+            let args = paper_setup_args(
+                &data,
+                &out,
                 "ef21",
-                "--compressor",
                 "top-k:k=10",
-                "--topology",
-                "server",
-                "--down-compressor",
-                down,
-                "--iters",
-                "20000",
-                "--tol",
-                "1e-8",
-                "--eval-every",
-                "10",
-                "--out",
-                out.to_str().unwrap(),
-            ];
-            let run = mpirun(ranks, &args).expect_ok();
+                &["--topology", "server", "--down-compressor", down],
+            );
+            let run = mpirun(ranks, &strs(&args)).expect_ok();
             assert_eq!(attr_str(&out, "status"), "converged", "{ranks} ranks, downlink {down}:\n{}", run.stderr);
             assert!(*column::<f64>(&out, "grad_norm_sq").last().unwrap() <= 1e-8);
             let total = *column::<u64>(&out, "bits_down").last().unwrap();

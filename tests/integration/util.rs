@@ -249,3 +249,35 @@ pub fn gram_lambda_max(rows: &[Vec<f64>]) -> f64 {
 pub fn mpirun_in(cwd: &Path, ranks: usize, args: &[&str]) -> Run {
     run_command(ranks, args, Some(cwd), &[])
 }
+
+/// `train` arguments for the 3PC papers' setup on real data (ALGORITHMS.md §G.4):
+/// non-convex logistic, λ = 0.1, up to 20 000 rounds to ‖∇f‖² ≤ 1e-8, evaluated every
+/// 10 rounds; `extra` appended.
+pub fn paper_setup_args(data: &Path, out: &Path, method: &str, compressor: &str, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--objective",
+        "logistic-nonconvex",
+        "--lambda",
+        "0.1",
+        "--method",
+        method,
+        "--compressor",
+        compressor,
+        "--iters",
+        "20000",
+        "--tol",
+        "1e-8",
+        "--eval-every",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
