@@ -198,7 +198,7 @@ pub struct TrainArgs {
     /// Method SPEC NAME[:key=value,…]: gd, dcgd, ef[:variant=inside|outside],
     /// ef21[:init=full|compressed], clag:zeta=F, lag:zeta=F, 3pcv1, 3pcv2, 3pcv4,
     /// 3pcv5[:p=F], adacgd:zeta=F (the 3PC family, each with init=…),
-    /// lag-wk[:D=N,xi=F], laq[:bits=B,D=N,xi=F,tbar=T], diana,
+    /// lag-wk[:D=N,xi=F], lag-ps[:D=N,xi=F], laq[:bits=B,D=N,xi=F,tbar=T], diana,
     /// scalecom[:beta=F,warmup=N], sketched-sgd:k=K[,p2=P,momentum=F,heavymix,
     /// gamma-at=update|accumulator] (README "Methods").
     #[arg(long, value_name = "SPEC", default_value = "gd")]

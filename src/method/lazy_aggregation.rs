@@ -1,8 +1,10 @@
-//! LAG-WK and LAQ (ALGORITHMS.md §D): lazily aggregated gradients, uploaded only when they
+//! LAG-WK, LAG-PS and LAQ (ALGORITHMS.md §D): lazily aggregated gradients, uploaded only when they
 //! changed by more than the recent steps of the model could hide.
 //! ```text
 //! RHS_i^k = (1/(γ²W²w_i²)) Σ_{d=1..D} ξ ‖x^{k+1−d} − x^{k−d}‖²     (zero-padded for k < D)
 //! LAG-WK : upload δ_i = ∇f_i(x^k) − u_i (u_i: its last upload) iff ‖δ_i‖² > RHS_i^k
+//! LAG-PS : the server asks worker i for δ_i iff L_i²‖x̂_i − x^k‖² > RHS_i^k (x̂_i: the
+//!          model of its last upload)
 //! LAQ    : Q_i = the innovation quantizer of ∇f_i(x^k) around Q̂_i (b bits a coordinate),
 //!          ε_i = Q_i − ∇f_i(x^k); upload Q_i − Q̂_i iff ‖Q_i − Q̂_i‖² ≥ RHS_i^k + 3(‖ε_i‖² + ‖ε̂_i‖²)
 //!          or the worker skipped t̄ rounds running
@@ -12,11 +14,18 @@
 //! gives the same iterates with γ = 1/L, and the rule above is §D's in these units (for
 //! w_i = 1/W it is (1/γ²)Σ ξ‖Δx‖²; with unequal weights each worker's share of the
 //! aggregate error is what the threshold bounds). ξ is the same for every d, as in both
-//! reference codes (LAG-WK: ξ = 1/D; LAQ: ξ = 0.8/D).
+//! reference codes (LAG-WK: ξ = 1/D; LAG-PS: ξ = 10/D; LAQ: ξ = 0.8/D).
+//!
+//! LAG-PS's request depends only on x̂_i, L_i and the model's history, all of which the
+//! worker knows too: each worker evaluates the server's rule for itself (every replica
+//! of the server would reach the same decision), so no request travels and no server
+//! stores W copies of the model. Unlike the paper's worker, qtrain's still computes its
+//! gradient every round (the protocol computes every local gradient before the phases):
+//! the uploads, bits and iterates are LAG-PS's, `t_compute` is not.
 //!
 //! The uploads start from u_i = Q̂_i = 0 and round 0 uploads every gradient (§D's
-//! recommended full upload at k = 0, instead of the reference's all-ones start; LAG-WK's
-//! threshold is 0 then, LAQ's skip clock starts at t̄). LAG-WK
+//! recommended full upload at k = 0, instead of the reference's all-ones start and, for
+//! LAG-PS, x̂_i = 0; from Q̂_i = 0 LAQ's rule alone may skip it at few bits). LAG-WK
 //! uploads exact differences (32d paper bits, f64 on the wire); LAQ sends R (f32, rounded up
 //! so that every coordinate stays in range) and d levels of b bits: 32 + b·d paper bits
 //! (the LAQ code's plots count b·d). LAQ uploads on a tie, as its code does ("≥").
@@ -41,7 +50,16 @@ pub const LAG_WK: Entry = Entry {
     keys: &[DEPTH, ("xi", "weight ξ of every past step (default 1/D)")],
     dense_downlink: true,
     examples: &[("lag-wk", "identity"), ("lag-wk:D=3,xi=0.5", "identity")],
-    build: |setup, spec| build(setup, spec, false),
+    build: |setup, spec| build(setup, spec, "lag-wk"),
+};
+
+pub const LAG_PS: Entry = Entry {
+    name: "lag-ps",
+    about: "LAG-PS: worker i uploads when L_i²‖x(last upload) − x‖² exceeds what the last D steps allow (§D.1)",
+    keys: &[DEPTH, ("xi", "weight ξ of every past step (default 10/D)")],
+    dense_downlink: true,
+    examples: &[("lag-ps", "identity")],
+    build: |setup, spec| build(setup, spec, "lag-ps"),
 };
 
 pub const LAQ: Entry = Entry {
@@ -55,18 +73,22 @@ pub const LAQ: Entry = Entry {
     ],
     dense_downlink: true,
     examples: &[("laq", "identity"), ("laq:bits=2,D=4,tbar=3", "identity")],
-    build: |setup, spec| build(setup, spec, true),
+    build: |setup, spec| build(setup, spec, "laq"),
 };
 
-/// LAQ's quantizer: b bits a coordinate, levels Q̂_j − R + 2τR·q, τ = 1/(2^b − 1).
+/// Which rule decides an upload.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Innovation {
-    bits: u32,
-    max_skips: u64,
+enum Rule {
+    WorkerSide,
+    ServerSide,
+    /// LAQ's quantizer: b bits a coordinate, levels Q̂_j − R + 2τR·q, τ = 1/(2^b − 1).
+    Quantized {
+        bits: u32,
+        max_skips: u64,
+    },
 }
 
-fn build(setup: &Setup, spec: &mut Spec, quantized: bool) -> Result<Box<dyn Method>> {
-    let name = if quantized { "laq" } else { "lag-wk" };
+fn build(setup: &Setup, spec: &mut Spec, name: &str) -> Result<Box<dyn Method>> {
     if setup.compressor.trim() != "identity" {
         return Err(Error::config(
             format!("--method {name} --compressor {}", setup.compressor),
@@ -78,11 +100,18 @@ fn build(setup: &Setup, spec: &mut Spec, quantized: bool) -> Result<Box<dyn Meth
     if depth == 0 {
         return Err(Error::config(format!("--method {}: D = 0", spec.text()), "write D=N with N ≥ 1"));
     }
-    let xi = spec.take_f64_or("xi", if quantized { 0.8 } else { 1.0 } / depth as f64)?;
+    let xi = spec.take_f64_or(
+        "xi",
+        match name {
+            "laq" => 0.8,
+            "lag-ps" => 10.0,
+            _ => 1.0,
+        } / depth as f64,
+    )?;
     if xi < 0.0 {
         return Err(Error::config(format!("--method {}: ξ = {xi}", spec.text()), "write xi=F with F ≥ 0"));
     }
-    let innovation = if quantized {
+    let rule = if name == "laq" {
         let bits = spec.take_usize_or("bits", 4)?;
         if !(1..=16).contains(&bits) {
             return Err(Error::config(
@@ -90,26 +119,32 @@ fn build(setup: &Setup, spec: &mut Spec, quantized: bool) -> Result<Box<dyn Meth
                 "write bits=B with 1 ≤ B ≤ 16",
             ));
         }
-        Some(Innovation { bits: bits as u32, max_skips: spec.take_usize_or("tbar", 100)? as u64 })
+        Rule::Quantized { bits: bits as u32, max_skips: spec.take_usize_or("tbar", 100)? as u64 }
+    } else if name == "lag-ps" {
+        Rule::ServerSide
     } else {
-        None
+        Rule::WorkerSide
     };
-    let (gamma, rule) = step_size::gd(setup.smoothness);
-    let step = StepSize::resolve(gamma, &rule, setup.step);
+    let (gamma, text) = step_size::gd(setup.smoothness);
+    let step = StepSize::resolve(gamma, &text, setup.step);
     let workers = setup.weights.len() as f64;
     // 1/(γ²W²w_i²) of every local worker, in local order.
     let gamma = step.gamma;
     let scale = |w: f64| 1.0 / (gamma * gamma * workers * workers * w * w);
-    let plan = LazyPlan { step, depth, xi, innovation, steps: VecDeque::with_capacity(depth), dim: setup.dim };
+    let plan = LazyPlan { step, depth, xi, rule, steps: VecDeque::with_capacity(depth), dim: setup.dim };
     let roles = (0..setup.local_workers)
-        .map(|j| LazyWorker {
-            threshold_scale: scale(setup.weights[setup.first_worker + j]),
-            last: vec![0.0; setup.dim],
-            candidate: vec![0.0; setup.dim],
-            last_error_sq: 0.0,
-            // LAQ's clock starts at t̄, so that round 0 uploads: §D's recommended full
-            // first upload (from Q̂ = 0 the rule alone may skip it at few bits).
-            skips: innovation.map_or(0, |q| q.max_skips),
+        .map(|j| {
+            let id = setup.first_worker + j;
+            LazyWorker {
+                threshold_scale: scale(setup.weights[id]),
+                smoothness_sq: setup.smoothness.l_i[id] * setup.smoothness.l_i[id],
+                last: vec![0.0; setup.dim],
+                candidate: vec![0.0; setup.dim],
+                drift: if rule == Rule::ServerSide { vec![0.0; setup.dim] } else { Vec::new() },
+                uploaded: false,
+                last_error_sq: 0.0,
+                skips: 0,
+            }
         })
         .collect();
     let server = setup.server(|| LazyServer { aggregate: vec![0.0; setup.dim], weights: setup.weights.to_vec() });
@@ -120,7 +155,7 @@ struct LazyPlan {
     step: StepSize,
     depth: usize,
     xi: f64,
-    innovation: Option<Innovation>,
+    rule: Rule,
     /// ‖x^{k+1−d} − x^{k−d}‖² for d = 1..D, newest first.
     steps: VecDeque<f64>,
     dim: usize,
@@ -202,8 +237,14 @@ impl Plan for LazyPlan {
 struct LazyWorker {
     /// 1/(γ²W²w_i²).
     threshold_scale: f64,
-    /// u_i (LAG-WK) or Q̂_i (LAQ): what the server holds for this worker.
+    /// L_i² (LAG-PS).
+    smoothness_sq: f64,
+    /// u_i (LAG-WK, LAG-PS) or Q̂_i (LAQ): what the server holds for this worker.
     last: Vec<f64>,
+    /// x^k − x̂_i (LAG-PS).
+    drift: Vec<f64>,
+    /// Whether it has uploaded once: round 0 always does.
+    uploaded: bool,
     /// LAQ's Q_i of this round.
     candidate: Vec<f64>,
     /// ‖ε̂_i‖² of the last upload (LAQ).
@@ -217,40 +258,62 @@ impl WorkerRole<LazyPlan> for LazyWorker {
         let Uplink::Bytes(out) = up else { unreachable!("lazy aggregation gathers") };
         let grad = &data.grad;
         let threshold = self.threshold_scale * plan.history();
-        let Some(q) = plan.innovation else {
-            // LAG-WK: the reference code's strict ">" on the stored gradient.
-            if distance_sq(grad, &self.last) <= threshold {
-                return Ok(Sent::Skip);
+        let first = !std::mem::replace(&mut self.uploaded, true);
+        let (bits, max_skips) = match plan.rule {
+            Rule::Quantized { bits, max_skips } => (bits, max_skips),
+            rule => {
+                // The reference code's strict ">", on the stored gradient (LAG-WK) or on
+                // the model's drift since the last upload (LAG-PS).
+                let change = match rule {
+                    Rule::ServerSide => self.smoothness_sq * self.drift.iter().map(|v| v * v).sum::<f64>(),
+                    _ => distance_sq(grad, &self.last),
+                };
+                if change <= threshold && !first {
+                    return Ok(Sent::Skip);
+                }
+                for (c, (g, u)) in self.candidate.iter_mut().zip(grad.iter().zip(&self.last)) {
+                    *c = g - u;
+                }
+                let sent = write_exact(&self.candidate, out);
+                add_exact_message(out, 1.0, &mut self.last)?;
+                self.drift.fill(0.0);
+                return Ok(sent);
             }
-            for (c, (g, u)) in self.candidate.iter_mut().zip(grad.iter().zip(&self.last)) {
-                *c = g - u;
-            }
-            let sent = write_exact(&self.candidate, out);
-            add_exact_message(out, 1.0, &mut self.last)?;
-            return Ok(sent);
         };
-        quantize(q.bits, grad, &self.last, &mut self.candidate, out);
+        quantize(bits, grad, &self.last, &mut self.candidate, out);
         let error_sq = distance_sq(&self.candidate, grad);
         let change = distance_sq(&self.candidate, &self.last);
-        if change < threshold + 3.0 * (error_sq + self.last_error_sq) && self.skips < q.max_skips {
+        if change < threshold + 3.0 * (error_sq + self.last_error_sq) && self.skips < max_skips && !first {
             self.skips += 1;
             out.clear();
             return Ok(Sent::Skip);
         }
-        decode_laq(q.bits, plan.dim, out, 1.0, &mut self.last)?;
+        decode_laq(bits, plan.dim, out, 1.0, &mut self.last)?;
         self.last_error_sq = error_sq;
         self.skips = 0;
-        Ok(Sent::Bits(32 + u64::from(q.bits) * plan.dim as u64))
+        Ok(Sent::Bits(32 + u64::from(bits) * plan.dim as u64))
+    }
+
+    /// LAG-PS: x^{k+1} − x̂_i = (x^k − x̂_i) − step·update.
+    fn downlink(&mut self, _plan: &LazyPlan, _i: usize, down: &Down, _own: &[u8]) -> Result<()> {
+        if let (false, Update::Dense(update)) = (self.drift.is_empty(), down.update) {
+            self.drift.iter_mut().zip(update).for_each(|(r, u)| *r -= down.step * u);
+        }
+        Ok(())
     }
 
     fn save(&self, w: &mut StateWriter) {
         w.f64s("last upload", &self.last);
+        w.f64s("drift since the last upload", &self.drift);
+        w.bool("uploaded", self.uploaded);
         w.f64("last quantization error", self.last_error_sq);
         w.u64("consecutive skips", self.skips);
     }
 
     fn load(&mut self, r: &mut StateReader) -> Result<()> {
         r.f64s_into("last upload", &mut self.last)?;
+        r.f64s_into("drift since the last upload", &mut self.drift)?;
+        self.uploaded = r.bool("uploaded")?;
         self.last_error_sq = r.f64("last quantization error")?;
         self.skips = r.u64("consecutive skips")?;
         Ok(())
@@ -287,10 +350,10 @@ impl ServerRole<LazyPlan> for LazyServer {
             });
         };
         for (msg, w) in messages.iter().zip(&self.weights) {
-            match plan.innovation {
+            match plan.rule {
                 _ if msg.is_empty() => {}
-                None => add_exact_message(msg, *w, &mut self.aggregate)?,
-                Some(q) => decode_laq(q.bits, plan.dim, msg, *w, &mut self.aggregate)?,
+                Rule::Quantized { bits, .. } => decode_laq(bits, plan.dim, msg, *w, &mut self.aggregate)?,
+                _ => add_exact_message(msg, *w, &mut self.aggregate)?,
             }
         }
         Ok(Down::dense(plan.step.gamma, &self.aggregate))

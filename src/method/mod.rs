@@ -150,6 +150,7 @@ pub const METHODS: &[Entry] = &[
     three_point::CLAG,
     three_point::LAG,
     lazy_aggregation::LAG_WK,
+    lazy_aggregation::LAG_PS,
     lazy_aggregation::LAQ,
     three_point::V1,
     three_point::V2,
