@@ -103,7 +103,8 @@ run_limit=$limit
 timeout -k 5 "$run_limit" bash scripts/netns-cluster.sh run -- "$mpirun" "${emulated[@]}" "$qtrain" "${train[@]}" \
   --out "$tmp/emulated-4.h5" >"$tmp/log" 2>&1
 code=$?
-if [ "$code" = 124 ] && [ "$QTRAIN_MPI" = mpich ] && [ -s "$tmp/emulated-4.h5" ]; then
+# 124: timed out; 137: killed by `timeout -k` after it ignored the TERM.
+if { [ "$code" = 124 ] || [ "$code" = 137 ]; } && [ "$QTRAIN_MPI" = mpich ] && [ -s "$tmp/emulated-4.h5" ]; then
   echo "note: MPICH hung in MPI_Finalize after writing $(basename "$tmp/emulated-4.h5"); killed after $run_limit s (docs/emulated-cluster.md)"
   pkill -9 -f "$tmp/emulated-4.h5" 2>/dev/null
 elif [ "$code" != 0 ]; then

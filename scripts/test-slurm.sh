@@ -230,8 +230,11 @@ preempted_job() {
   while ((SECONDS - start < JOB_TIMEOUT)); do
     state=$(timeout 10 scontrol show job "$job" 2>&1 | grep -Eo '(JobState|Reason|Restarts)=[^ ]+' | paste -sd ' ')
     # Release it once the node has cleaned up the first start (no slurmstepd of the job
-    # left), as the two minutes of BeginTime would: a start at once raced that clean-up.
+    # left) and 2 s have passed, as the two minutes of BeginTime would: slurmd revokes the
+    # ended start's job credential, and a new start within the same second is killed as
+    # "non-startable batch job: Job credential revoked" (seen in CI, Slurm 22.05).
     if [[ "$state" == *"JobState=PENDING"* && "$released" = 0 ]] && ! pgrep -f "slurmstepd: \[$job\." >/dev/null; then
+      sleep 2
       timeout 10 scontrol update JobId="$job" StartTime=now && released=1
     fi
     [[ "$state" == *"JobState=COMPLETED"* || "$state" == *"JobState=FAILED"* || "$state" == *"JobState=CANCELLED"* ]] && break
