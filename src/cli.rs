@@ -203,7 +203,7 @@ pub struct TrainArgs {
     /// gamma-at=update|accumulator] (README "Methods").
     #[arg(long, value_name = "SPEC", default_value = "gd")]
     pub method: String,
-    /// Compressor SPEC: identity, rand-k:k=K[,unscaled][,shared], top-k:k=K,
+    /// Compressor SPEC: identity, rand-k:k=K[,unscaled][,shared], top-k:k=K, topk-nd:k=K,s=S,
     /// qsgd:s=S[,norm=inf], natural, nat-dither:s=S[,norm=inf], sign, terngrad;
     /// clt-k:k=K (scalecom); sketch:rows=R,cols=C (sketched-sgd). A ';'-separated list
     /// for the methods that take several (3pcv2 'C;Q', 3pcv4 'C1;C2', adacgd 'C1;…;Cm').

@@ -26,6 +26,7 @@ pub mod sparse;
 pub mod summable;
 pub mod terngrad;
 pub mod top_k;
+pub mod topk_nd;
 pub mod wire;
 
 #[cfg(test)]
@@ -144,6 +145,7 @@ pub fn build(spec: &str, d: usize, seed: u64) -> Result<Box<dyn Compressor>> {
         "rand-k" if spec.has_flag("shared") => Box::new(summable::SharedRandK::from_spec(&mut spec, d)?),
         "rand-k" => Box::new(rand_k::RandK::from_spec(&mut spec, d)?),
         "top-k" => Box::new(top_k::TopK::from_spec(&mut spec, d)?),
+        "topk-nd" => Box::new(topk_nd::TopKNatDither::from_spec(&mut spec, d)?),
         "qsgd" => Box::new(qsgd::Qsgd::from_spec(&mut spec, d)?),
         "natural" => Box::new(natural::Natural::new(&spec, d)),
         "nat-dither" => Box::new(nat_dither::NatDither::from_spec(&mut spec, d)?),
@@ -170,6 +172,7 @@ pub const EXAMPLES: &[&str] = &[
     "rand-k:k=20",
     "rand-k:k=20,shared",
     "top-k:k=10",
+    "topk-nd:k=10,s=3",
     "qsgd:s=2",
     "natural",
     "nat-dither:s=3",
@@ -181,7 +184,7 @@ pub const EXAMPLES: &[&str] = &[
 
 /// The compressor names `build` knows, for help texts and errors.
 pub const NAMES: &[&str] =
-    &["identity", "rand-k", "top-k", "qsgd", "natural", "nat-dither", "sign", "terngrad", "clt-k", "sketch"];
+    &["identity", "rand-k", "top-k", "topk-nd", "qsgd", "natural", "nat-dither", "sign", "terngrad", "clt-k", "sketch"];
 
 /// `qtrain compressors`: every example SPEC with its class at dimension d, or (`examples`)
 /// the SPECs alone, a line each.

@@ -44,7 +44,7 @@ impl NatDither {
 }
 
 /// Unbiased rounding of y ∈ [0, 1] to the level indices 0..=s (level u is 2^{u−s}).
-fn round_to_level(s: u32, y: f64, u: f64) -> u32 {
+pub(super) fn round_to_level(s: u32, y: f64, u: f64) -> u32 {
     if y <= 0.0 {
         return 0;
     }
@@ -59,8 +59,16 @@ fn round_to_level(s: u32, y: f64, u: f64) -> u32 {
     }
 }
 
+/// ω = 1/8 + t·min(1, t), t = d^{1/r}·2^{1−s} with r = min(p, 2) = 2 (§1.9), for d
+/// coordinates and s levels.
+pub(super) fn omega(d: usize, s: u32) -> f64 {
+    let r = 2.0;
+    let t = (d as f64).powf(1.0 / r) * pow2(1 - s as i32);
+    1.0 / 8.0 + t * t.min(1.0)
+}
+
 /// ℓ_u: 0 for u = 0, else 2^{u−s}.
-fn level_value(s: u32, u: u32) -> f64 {
+pub(super) fn level_value(s: u32, u: u32) -> f64 {
     if u == 0 {
         0.0
     } else {
@@ -73,11 +81,8 @@ impl Compressor for NatDither {
         &self.spec
     }
 
-    /// ω = 1/8 + t·min(1, t), t = d^{1/r}·2^{1−s} with r = min(p, 2) = 2 (§1.9).
     fn class(&self) -> Class {
-        let r = 2.0;
-        let t = (self.levels.d() as f64).powf(1.0 / r) * pow2(1 - self.levels.s() as i32);
-        Class::Unbiased { omega: 1.0 / 8.0 + t * t.min(1.0) }
+        Class::Unbiased { omega: omega(self.levels.d(), self.levels.s()) }
     }
 
     fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {

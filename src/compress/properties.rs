@@ -53,6 +53,11 @@ enum Kind {
     TopK {
         k: usize,
     },
+    /// (1/ζ)·natural dithering (2-norm) of the top-k values, ζ = 1 + ω_ND(k) (§1.10).
+    TopKNatDither {
+        k: usize,
+        s: u32,
+    },
     /// A leader alone: its own top-k (§E.1).
     CltK {
         k: usize,
@@ -115,7 +120,14 @@ impl Kind {
             }
             Kind::Sign => Class::Contractive { alpha: 1.0 / df },
             Kind::TernGrad => Class::Unbiased { omega: df.sqrt() - 1.0 },
+            Kind::TopKNatDither { k, s } => Class::Contractive { alpha: k as f64 / (df * self.zeta(k, s)) },
         }
+    }
+
+    /// ζ = 1 + ω of natural dithering at dimension k (§1.9 with r = 2).
+    fn zeta(self, k: usize, s: u32) -> f64 {
+        let t = (k as f64).sqrt() * 0.5f64.powi(s as i32 - 1);
+        1.0 + 0.125 + t * t.min(1.0)
     }
 
     /// Paper-convention bits (§0.4 and each §1 entry).
@@ -132,6 +144,7 @@ impl Kind {
             Kind::Natural => 9 * d64,
             Kind::Sign => d64 + 32,
             Kind::TernGrad => 32 + 2 * d64,
+            Kind::TopKNatDither { k, s } => 32 + k as u64 * (clog2(d) + 1 + clog2(s as usize + 1)),
         }
     }
 
@@ -147,6 +160,7 @@ impl Kind {
             Kind::Natural => packed(d, 9),
             Kind::Sign => 4 + packed(d, 1),
             Kind::TernGrad => 4 + packed(d, 2),
+            Kind::TopKNatDither { k, s } => 4 + packed(k, 1 + clog2(s as usize + 1)) + packed(k, clog2(d)),
         }
     }
 
@@ -154,10 +168,8 @@ impl Kind {
     fn levels(self) -> Option<(Vec<f64>, bool)> {
         match self {
             Kind::Qsgd { s, inf } => Some(((0..=s).map(|l| l as f64 / s as f64).collect(), inf)),
-            Kind::NatDither { s, inf } => {
-                let powers = (1..=s).map(|u| 0.5f64.powi((s - u) as i32));
-                Some((std::iter::once(0.0).chain(powers).collect(), inf))
-            }
+            Kind::NatDither { s, inf } => Some((natural_levels(s), inf)),
+            Kind::TopKNatDither { s, .. } => Some((natural_levels(s), false)),
             _ => None,
         }
     }
@@ -194,6 +206,23 @@ impl Kind {
                 let n = f32_up(norm_p(x, true));
                 x.iter().map(|&v| n * v.abs() - v * v).sum()
             }
+            // Off the top k: x_j². On it: E((1/ζ)q − x)² = Var(q)/ζ² + x²(1 − 1/ζ)², the
+            // dithering unbiased around x_j against the f32 norm of the k-vector.
+            Kind::TopKNatDither { k, s } => {
+                let (levels, _) = self.levels().unwrap();
+                let zeta = self.zeta(k, s);
+                let kept = top_k_support(x, k);
+                let n = f32_up(kept.iter().map(|&j| x[j] * x[j]).sum::<f64>().sqrt());
+                let on: f64 = kept
+                    .iter()
+                    .map(|&j| {
+                        let t = x[j].abs();
+                        two_point_variance(bracket(&levels, n, t), t) / (zeta * zeta)
+                            + t * t * (1.0 - 1.0 / zeta).powi(2)
+                    })
+                    .sum();
+                dot(x, x) - kept.iter().map(|&j| x[j] * x[j]).sum::<f64>() + on
+            }
         })
     }
 
@@ -222,6 +251,22 @@ impl Kind {
                 for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
                     let (lo, hi) = bracket(&levels, n, v.abs());
                     assert!(o.abs() == lo || o.abs() == hi, "{ctx}: out[{j}] = {o} ∉ ±{{{lo}, {hi}}}");
+                    assert!(o == 0.0 || (o < 0.0) == (v < 0.0), "{ctx}: sign of out[{j}]");
+                }
+            }
+            Kind::TopKNatDither { k, s } => {
+                let (levels, _) = self.levels().unwrap();
+                let kept = top_k_support(x, k);
+                let n = f32_up(kept.iter().map(|&j| x[j] * x[j]).sum::<f64>().sqrt());
+                let inverse_zeta = 1.0 / self.zeta(k, s);
+                for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
+                    if !kept.contains(&j) {
+                        assert_eq!(o, 0.0, "{ctx}: out[{j}] = {o} outside the top k");
+                        continue;
+                    }
+                    let (lo, hi) = bracket(&levels, n, v.abs());
+                    let near = |m: f64| (o.abs() - inverse_zeta * m).abs() <= 1e-15 * m;
+                    assert!(near(lo) || near(hi), "{ctx}: out[{j}] = {o} ∉ ±{{{lo}, {hi}}}/ζ");
                     assert!(o == 0.0 || (o < 0.0) == (v < 0.0), "{ctx}: sign of out[{j}]");
                 }
             }
@@ -309,6 +354,19 @@ fn pow2_bracket(t: f64) -> (f64, f64) {
 /// Variance of unbiased rounding of t to lo or hi: (hi − t)(t − lo).
 fn two_point_variance((lo, hi): (f64, f64), t: f64) -> f64 {
     (hi - t) * (t - lo)
+}
+
+/// Natural dithering's levels 0, 2^{1−s}, …, 1/2, 1 (§1.9).
+fn natural_levels(s: u32) -> Vec<f64> {
+    std::iter::once(0.0).chain((1..=s).map(|u| 0.5f64.powi((s - u) as i32))).collect()
+}
+
+/// The k indices of largest |x_j| (ties to the lowest index), by a full sort.
+fn top_k_support(x: &[f64], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_by(|&a, &b| x[b].abs().partial_cmp(&x[a].abs()).unwrap().then(a.cmp(&b)));
+    order.truncate(k);
+    order
 }
 
 /// Top-k by a full stable sort on (|x| descending, index ascending).
@@ -694,6 +752,8 @@ catalogue_tests! {
     rand_k_shared => "rand-k:k=10,shared", Kind::SharedRandK { k: 10, scaled: true };
     rand_k_shared_unscaled => "rand-k:k=10,shared,unscaled", Kind::SharedRandK { k: 10, scaled: false };
     top_k => "top-k:k=10", Kind::TopK { k: 10 };
+    topk_nd => "topk-nd:k=10,s=3", Kind::TopKNatDither { k: 10, s: 3 };
+    topk_nd_one_level => "topk-nd:k=7,s=1", Kind::TopKNatDither { k: 7, s: 1 };
     clt_k => "clt-k:k=10", Kind::CltK { k: 10 };
     sketch_one_row => "sketch:rows=1,cols=25", Kind::Sketch { rows: 1, cols: 25 };
     sketch_five_rows => "sketch:rows=5,cols=40", Kind::Sketch { rows: 5, cols: 40 };
@@ -711,12 +771,13 @@ catalogue_tests! {
 // Tiny dimensions and non-finite input, over the whole catalogue.
 
 /// The catalogue with k = 1, legal down to d = 1.
-const SMALL: [Expect; 15] = [
+const SMALL: [Expect; 16] = [
     Expect { spec: "identity", kind: Kind::Identity },
     Expect { spec: "rand-k:k=1", kind: Kind::RandK { k: 1, scaled: true } },
     Expect { spec: "rand-k:k=1,unscaled", kind: Kind::RandK { k: 1, scaled: false } },
     Expect { spec: "rand-k:k=1,shared", kind: Kind::SharedRandK { k: 1, scaled: true } },
     Expect { spec: "top-k:k=1", kind: Kind::TopK { k: 1 } },
+    Expect { spec: "topk-nd:k=1,s=2", kind: Kind::TopKNatDither { k: 1, s: 2 } },
     Expect { spec: "clt-k:k=1", kind: Kind::CltK { k: 1 } },
     Expect { spec: "sketch:rows=1,cols=2", kind: Kind::Sketch { rows: 1, cols: 2 } },
     Expect { spec: "sketch:rows=3,cols=3", kind: Kind::Sketch { rows: 3, cols: 3 } },

@@ -58,7 +58,7 @@ fn lazy_methods_reduce_to_gd_and_skip_with_their_defaults() {
 fn lazy_methods_reach_1e_8_on_phishing_with_skipped_uploads() {
     let Some(data) = shared_data("phishing.txt") else { return };
     let dir = TempDir::new("lazy-phishing");
-    for ranks in [2, 4] {
+    for &ranks in convergence_rank_counts() {
         for method in ["gd", "lag-wk", "lag-ps:xi=0.1", "laq"] {
             let out = dir.path(&format!("{ranks}-{}.h5", method.replace([':', '='], "_")));
             let args = paper_setup_args(&data, &out, method, "identity", &[]);

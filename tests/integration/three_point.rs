@@ -67,7 +67,7 @@ fn three_point_methods_reach_1e_8_on_phishing() {
         ("3pcv4", "top-k:k=2;top-k:k=2", "4", false),
         ("3pcv5", "top-k:k=2", "4", false),
     ];
-    for ranks in [2, 4] {
+    for &ranks in convergence_rank_counts() {
         for (method, compressor, factor, lazy) in cases {
             let out = dir.path(&format!("{ranks}-{}.h5", method.replace(':', "_")));
             let args = paper_setup_args(&data, &out, method, compressor, &["--step-factor", factor]);
