@@ -118,6 +118,22 @@ impl Spec {
         })
     }
 
+    /// A required finite number parameter such as `p=0.1`.
+    pub fn take_f64(&mut self, key: &str) -> Result<f64> {
+        if self.has_key(key) {
+            self.take_f64_or(key, f64::NAN)
+        } else {
+            Err(Error::config(
+                format!("{} needs the parameter {key}", self.subject()),
+                format!("write {}:{key}=F", self.name),
+            ))
+        }
+    }
+
+    fn has_key(&self, key: &str) -> bool {
+        self.params.iter().any(|(k, _)| k == key)
+    }
+
     /// A finite number parameter, or `default` when absent.
     pub fn take_f64_or(&mut self, key: &str, default: f64) -> Result<f64> {
         match self.take(key) {

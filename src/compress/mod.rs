@@ -14,11 +14,15 @@
 //! One instance per rank serves all of that rank's workers and its server role: encoding
 //! keeps only scratch between calls, never a worker's state.
 
+pub mod adaptive_rand;
+pub mod bernoulli_sparse;
 pub mod clt_k;
 pub mod count_sketch;
+pub mod elias;
 pub mod identity;
 pub mod nat_dither;
 pub mod natural;
+pub mod opt_sparse;
 pub mod qsgd;
 pub mod rand_k;
 pub mod sign;
@@ -145,9 +149,12 @@ pub fn build(spec: &str, d: usize, seed: u64) -> Result<Box<dyn Compressor>> {
         "rand-k" if spec.has_flag("shared") => Box::new(summable::SharedRandK::from_spec(&mut spec, d)?),
         "rand-k" => Box::new(rand_k::RandK::from_spec(&mut spec, d)?),
         "top-k" => Box::new(top_k::TopK::from_spec(&mut spec, d)?),
+        "bernoulli-sparse" => Box::new(bernoulli_sparse::BernoulliSparse::from_spec(&mut spec, d)?),
+        "adaptive-rand" => Box::new(adaptive_rand::AdaptiveRand::from_spec(&mut spec, d)?),
+        "opt-sparse" => Box::new(opt_sparse::OptSparse::from_spec(&mut spec, d)?),
         "topk-nd" => Box::new(topk_nd::TopKNatDither::from_spec(&mut spec, d)?),
         "qsgd" => Box::new(qsgd::Qsgd::from_spec(&mut spec, d)?),
-        "natural" => Box::new(natural::Natural::new(&spec, d)),
+        "natural" => Box::new(natural::Natural::from_spec(&mut spec, d)?),
         "nat-dither" => Box::new(nat_dither::NatDither::from_spec(&mut spec, d)?),
         "sign" => Box::new(sign::ScaledSign::new(&spec, d)),
         "terngrad" => Box::new(terngrad::TernGrad::new(&spec, d)),
@@ -172,6 +179,9 @@ pub const EXAMPLES: &[&str] = &[
     "rand-k:k=20",
     "rand-k:k=20,shared",
     "top-k:k=10",
+    "bernoulli-sparse:p=0.2",
+    "adaptive-rand",
+    "opt-sparse:budget=1",
     "topk-nd:k=10,s=3",
     "qsgd:s=2",
     "natural",
@@ -183,8 +193,22 @@ pub const EXAMPLES: &[&str] = &[
 ];
 
 /// The compressor names `build` knows, for help texts and errors.
-pub const NAMES: &[&str] =
-    &["identity", "rand-k", "top-k", "topk-nd", "qsgd", "natural", "nat-dither", "sign", "terngrad", "clt-k", "sketch"];
+pub const NAMES: &[&str] = &[
+    "identity",
+    "rand-k",
+    "top-k",
+    "bernoulli-sparse",
+    "adaptive-rand",
+    "opt-sparse",
+    "topk-nd",
+    "qsgd",
+    "natural",
+    "nat-dither",
+    "sign",
+    "terngrad",
+    "clt-k",
+    "sketch",
+];
 
 /// `qtrain compressors`: every example SPEC with its class at dimension d, or (`examples`)
 /// the SPECs alone, a line each.

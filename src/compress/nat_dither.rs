@@ -1,7 +1,7 @@
 //! Natural dithering (Horváth et al.): dithering onto levels that are powers of two.
 //!
-//! Spec: ../shared/ALGORITHMS.md §1.9. SPEC: `nat-dither:s=S[,norm=2|inf]` (norm defaults
-//! to 2).
+//! Spec: ../shared/ALGORITHMS.md §1.9. SPEC: `nat-dither:s=S[,norm=2|inf][,elias]` (norm
+//! defaults to 2; `elias`: the variable-length code of §1.6, see `qsgd`).
 //!
 //! * Definition: levels ℓ_0 = 0 and ℓ_u = 2^{u−s} for u = 1..s (2^{1−s}, …, 1/2, 1).
 //!   y_j = |x_j|/‖x‖_p is rounded to the two levels that bracket it, up with probability
@@ -22,7 +22,7 @@
 //!   only absurd s (levels below 2^-1022 relative to the norm) lose precision there.
 
 use super::natural::{floor_log2, pow2};
-use super::qsgd::{Dithering, Norm};
+use super::qsgd::{Coding, Dithering, Norm};
 use super::{check_levels, Class, Compressor, Spec};
 use crate::error::Result;
 use crate::rng::Stream;
@@ -39,7 +39,8 @@ impl NatDither {
         let s = spec.take_usize("s")?;
         check_levels(spec, s)?;
         let norm = Norm::from_spec(spec)?;
-        Ok(NatDither { spec: spec.text().to_string(), levels: Dithering::new(NAME, d, s as u32, norm) })
+        let coding = Coding::from_spec(spec)?;
+        Ok(NatDither { spec: spec.text().to_string(), levels: Dithering::new(NAME, d, s as u32, norm, coding) })
     }
 }
 
@@ -95,8 +96,8 @@ impl Compressor for NatDither {
         self.levels.decode_add(msg, scale, acc, |u| level_value(s, u))
     }
 
-    fn paper_bits(&self, _msg: &[u8]) -> u64 {
-        self.levels.paper_bits()
+    fn paper_bits(&self, msg: &[u8]) -> u64 {
+        self.levels.paper_bits(msg)
     }
 }
 

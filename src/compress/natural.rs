@@ -1,6 +1,8 @@
-//! Natural compression C_nat (Horváth et al.): stochastic rounding to powers of two.
+//! Natural compression C_nat (Horváth et al.): stochastic rounding to powers of two; and
+//! its deterministic counterpart, rounding to the nearest power of two.
 //!
-//! Spec: ../shared/ALGORITHMS.md §1.8. SPEC: `natural`.
+//! Spec: ../shared/ALGORITHMS.md §1.8 and §1.13 ("general biased rounding"). SPEC:
+//! `natural[,nearest]`.
 //!
 //! * Definition, per coordinate t: t = 0 → 0; otherwise with a = ⌊log₂|t|⌋, |t| becomes
 //!   2^a with probability (2^{a+1} − |t|)/2^a, else 2^{a+1}; the sign is kept. An exact
@@ -14,7 +16,14 @@
 //!   - finite |t| ≥ 2^127 is clamped to 2^127 (biased; only the top binade of f32 and
 //!     beyond, > 1.7·10^38);
 //!   - ±∞ and NaN travel as ±∞, so a diverged worker stays visible.
-//! * Randomness: one uniform f64 per coordinate from the worker's private stream (§0.3).
+//! * `nearest` (Beznosikov et al.'s biased rounding onto the level set {±2^a}): |t| goes
+//!   to whichever of 2^a, 2^{a+1} is nearer, ties down (the same rule with u = 1/2 in
+//!   place of the coin). |C(t) − t| ≤ |t|/3 (worst at |t| = 1.5·2^a; the ratio of
+//!   consecutive levels r = 2 gives (r − 1)/(r + 1)), so ‖C(x) − x‖² ≤ ‖x‖²/9: contractive
+//!   with α = 8/9, B3(9/8). Outside the normal f32 range the range rules below apply:
+//!   |t| < 2^-126 rounds to 0 or 2^-126, finite |t| ≥ 2^127 to 2^127.
+//! * Randomness: one uniform f64 per coordinate from the worker's private stream (§0.3);
+//!   none with `nearest`.
 //! * Wire: d fields of 9 bits packed least-significant bit first (`wire::BitWriter`),
 //!   last byte zero-padded; ⌈9d/8⌉ bytes. Bit 0 of a field is the sign (1 = negative),
 //!   bits 1..9 the f32 biased exponent e: e = 0 is zero, e = 1..=254 is ±2^{e−127},
@@ -37,11 +46,14 @@ const INFINITE: u32 = 255;
 pub struct Natural {
     spec: String,
     d: usize,
+    /// Deterministic rounding to the nearest power of two instead of the coin.
+    nearest: bool,
 }
 
 impl Natural {
-    pub fn new(spec: &Spec, d: usize) -> Self {
-        Natural { spec: spec.text().to_string(), d }
+    pub fn from_spec(spec: &mut Spec, d: usize) -> Result<Self> {
+        let nearest = spec.take_flag("nearest")?;
+        Ok(Natural { spec: spec.text().to_string(), d, nearest })
     }
 }
 
@@ -105,7 +117,11 @@ impl Compressor for Natural {
     }
 
     fn class(&self) -> Class {
-        Class::Unbiased { omega: 1.0 / 8.0 }
+        if self.nearest {
+            Class::Contractive { alpha: 8.0 / 9.0 }
+        } else {
+            Class::Unbiased { omega: 1.0 / 8.0 }
+        }
     }
 
     /// Panics if `x.len() != d` (a caller bug, not a wire condition).
@@ -115,7 +131,9 @@ impl Compressor for Natural {
         out.reserve(packed_len(self.d, FIELD_BITS));
         let mut fields = BitWriter::new(out);
         for &t in x {
-            let exponent = exponent_field(t.abs(), rng.random::<f64>());
+            // Rounding up when u < (|t| − 2^a)/2^a: u = 1/2 rounds to the nearer power.
+            let u = if self.nearest { 0.5 } else { rng.random::<f64>() };
+            let exponent = exponent_field(t.abs(), u);
             // NaN keeps its sign bit; zero is always sent as +0.
             let negative = (t.is_sign_negative() && exponent > 0) as u32;
             fields.put(negative | exponent << 1, FIELD_BITS);

@@ -67,17 +67,38 @@ enum Kind {
         rows: usize,
         cols: usize,
     },
+    /// `elias`: the variable-length code of §1.6 instead of fixed fields.
     Qsgd {
         s: u32,
         inf: bool,
+        elias: bool,
     },
     Natural,
+    /// Deterministic rounding to the nearest power of two (§1.13 biased rounding).
+    NaturalNearest,
     NatDither {
         s: u32,
         inf: bool,
+        elias: bool,
+    },
+    /// Each coordinate kept with probability p, unscaled (§1.13).
+    BernoulliSparse {
+        p: f64,
+    },
+    /// One coordinate, drawn with probability |x_j|/‖x‖₁, unscaled (§1.13).
+    AdaptiveRand,
+    /// Optimal unbiased sparsification (§F) for a variance budget ε or a density ρ.
+    OptSparse {
+        budget: OptBudget,
     },
     Sign,
     TernGrad,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum OptBudget {
+    Variance(f64),
+    Density(f64),
 }
 
 struct Expect {
@@ -90,6 +111,18 @@ fn clog2(n: usize) -> u64 {
     let mut bits = 0;
     while (1u64 << bits) < n as u64 {
         bits += 1;
+    }
+    bits
+}
+
+/// Length of the Elias-ω word for n ≥ 1 (§1.7), counted from the definition: one final
+/// 0, and before it the binary groups N, ⌊log₂ N⌋, … down to a group for 2 or 3.
+fn elias_len(n: u64) -> u64 {
+    let (mut bits, mut n) = (1, n);
+    while n > 1 {
+        let group = 64 - n.leading_zeros() as u64;
+        bits += group;
+        n = group - 1;
     }
     bits
 }
@@ -114,6 +147,12 @@ impl Kind {
                 Class::Unbiased { omega: (df / (s * s)).min(df.sqrt() / s) }
             }
             Kind::Natural => Class::Unbiased { omega: 0.125 },
+            // |C(t) − t| ≤ |t|/3 (levels a factor 2 apart).
+            Kind::NaturalNearest => Class::Contractive { alpha: 8.0 / 9.0 },
+            Kind::BernoulliSparse { p } => Class::Contractive { alpha: p },
+            Kind::AdaptiveRand => Class::Contractive { alpha: 1.0 / df },
+            Kind::OptSparse { budget: OptBudget::Variance(eps) } => Class::Unbiased { omega: eps },
+            Kind::OptSparse { budget: OptBudget::Density(rho) } => Class::Unbiased { omega: 1.0 / rho - 1.0 },
             Kind::NatDither { s, .. } => {
                 let t = df.sqrt() * 0.5f64.powi(s as i32 - 1);
                 Class::Unbiased { omega: 0.125 + t * t.min(1.0) }
@@ -130,45 +169,76 @@ impl Kind {
         1.0 + 0.125 + t * t.min(1.0)
     }
 
-    /// Paper-convention bits (§0.4 and each §1 entry).
-    fn paper_bits(self, d: usize) -> u64 {
+    /// (paper-convention bits, wire bytes) of the message that decoded to `out` for input
+    /// `x` (§0.4, each §1 entry and the layouts in each file's `//!` doc). Most formats
+    /// have sizes fixed by d; the variable-length ones are sized from what `out` shows.
+    fn sizes(self, x: &[f64], out: &[f64]) -> (u64, usize) {
+        let d = x.len();
         let d64 = d as u64;
+        let packed = |fields: usize, bits: u64| (fields * bits as usize).div_ceil(8);
+        let b = clog2(d);
         match self {
-            Kind::Identity => 32 * d64,
-            Kind::RandK { k, .. } | Kind::TopK { k } | Kind::CltK { k } => k as u64 * (32 + clog2(d)),
+            Kind::Identity => (32 * d64, 4 * d),
+            Kind::RandK { k, .. } | Kind::TopK { k } | Kind::CltK { k } => (k as u64 * (32 + b), 4 * k + packed(k, b)),
             // §1.2: a 32-bit seed replaces the indices (none needed when k = d).
-            Kind::SharedRandK { k, .. } if k == d => 32 * d64,
-            Kind::SharedRandK { k, .. } => 32 * k as u64 + 32,
-            Kind::Sketch { rows, cols } => 32 * (rows * cols) as u64,
-            Kind::Qsgd { s, .. } | Kind::NatDither { s, .. } => 32 + d64 * (1 + clog2(s as usize + 1)),
-            Kind::Natural => 9 * d64,
-            Kind::Sign => d64 + 32,
-            Kind::TernGrad => 32 + 2 * d64,
-            Kind::TopKNatDither { k, s } => 32 + k as u64 * (clog2(d) + 1 + clog2(s as usize + 1)),
+            Kind::SharedRandK { k, .. } if k == d => (32 * d64, 4 * k),
+            Kind::SharedRandK { k, .. } => (32 * k as u64 + 32, 4 * k),
+            Kind::Sketch { rows, cols } => (32 * (rows * cols) as u64, 4 * rows * cols),
+            Kind::Qsgd { elias: true, .. } | Kind::NatDither { elias: true, .. } => {
+                let code = self.elias_code_bits(x, out);
+                (32 + code, 4 + (code as usize).div_ceil(8))
+            }
+            Kind::Qsgd { s, .. } | Kind::NatDither { s, .. } => {
+                let field = 1 + clog2(s as usize + 1);
+                (32 + d64 * field, 4 + packed(d, field))
+            }
+            Kind::Natural | Kind::NaturalNearest => (9 * d64, packed(d, 9)),
+            Kind::Sign => (d64 + 32, 4 + packed(d, 1)),
+            Kind::TernGrad => (32 + 2 * d64, 4 + packed(d, 2)),
+            Kind::TopKNatDither { k, s } => {
+                let field = 1 + clog2(s as usize + 1);
+                (32 + k as u64 * (b + field), 4 + packed(k, field) + packed(k, b))
+            }
+            Kind::BernoulliSparse { .. } => {
+                let c = nonzeros(out);
+                (32 + c as u64 * (32 + b), 4 + 4 * c + packed(c, b))
+            }
+            Kind::AdaptiveRand => (32 + b, 4 + packed(1, b)),
+            // Saturated entries decode to x_j (as f32); the others to ±m, and |x_j| < m.
+            Kind::OptSparse { .. } => {
+                let sat = out.iter().zip(x).filter(|(o, v)| **o != 0.0 && **o == **v as f32 as f64).count();
+                let unsat = nonzeros(out) - sat;
+                (
+                    32 + unsat as u64 * (b + 1) + sat as u64 * (b + 32),
+                    12 + 4 * sat + packed(sat, b) + packed(unsat, b + 1),
+                )
+            }
         }
     }
 
-    /// Wire bytes of the layouts in each file's `//!` doc.
-    fn wire_bytes(self, d: usize) -> usize {
-        let packed = |fields: usize, bits: u64| (fields * bits as usize).div_ceil(8);
-        match self {
-            Kind::Identity => 4 * d,
-            Kind::RandK { k, .. } | Kind::TopK { k } | Kind::CltK { k } => 4 * k + packed(k, clog2(d)),
-            Kind::SharedRandK { k, .. } => 4 * k,
-            Kind::Sketch { rows, cols } => 4 * rows * cols,
-            Kind::Qsgd { s, .. } | Kind::NatDither { s, .. } => 4 + packed(d, 1 + clog2(s as usize + 1)),
-            Kind::Natural => packed(d, 9),
-            Kind::Sign => 4 + packed(d, 1),
-            Kind::TernGrad => 4 + packed(d, 2),
-            Kind::TopKNatDither { k, s } => 4 + packed(k, 1 + clog2(s as usize + 1)) + packed(k, clog2(d)),
+    /// The Elias-ω code bits of §1.6 for the levels `out` shows: per nonzero level, the
+    /// word of the gap from the previous nonzero (from −1), a sign bit, the word of the
+    /// level index; word lengths counted by `elias_len`.
+    fn elias_code_bits(self, x: &[f64], out: &[f64]) -> u64 {
+        let (levels, inf) = self.levels().unwrap();
+        let n = f32_up(norm_p(x, inf));
+        let (mut bits, mut previous) = (0, -1i64);
+        for (j, &o) in out.iter().enumerate() {
+            if o == 0.0 {
+                continue;
+            }
+            let level = levels.iter().position(|&l| n * l == o.abs()).expect("a decoded value is norm × a level");
+            bits += elias_len(j as u64 - (previous + 1) as u64 + 1) + 1 + elias_len(level as u64);
+            previous = j as i64;
         }
+        bits
     }
 
     /// The magnitudes a quantizer may output for x_j, given the transmitted norm n.
     fn levels(self) -> Option<(Vec<f64>, bool)> {
         match self {
-            Kind::Qsgd { s, inf } => Some(((0..=s).map(|l| l as f64 / s as f64).collect(), inf)),
-            Kind::NatDither { s, inf } => Some((natural_levels(s), inf)),
+            Kind::Qsgd { s, inf, .. } => Some(((0..=s).map(|l| l as f64 / s as f64).collect(), inf)),
+            Kind::NatDither { s, inf, .. } => Some((natural_levels(s), inf)),
             Kind::TopKNatDither { s, .. } => Some((natural_levels(s), false)),
             _ => None,
         }
@@ -201,6 +271,22 @@ impl Kind {
                 x.iter().map(|&v| two_point_variance(bracket(&levels, n, v.abs()), v.abs())).sum()
             }
             Kind::Natural => x.iter().map(|&v| two_point_variance(pow2_bracket(v.abs()), v.abs())).sum(),
+            Kind::NaturalNearest => x.iter().map(|&v| (nearest_pow2(v.abs()) - v.abs()).powi(2)).sum(),
+            Kind::BernoulliSparse { p } => (1.0 - p) * dot(x, x),
+            Kind::AdaptiveRand => {
+                let l1: f64 = x.iter().map(|v| v.abs()).sum();
+                let cubes: f64 = x.iter().map(|v| v.abs().powi(3)).sum();
+                if l1 == 0.0 {
+                    0.0
+                } else {
+                    dot(x, x) - cubes / l1
+                }
+            }
+            // Unsaturated coordinates are sent as ±m with probability |x_j|/m.
+            Kind::OptSparse { budget } => {
+                let m = f32_up(opt_sparse_magnitude(budget, x));
+                x.iter().map(|v| v.abs()).filter(|&a| a > 0.0 && a < m).map(|a| a * m - a * a).sum()
+            }
             Kind::Sign => dot(x, x) - x.iter().map(|v| v.abs()).sum::<f64>().powi(2) / d,
             Kind::TernGrad => {
                 let n = f32_up(norm_p(x, true));
@@ -278,6 +364,33 @@ impl Kind {
                     assert!(ok && (o == 0.0 || (o < 0.0) == (v < 0.0)), "{ctx}: out[{j}] = {o} for {v}");
                 }
             }
+            Kind::NaturalNearest => {
+                let want: Vec<f64> = x.iter().map(|&v| nearest_pow2(v.abs()).copysign(v)).collect();
+                let want: Vec<f64> = want.iter().map(|&v| if v == 0.0 { 0.0 } else { v }).collect();
+                assert_bitwise(out, &want, ctx);
+            }
+            Kind::BernoulliSparse { .. } => {
+                for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
+                    assert!(o == 0.0 || o.to_bits() == v.to_bits(), "{ctx}: out[{j}] = {o} for {v}");
+                }
+            }
+            Kind::AdaptiveRand => {
+                assert!(nonzeros(out) <= 1, "{ctx}: {} nonzeros", nonzeros(out));
+                for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
+                    assert!(o == 0.0 || o.to_bits() == v.to_bits(), "{ctx}: out[{j}] = {o} for {v}");
+                }
+            }
+            Kind::OptSparse { budget } => {
+                let m = f32_up(opt_sparse_magnitude(budget, x));
+                let near = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b;
+                for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
+                    let a = v.abs();
+                    let saturated = o != 0.0 && o.to_bits() == v.to_bits() && a >= m * (1.0 - 1e-6);
+                    let unsaturated = near(o.abs(), m) && (o < 0.0) == (v < 0.0) && a < m * (1.0 + 1e-6) && a > 0.0;
+                    let dropped = o == 0.0 && a < m * (1.0 + 1e-6);
+                    assert!(saturated || unsaturated || dropped, "{ctx}: out[{j}] = {o} for {v}, m = {m}");
+                }
+            }
             Kind::Sign => {
                 let m = (x.iter().map(|v| v.abs()).sum::<f64>() / d as f64) as f32 as f64;
                 let want: Vec<f64> = x.iter().map(|&v| if v < 0.0 { -m } else { m }).collect();
@@ -349,6 +462,61 @@ fn pow2_bracket(t: f64) -> (f64, f64) {
         a += 1.0;
     }
     (2f64.powf(a), 2f64.powf(a + 1.0))
+}
+
+/// The nearer of the powers of two around t, ties to the lower (0 for t = 0).
+fn nearest_pow2(t: f64) -> f64 {
+    let (lo, hi) = pow2_bracket(t);
+    if t - lo <= hi - t {
+        lo
+    } else {
+        hi
+    }
+}
+
+/// §F's magnitude m (p_j = min(1, |x_j|/m)) found independently of opt_sparse.rs: for a
+/// variance budget, the least dense of every KKT-consistent saturation count (brute
+/// force over k); for a density, bisection on C in Σ min(1, C|x_j|) = ρd. Tiny when every
+/// nonzero saturates; +∞ for the zero vector (nothing sent).
+fn opt_sparse_magnitude(budget: OptBudget, x: &[f64]) -> f64 {
+    let mut a: Vec<f64> = x.iter().map(|v| v.abs()).filter(|&a| a > 0.0).collect();
+    a.sort_by(|p, q| q.total_cmp(p));
+    if a.is_empty() {
+        return f64::INFINITY;
+    }
+    match budget {
+        OptBudget::Variance(eps) => {
+            let norm2: f64 = a.iter().map(|v| v * v).sum();
+            let mut best = (f64::INFINITY, 0.0);
+            for k in 0..a.len() {
+                let rest1: f64 = a[k..].iter().sum();
+                let rest2: f64 = a[k..].iter().map(|v| v * v).sum();
+                let lambda = rest1 / (eps * norm2 + rest2);
+                let consistent = a[k] * lambda <= 1.0 + 1e-12 && (k == 0 || a[k - 1] * lambda >= 1.0 - 1e-12);
+                if consistent && (k as f64 + lambda * rest1) < best.0 {
+                    best = (k as f64 + lambda * rest1, 1.0 / lambda);
+                }
+            }
+            best.1
+        }
+        OptBudget::Density(rho) => {
+            let target = rho * x.len() as f64;
+            if a.len() as f64 <= target {
+                return f64::MIN_POSITIVE;
+            }
+            let density = |c: f64| a.iter().map(|v| (c * v).min(1.0)).sum::<f64>();
+            let (mut lo, mut hi) = (0.0, 1.0 / a[a.len() - 1]);
+            for _ in 0..200 {
+                let mid = 0.5 * (lo + hi);
+                if density(mid) < target {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            1.0 / hi
+        }
+    }
 }
 
 /// Variance of unbiased rounding of t to lo or hi: (hi − t)(t − lo).
@@ -606,9 +774,8 @@ fn check_round_trip(e: &Expect) {
             let mut out = vec![0.0; d];
             for _ in 0..20 {
                 encode_round(c.as_mut(), &x, &mut rng, &mut shared, &mut msg);
-                assert_eq!(msg.len(), e.kind.wire_bytes(d), "{ctx}: wire bytes");
-                assert_eq!(c.paper_bits(&msg), e.kind.paper_bits(d), "{ctx}: paper bits");
                 decode(c.as_ref(), &msg, &mut out).unwrap();
+                check_sizes_of(e, c.as_ref(), &msg, &x, &out, &ctx);
                 e.kind.check_output(&x, &out, BUILD_SEED, &ctx);
                 check_accumulates(c.as_ref(), &msg, &out, &ctx);
             }
@@ -638,11 +805,18 @@ fn check_sizes(e: &Expect) {
     for d in [10, 11, 16, 17, 31, 32, 33, 100, 255, 256, 257, 1000, 4099] {
         let x: Vec<f64> = (0..d).map(|_| gaussian(&mut g)).collect();
         let mut c = build_ok(e, d);
-        let mut msg = Vec::new();
+        let (mut msg, mut out) = (Vec::new(), vec![0.0; d]);
         c.encode(&x, &mut rng::private(1, 0, Purpose::Compressor), &mut msg);
-        assert_eq!(msg.len(), e.kind.wire_bytes(d), "{} at d = {d}: wire bytes", e.spec);
-        assert_eq!(c.paper_bits(&msg), e.kind.paper_bits(d), "{} at d = {d}: paper bits", e.spec);
+        decode(c.as_ref(), &msg, &mut out).unwrap();
+        check_sizes_of(e, c.as_ref(), &msg, &x, &out, &format!("{} at d = {d}", e.spec));
     }
+}
+
+/// Wire bytes and paper bits of one message against the statement's formulas.
+fn check_sizes_of(e: &Expect, c: &dyn Compressor, msg: &[u8], x: &[f64], out: &[f64], ctx: &str) {
+    let (bits, bytes) = e.kind.sizes(x, out);
+    assert_eq!(msg.len(), bytes, "{ctx}: wire bytes");
+    assert_eq!(c.paper_bits(msg), bits, "{ctx}: paper bits");
 }
 
 fn is_wire_error(r: crate::error::Result<()>) -> bool {
@@ -657,11 +831,16 @@ fn check_malformed(e: &Expect) {
         let mut msg = Vec::new();
         c.encode(x, &mut rng::private(1, 0, Purpose::Compressor), &mut msg);
         let mut out = vec![0.0; d];
-        for len in 0..msg.len() {
+        // An Elias stream carries no length: a cut at a word boundary is a valid shorter
+        // message, so only the header must be complete, and the transport (MPI's message
+        // length) delimits it. Trailing 1 bits beyond a byte are never padding.
+        let elias = matches!(e.kind, Kind::Qsgd { elias: true, .. } | Kind::NatDither { elias: true, .. });
+        let (checked, extras) = if elias { (4, &[0xff][..]) } else { (msg.len(), &[0u8, 0xff][..]) };
+        for len in 0..checked {
             let r = decode(c.as_ref(), &msg[..len], &mut out);
             assert!(is_wire_error(r), "{} d = {d}: prefix of {len} bytes accepted", e.spec);
         }
-        for extra in [0u8, 0xff] {
+        for &extra in extras {
             let mut longer = msg.clone();
             longer.push(extra);
             assert!(is_wire_error(decode(c.as_ref(), &longer, &mut out)), "{}: padded", e.spec);
@@ -678,8 +857,11 @@ fn check_malformed(e: &Expect) {
 fn check_garbage(e: &Expect) {
     let mut g = Stream::seed_from_u64(99);
     for d in [10, 100, 129] {
-        let c = build_ok(e, d);
-        let len = e.kind.wire_bytes(d);
+        let mut c = build_ok(e, d);
+        // A typical length: that of a dense Gaussian's message.
+        let mut typical = Vec::new();
+        c.encode(&families(d, 4)[0].1, &mut rng::private(1, 0, Purpose::Compressor), &mut typical);
+        let len = typical.len();
         let mut out = vec![0.0; d];
         let mut msg = vec![0u8; len];
         for _ in 0..2000 {
@@ -752,17 +934,28 @@ catalogue_tests! {
     rand_k_shared => "rand-k:k=10,shared", Kind::SharedRandK { k: 10, scaled: true };
     rand_k_shared_unscaled => "rand-k:k=10,shared,unscaled", Kind::SharedRandK { k: 10, scaled: false };
     top_k => "top-k:k=10", Kind::TopK { k: 10 };
+    bernoulli_sparse => "bernoulli-sparse:p=0.2", Kind::BernoulliSparse { p: 0.2 };
+    bernoulli_sparse_all => "bernoulli-sparse:p=1", Kind::BernoulliSparse { p: 1.0 };
+    adaptive_rand => "adaptive-rand", Kind::AdaptiveRand;
+    opt_sparse_budget => "opt-sparse:budget=1", Kind::OptSparse { budget: OptBudget::Variance(1.0) };
+    opt_sparse_small_budget => "opt-sparse:budget=0.05", Kind::OptSparse { budget: OptBudget::Variance(0.05) };
+    opt_sparse_density => "opt-sparse:density=0.1", Kind::OptSparse { budget: OptBudget::Density(0.1) };
+    opt_sparse_half => "opt-sparse:density=0.5", Kind::OptSparse { budget: OptBudget::Density(0.5) };
     topk_nd => "topk-nd:k=10,s=3", Kind::TopKNatDither { k: 10, s: 3 };
     topk_nd_one_level => "topk-nd:k=7,s=1", Kind::TopKNatDither { k: 7, s: 1 };
     clt_k => "clt-k:k=10", Kind::CltK { k: 10 };
     sketch_one_row => "sketch:rows=1,cols=25", Kind::Sketch { rows: 1, cols: 25 };
     sketch_five_rows => "sketch:rows=5,cols=40", Kind::Sketch { rows: 5, cols: 40 };
-    qsgd_l2 => "qsgd:s=4", Kind::Qsgd { s: 4, inf: false };
-    qsgd_inf => "qsgd:s=2,norm=inf", Kind::Qsgd { s: 2, inf: true };
-    qsgd_one_level => "qsgd:s=1,norm=2", Kind::Qsgd { s: 1, inf: false };
+    qsgd_l2 => "qsgd:s=4", Kind::Qsgd { s: 4, inf: false, elias: false };
+    qsgd_inf => "qsgd:s=2,norm=inf", Kind::Qsgd { s: 2, inf: true, elias: false };
+    qsgd_one_level => "qsgd:s=1,norm=2", Kind::Qsgd { s: 1, inf: false, elias: false };
     natural => "natural", Kind::Natural;
-    nat_dither_l2 => "nat-dither:s=3", Kind::NatDither { s: 3, inf: false };
-    nat_dither_inf => "nat-dither:s=4,norm=inf", Kind::NatDither { s: 4, inf: true };
+    natural_nearest => "natural:nearest", Kind::NaturalNearest;
+    qsgd_elias => "qsgd:s=4,elias", Kind::Qsgd { s: 4, inf: false, elias: true };
+    qsgd_elias_sqrt_d => "qsgd:s=10,norm=inf,elias", Kind::Qsgd { s: 10, inf: true, elias: true };
+    nat_dither_elias => "nat-dither:s=3,elias", Kind::NatDither { s: 3, inf: false, elias: true };
+    nat_dither_l2 => "nat-dither:s=3", Kind::NatDither { s: 3, inf: false, elias: false };
+    nat_dither_inf => "nat-dither:s=4,norm=inf", Kind::NatDither { s: 4, inf: true, elias: false };
     sign => "sign", Kind::Sign;
     terngrad => "terngrad", Kind::TernGrad;
 }
@@ -771,7 +964,7 @@ catalogue_tests! {
 // Tiny dimensions and non-finite input, over the whole catalogue.
 
 /// The catalogue with k = 1, legal down to d = 1.
-const SMALL: [Expect; 16] = [
+const SMALL: [Expect; 23] = [
     Expect { spec: "identity", kind: Kind::Identity },
     Expect { spec: "rand-k:k=1", kind: Kind::RandK { k: 1, scaled: true } },
     Expect { spec: "rand-k:k=1,unscaled", kind: Kind::RandK { k: 1, scaled: false } },
@@ -781,11 +974,18 @@ const SMALL: [Expect; 16] = [
     Expect { spec: "clt-k:k=1", kind: Kind::CltK { k: 1 } },
     Expect { spec: "sketch:rows=1,cols=2", kind: Kind::Sketch { rows: 1, cols: 2 } },
     Expect { spec: "sketch:rows=3,cols=3", kind: Kind::Sketch { rows: 3, cols: 3 } },
-    Expect { spec: "qsgd:s=1", kind: Kind::Qsgd { s: 1, inf: false } },
-    Expect { spec: "qsgd:s=3,norm=inf", kind: Kind::Qsgd { s: 3, inf: true } },
+    Expect { spec: "qsgd:s=1", kind: Kind::Qsgd { s: 1, inf: false, elias: false } },
+    Expect { spec: "qsgd:s=3,norm=inf", kind: Kind::Qsgd { s: 3, inf: true, elias: false } },
     Expect { spec: "natural", kind: Kind::Natural },
-    Expect { spec: "nat-dither:s=1", kind: Kind::NatDither { s: 1, inf: false } },
-    Expect { spec: "nat-dither:s=2,norm=inf", kind: Kind::NatDither { s: 2, inf: true } },
+    Expect { spec: "natural:nearest", kind: Kind::NaturalNearest },
+    Expect { spec: "bernoulli-sparse:p=0.5", kind: Kind::BernoulliSparse { p: 0.5 } },
+    Expect { spec: "adaptive-rand", kind: Kind::AdaptiveRand },
+    Expect { spec: "opt-sparse:budget=1", kind: Kind::OptSparse { budget: OptBudget::Variance(1.0) } },
+    Expect { spec: "opt-sparse:density=0.5", kind: Kind::OptSparse { budget: OptBudget::Density(0.5) } },
+    Expect { spec: "qsgd:s=2,elias", kind: Kind::Qsgd { s: 2, inf: false, elias: true } },
+    Expect { spec: "nat-dither:s=2,norm=inf,elias", kind: Kind::NatDither { s: 2, inf: true, elias: true } },
+    Expect { spec: "nat-dither:s=1", kind: Kind::NatDither { s: 1, inf: false, elias: false } },
+    Expect { spec: "nat-dither:s=2,norm=inf", kind: Kind::NatDither { s: 2, inf: true, elias: false } },
     Expect { spec: "sign", kind: Kind::Sign },
     Expect { spec: "terngrad", kind: Kind::TernGrad },
 ];
@@ -802,9 +1002,8 @@ fn dimensions_one_to_nine_round_trip() {
                 let (mut msg, mut out) = (Vec::new(), vec![0.0; d]);
                 for _ in 0..10 {
                     encode_round(c.as_mut(), &x, &mut rng, &mut shared, &mut msg);
-                    assert_eq!(msg.len(), e.kind.wire_bytes(d), "{ctx}: wire bytes");
-                    assert_eq!(c.paper_bits(&msg), e.kind.paper_bits(d), "{ctx}: paper bits");
                     decode(c.as_ref(), &msg, &mut out).unwrap();
+                    check_sizes_of(e, c.as_ref(), &msg, &x, &out, &ctx);
                     e.kind.check_output(&x, &out, BUILD_SEED, &ctx);
                 }
             }
@@ -836,6 +1035,71 @@ fn non_finite_input_stays_visible() {
         let mut out = vec![0.0; 4];
         decode(c.as_ref(), &msg, &mut out).unwrap();
         assert!(out.iter().any(|v| !v.is_finite()), "{}: {out:?}", e.spec);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Beznosikov et al.'s classes (§1.13): B1(α, β): α‖x‖² ≤ E‖C(x)‖² ≤ β·E⟨C(x), x⟩;
+// B2(γ, β): max{γ‖x‖², E‖C(x)‖²/β} ≤ E⟨C(x), x⟩; B3(δ): E‖C(x) − x‖² ≤ (1 − 1/δ)‖x‖².
+
+/// (B1's (α, β), B2's (γ, β), B3's δ); None where no constant is claimed.
+type BiasedClasses = (Option<(f64, f64)>, Option<(f64, f64)>, f64);
+
+/// The classes §1.13 (and §1.3) place each biased compressor in, at dimension d.
+fn biased_classes(spec: &str, d: f64) -> BiasedClasses {
+    let k = 10.0;
+    match spec {
+        "bernoulli-sparse:p=0.2" => (Some((0.2, 1.0)), Some((0.2, 1.0)), 1.0 / 0.2),
+        "adaptive-rand" => (Some((1.0 / d, 1.0)), Some((1.0 / d, 1.0)), d),
+        "natural:nearest" => (None, None, 9.0 / 8.0),
+        "top-k:k=10" => (Some((k / d, 1.0)), Some((k / d, 1.0)), d / k),
+        _ => unreachable!("{spec}"),
+    }
+}
+
+/// Mean and standard error of per-draw samples.
+fn mean_and_error(samples: &[f64]) -> (f64, f64) {
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    let var = samples.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
+}
+
+/// Monte-Carlo check of each class inequality: every inequality E[a] ≥ E[b] is tested on
+/// the per-draw differences a − b, with five standard errors of their mean as tolerance.
+#[test]
+fn biased_compressors_satisfy_their_class_inequalities() {
+    for spec in ["bernoulli-sparse:p=0.2", "adaptive-rand", "natural:nearest", "top-k:k=10"] {
+        for (stream, (family, x)) in families(D, 12).into_iter().enumerate() {
+            let ctx = format!("{spec} on {family}");
+            let mut c = build(spec, D, BUILD_SEED).unwrap();
+            let mut rng = rng::private(31, stream, Purpose::Compressor);
+            let (mut msg, mut out) = (Vec::new(), vec![0.0; D]);
+            let norm2 = dot(&x, &x);
+            let (b1, b2, delta) = biased_classes(spec, D as f64);
+            // Per draw: ‖C‖², ⟨C, x⟩, ‖C − x‖².
+            let mut draws = Vec::with_capacity(N);
+            for _ in 0..N {
+                c.encode(&x, &mut rng, &mut msg);
+                decode(c.as_ref(), &msg, &mut out).unwrap();
+                draws.push((dot(&out, &out), dot(&out, &x), dist2(&out, &x)));
+            }
+            let at_least = |what: &str, f: &dyn Fn(&(f64, f64, f64)) -> f64| {
+                let (mean, error) = mean_and_error(&draws.iter().map(f).collect::<Vec<_>>());
+                assert!(mean >= -5.0 * error - 1e-12 * norm2, "{ctx}: {what} fails by {mean} (±{error})");
+            };
+            if let Some((alpha, beta)) = b1 {
+                at_least("B1 α‖x‖² ≤ E‖C‖²", &|&(sq, _, _)| sq - alpha * norm2);
+                at_least("B1 E‖C‖² ≤ β E⟨C,x⟩", &|&(sq, inner, _)| beta * inner - sq);
+            }
+            if let Some((gamma, beta)) = b2 {
+                at_least("B2 γ‖x‖² ≤ E⟨C,x⟩", &|&(_, inner, _)| inner - gamma * norm2);
+                at_least("B2 E‖C‖²/β ≤ E⟨C,x⟩", &|&(sq, inner, _)| inner - sq / beta);
+            }
+            at_least("B3 E‖C − x‖² ≤ (1 − 1/δ)‖x‖²", &|&(_, _, err)| {
+                (1.0 - 1.0 / delta) * norm2 - err
+            });
+        }
     }
 }
 

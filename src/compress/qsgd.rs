@@ -1,7 +1,8 @@
 //! Standard dithering / QSGD (Alistarh et al.), p-norm variant with p ∈ {2, ∞}, and the
 //! level payload it shares with natural dithering.
 //!
-//! Spec: ../shared/ALGORITHMS.md §1.6. SPEC: `qsgd:s=S[,norm=2|inf]` (norm defaults to 2).
+//! Spec: ../shared/ALGORITHMS.md §1.6. SPEC: `qsgd:s=S[,norm=2|inf][,elias]` (norm defaults to 2;
+//! `elias`: the variable-length code below).
 //!
 //! * Definition: y_j = |x_j|/‖x‖_p ∈ [0, 1], l = ⌊s·y_j⌋; ξ_j = (l+1)/s with probability
 //!   s·y_j − l, else l/s; Q(x)_j = ‖x‖_p·sign(x_j)·ξ_j. The zero vector gives norm 0 and
@@ -17,13 +18,19 @@
 //!   sign (1 = negative; always 0 for level 0), the higher bits the level l ∈ 0..=s. The
 //!   last byte is zero-padded: 4 + ⌈d(1 + ⌈log₂(s+1)⌉)/8⌉ bytes. A level above s is
 //!   rejected as malformed.
-//! * Paper bits: 32 + d(1 + ⌈log₂(s+1)⌉) (the fixed-length encoding of §1.6; the Elias
-//!   and MARINA counts are other conventions).
+//! * Paper bits: 32 + d(1 + ⌈log₂(s+1)⌉) (the fixed-length encoding of §1.6; the MARINA
+//!   count is another convention).
+//! * `elias` (SPEC flag, both dithering quantizers): the variable-length code of §1.6 —
+//!   bytes 0..4 the norm, then for each nonzero level in increasing j the Elias-ω words
+//!   ([`super::elias`]) of the gap j − (previous nonzero j, −1 at first) and, after one
+//!   sign bit, of the level; padded with 1 bits to a byte. Paper bits = 32 + the code
+//!   words' lengths, bit for bit; wire bytes = 4 + ⌈code bits / 8⌉.
 //! * Non-finite input: a NaN or ±∞ coordinate makes the norm non-finite, and the decoded
 //!   vector then holds NaN, so a diverged worker stays visible to the trainer.
 
 use rand::Rng;
 
+use super::elias;
 use super::wire::{ceil_log2, expect_dim, expect_len, f32_round_up, packed_len, put_f32, BitReader, BitWriter, Reader};
 use super::{check_levels, Class, Compressor, Spec};
 use crate::error::{Error, Result};
@@ -59,20 +66,40 @@ pub fn max_abs(x: &[f64]) -> f64 {
     x.iter().map(|v| v.abs()).fold(0.0, |m, a| if a > m || a.is_nan() { a } else { m })
 }
 
+/// How the dithering quantizers code their levels (§1.6 "Encodings").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coding {
+    /// A sign bit and a level in ⌈log₂(s+1)⌉ bits for every coordinate.
+    Fixed,
+    /// The nonzero levels only, each as Elias-ω(gap to the previous nonzero, from −1), a
+    /// sign bit and Elias-ω(level): the QSGD paper's code and the smoothness-aware
+    /// reference code's bit count.
+    Elias,
+}
+
+impl Coding {
+    /// Reads the flag `elias` (default: fixed-length fields).
+    pub fn from_spec(spec: &mut Spec) -> Result<Coding> {
+        Ok(if spec.take_flag("elias")? { Coding::Elias } else { Coding::Fixed })
+    }
+}
+
 /// The level payload of the dithering quantizers (§1.6 and §1.9): an f32 norm, then a
-/// sign bit and a level index in 0..=s per coordinate. The quantizer supplies the
-/// rounding rule (y ↦ level) and the level values (level ↦ ξ ∈ [0, 1]).
+/// sign and a level index in 0..=s per coordinate, fixed-length or Elias-coded. The
+/// quantizer supplies the rounding rule (y ↦ level) and the level values (level ↦ ξ ∈
+/// [0, 1]).
 pub struct Dithering {
     name: &'static str,
     d: usize,
     s: u32,
     norm: Norm,
+    coding: Coding,
     level_bits: u32,
 }
 
 impl Dithering {
-    pub fn new(name: &'static str, d: usize, s: u32, norm: Norm) -> Self {
-        Dithering { name, d, s, norm, level_bits: ceil_log2(s as u64 + 1) }
+    pub fn new(name: &'static str, d: usize, s: u32, norm: Norm, coding: Coding) -> Self {
+        Dithering { name, d, s, norm, coding, level_bits: ceil_log2(s as u64 + 1) }
     }
 
     pub fn d(&self) -> usize {
@@ -87,12 +114,23 @@ impl Dithering {
         1 + self.level_bits
     }
 
-    pub fn wire_bytes(&self) -> usize {
+    /// Bytes of a fixed-length message (the only length when `Coding::Fixed`).
+    pub fn fixed_wire_bytes(&self) -> usize {
         4 + packed_len(self.d, self.field_bits())
     }
 
-    pub fn paper_bits(&self) -> u64 {
-        32 + self.d as u64 * self.field_bits() as u64
+    /// Paper bits of `msg`: 32 + d(1 + ⌈log₂(s+1)⌉) fixed; 32 + the sum of the code
+    /// words (padding excluded) with Elias. A malformed Elias message counts what decodes.
+    pub fn paper_bits(&self, msg: &[u8]) -> u64 {
+        match self.coding {
+            Coding::Fixed => 32 + self.d as u64 * self.field_bits() as u64,
+            Coding::Elias => {
+                let stream = msg.get(4..).unwrap_or_default();
+                let mut bits = BitReader::new(stream);
+                let _ = self.walk_elias(&mut bits, |_, _, _| ());
+                32 + (stream.len() * 8 - bits.remaining_bits()) as u64
+            }
+        }
     }
 
     /// Clears `out` and writes the norm and, for every coordinate, the level that
@@ -102,41 +140,110 @@ impl Dithering {
     pub fn encode(&self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>, round: impl Fn(f64, f64) -> u32) {
         assert_eq!(x.len(), self.d, "{}: encoding a vector of the wrong dimension", self.name);
         out.clear();
-        out.reserve(self.wire_bytes());
+        out.reserve(self.fixed_wire_bytes());
         // Rounded up, so that |x_j| ≤ norm for the norm the receiver sees (module doc).
         let norm = f32_round_up(self.norm.of(x));
         put_f32(out, norm);
         let n = norm as f64;
         let mut fields = BitWriter::new(out);
-        for &v in x {
+        // The index of the last nonzero level written (Elias gaps start from −1).
+        let mut previous: i64 = -1;
+        for (j, &v) in x.iter().enumerate() {
             let u = rng.random::<f64>();
             // `min` only guards the last ulp (y ≤ 1 holds since n ≥ ‖x‖_p ≥ |x_j|); a
             // zero or NaN norm sends level 0 everywhere (no 0/0).
             let y = if n > 0.0 { (v.abs() / n).min(1.0) } else { 0.0 };
             let level = round(y, u).min(self.s);
             let negative = (v < 0.0 && level > 0) as u32;
-            fields.put(negative | level << 1, self.field_bits());
+            match self.coding {
+                Coding::Fixed => fields.put(negative | level << 1, self.field_bits()),
+                Coding::Elias if level > 0 => {
+                    elias::put(&mut fields, (j as i64 - previous) as u32);
+                    fields.put(negative, 1);
+                    elias::put(&mut fields, level);
+                    previous = j as i64;
+                }
+                Coding::Elias => {}
+            }
+        }
+        if self.coding == Coding::Elias {
+            fields.pad_with_ones();
         }
         fields.finish();
     }
 
     /// acc += scale · norm · sign · value(level) for every coordinate. Every coordinate
-    /// is added, zero levels included, so that a non-finite norm shows up as NaN.
+    /// is added, zero levels included, so that a non-finite norm shows up as NaN (with
+    /// Elias, a non-finite norm is added as NaN to every coordinate for the same reason).
     pub fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64], value: impl Fn(u32) -> f64) -> Result<()> {
         expect_dim(self.name, acc, self.d)?;
-        expect_len(self.name, msg, self.wire_bytes())?;
+        if self.coding == Coding::Fixed {
+            expect_len(self.name, msg, self.fixed_wire_bytes())?;
+        }
         let mut r = Reader::new(msg, self.name);
         let n = r.f32()? as f64;
-        let mut fields = BitReader::new(r.take(packed_len(self.d, self.field_bits()))?);
-        r.finish()?;
-        for (j, a) in acc.iter_mut().enumerate() {
-            let field = fields.get(self.field_bits());
-            let level = field >> 1;
-            if level > self.s {
-                return Err(Error::wire(self.name, format!("coordinate {j} has level {level}, above s = {}", self.s)));
+        let signed = |field: u32| {
+            let magnitude = n * value(field >> 1);
+            if field & 1 == 1 {
+                -magnitude
+            } else {
+                magnitude
             }
-            let magnitude = n * value(level);
-            *a += scale * if field & 1 == 1 { -magnitude } else { magnitude };
+        };
+        match self.coding {
+            Coding::Fixed => {
+                let mut fields = BitReader::new(r.take(packed_len(self.d, self.field_bits()))?);
+                r.finish()?;
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let field = fields.get(self.field_bits());
+                    self.check_level(j, field >> 1)?;
+                    *a += scale * signed(field);
+                }
+            }
+            Coding::Elias => {
+                let stream = r.take(msg.len() - 4)?;
+                if !n.is_finite() {
+                    acc.iter_mut().for_each(|a| *a += scale * (n * 0.0));
+                }
+                self.walk_elias(&mut BitReader::new(stream), |j, negative, level| {
+                    acc[j] += scale * signed(negative | level << 1);
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_level(&self, j: usize, level: u32) -> Result<()> {
+        if level > self.s {
+            return Err(Error::wire(self.name, format!("coordinate {j} has level {level}, above s = {}", self.s)));
+        }
+        Ok(())
+    }
+
+    /// Reads an Elias-coded level stream to its padding, calling `visit(j, sign bit,
+    /// level)` for each nonzero level. Rejects a word cut short, a coordinate ≥ d, a
+    /// level 0 or above s, and a message that does not end in 0..7 padding 1 bits.
+    fn walk_elias(&self, bits: &mut BitReader, mut visit: impl FnMut(usize, u32, u32)) -> Result<()> {
+        let malformed = |what: String| Error::wire(self.name, what);
+        let mut next = 0usize; // the lowest coordinate the next gap may reach
+        while !elias::at_padding(bits) {
+            let gap = elias::get(bits)
+                .ok_or_else(|| malformed(format!("a gap word after coordinate {next} is cut short")))?;
+            let j = next + gap as usize - 1;
+            if j >= self.d {
+                return Err(malformed(format!("gap {gap} reaches coordinate {j}, beyond d = {}", self.d)));
+            }
+            if bits.remaining_bits() == 0 {
+                return Err(malformed(format!("coordinate {j} has no sign bit")));
+            }
+            let negative = bits.get(1);
+            let level =
+                elias::get(bits).ok_or_else(|| malformed(format!("the level word of coordinate {j} is cut short")))?;
+            if level == 0 || level > self.s {
+                return Err(malformed(format!("coordinate {j} has level {level}, outside 1..={}", self.s)));
+            }
+            visit(j, negative, level);
+            next = j + 1;
         }
         Ok(())
     }
@@ -152,7 +259,8 @@ impl Qsgd {
         let s = spec.take_usize("s")?;
         check_levels(spec, s)?;
         let norm = Norm::from_spec(spec)?;
-        Ok(Qsgd { spec: spec.text().to_string(), levels: Dithering::new(NAME, d, s as u32, norm) })
+        let coding = Coding::from_spec(spec)?;
+        Ok(Qsgd { spec: spec.text().to_string(), levels: Dithering::new(NAME, d, s as u32, norm, coding) })
     }
 }
 
@@ -185,7 +293,7 @@ impl Compressor for Qsgd {
         self.levels.decode_add(msg, scale, acc, |level| level as f64 / s)
     }
 
-    fn paper_bits(&self, _msg: &[u8]) -> u64 {
-        self.levels.paper_bits()
+    fn paper_bits(&self, msg: &[u8]) -> u64 {
+        self.levels.paper_bits(msg)
     }
 }

@@ -17,7 +17,8 @@
 //! * Paper bits: 32 + k(⌈log₂ d⌉ + 1 + ⌈log₂(s+1)⌉) (§1.10, the zero level coded).
 
 use super::nat_dither::{level_value, omega, round_to_level};
-use super::qsgd::{Dithering, Norm};
+use super::qsgd::{Coding, Dithering, Norm};
+use super::sparse::index_bits;
 use super::top_k::select_top_k;
 use super::wire::{ceil_log2, expect_dim, expect_len, packed_len, BitReader, BitWriter, Reader};
 use super::{check_k, check_levels, Class, Compressor, Spec};
@@ -50,18 +51,12 @@ impl TopKNatDither {
         check_k(spec, k, d)?;
         let s = spec.take_usize("s")?;
         check_levels(spec, s)?;
-        if d > u32::MAX as usize {
-            return Err(Error::config(
-                format!("compressor '{}': d = {d} coordinates do not fit 32-bit indices", spec.text()),
-                "use a dense compressor (nat-dither, qsgd, natural) for this model",
-            ));
-        }
         Ok(TopKNatDither {
             spec: spec.text().to_string(),
             d,
             k,
-            index_bits: ceil_log2(d as u64),
-            levels: Dithering::new(NAME, k, s as u32, Norm::L2),
+            index_bits: index_bits(spec, d)?,
+            levels: Dithering::new(NAME, k, s as u32, Norm::L2, Coding::Fixed),
             inverse_zeta: 1.0 / (1.0 + omega(k, s as u32)),
             order: Vec::with_capacity(d),
             kept: vec![0.0; k],
@@ -71,7 +66,7 @@ impl TopKNatDither {
     }
 
     fn wire_bytes(&self) -> usize {
-        self.levels.wire_bytes() + packed_len(self.k, self.index_bits)
+        self.levels.fixed_wire_bytes() + packed_len(self.k, self.index_bits)
     }
 }
 
@@ -108,7 +103,7 @@ impl Compressor for TopKNatDither {
         expect_dim(NAME, acc, self.d)?;
         expect_len(NAME, msg, self.wire_bytes())?;
         let mut r = Reader::new(msg, NAME);
-        let payload = r.take(self.levels.wire_bytes())?;
+        let payload = r.take(self.levels.fixed_wire_bytes())?;
         let mut indices = BitReader::new(r.take(packed_len(self.k, self.index_bits))?);
         r.finish()?;
         let mut decoded = self.decoded.borrow_mut();

@@ -137,6 +137,13 @@ impl<'a> BitWriter<'a> {
         }
     }
 
+    /// Pads the last partial byte with 1 bits: a variable-length code whose every word
+    /// contains a 0 (Elias-omega) can then tell padding from data.
+    pub fn pad_with_ones(&mut self) {
+        let pad = (8 - self.filled % 8) % 8;
+        self.put((1 << pad) - 1, pad);
+    }
+
     /// Flushes the last partial byte (zero-padded).
     pub fn finish(self) {
         if self.filled > 0 {
@@ -152,6 +159,7 @@ pub fn packed_len(count: usize, bits: u32) -> usize {
 
 /// Reads fields written by [`BitWriter`] from a slice whose length the caller checked
 /// with [`packed_len`].
+#[derive(Clone)]
 pub struct BitReader<'a> {
     bytes: &'a [u8],
     next: usize,
@@ -179,6 +187,11 @@ impl<'a> BitReader<'a> {
         self.acc >>= bits;
         self.filled -= bits;
         v
+    }
+
+    /// Bits not yet read.
+    pub fn remaining_bits(&self) -> usize {
+        (self.bytes.len() - self.next.min(self.bytes.len())) * 8 + self.filled as usize
     }
 }
 
