@@ -156,6 +156,7 @@ pub const METHODS: &[Entry] = &[
     three_point::V2,
     three_point::V4,
     three_point::V5,
+    three_point::MARINA,
     three_point::ADACGD,
     diana::ENTRY,
     scalecom::ENTRY,

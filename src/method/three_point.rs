@@ -18,6 +18,7 @@
 //! | `3pcv2` `'C;Q'` | b + C(x−b), b = h + Q(x−y) | Q(x−y), then C(x−b) |
 //! | `3pcv4` `'C1;C2'` | b + C1(x−b), b = h + C2(x−h) | C2(x−h), then C1(x−b) |
 //! | `3pcv5:p=p` | x with probability p (one shared coin), else h + C(x−y) | x exact (32d), or C(x−y) |
+//! | `marina:p=p` (§H.1) | x with probability p (one shared coin), else h + Q(x−y), Q unbiased and unscaled | the exact round is a sum of x (32d); else Q(x−y) |
 //! | `adacgd:zeta=ζ` `'C1;…;Cm'` | §G.3: skip, or the first level j < m with ‖x − (h + C_j(x−h))‖² ≤ ζ‖x−y‖², else m | j (⌈log₂(m+1)⌉ bits), then C_j(x−h) |
 //!
 //! Every worker applies its own message to g_i with the decoder the server uses, so the
@@ -48,7 +49,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::rng::{self, Purpose, Stream};
 use crate::spec::Spec;
-use crate::vector::{difference, distance_sq};
+use crate::vector::{add_scaled, difference, distance_sq};
 use crate::worker::Worker;
 use rand::Rng;
 
@@ -118,6 +119,15 @@ pub const V5: Entry = Entry {
     build: |setup, spec| build(setup, spec, RuleName::V5),
 };
 
+pub const MARINA: Entry = Entry {
+    name: "marina",
+    about: "MARINA: with probability p (a shared coin) every worker sends ∇f_i exactly (a sum), else the unbiased Q(∇f_i − ∇f_i(prev)); g ← g + Σ w_i Q(·) (§H.1)",
+    keys: &[("p", "probability of the dense round (default 1/(1+ω) of Q: k/d for rand-k)")],
+    dense_downlink: true,
+    examples: &[("marina:p=0.2", "rand-k:k=20")],
+    build: |setup, spec| build(setup, spec, RuleName::Marina),
+};
+
 pub const ADACGD: Entry = Entry {
     name: "adacgd",
     about: "AdaCGD --compressor 'C1;…;Cm' (most to least aggressive): skip, or the first level that meets the CLAG trigger (§G.3)",
@@ -150,6 +160,7 @@ enum RuleName {
     V2,
     V4,
     V5,
+    Marina,
     AdaCgd,
 }
 
@@ -157,13 +168,25 @@ enum RuleName {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Rule {
     Ef21,
-    Clag { zeta: f64 },
-    Lag { zeta: f64 },
+    Clag {
+        zeta: f64,
+    },
+    Lag {
+        zeta: f64,
+    },
     V1,
     V2,
     V4,
-    V5 { p: f64 },
-    AdaCgd { zeta: f64 },
+    V5 {
+        p: f64,
+    },
+    /// 3PCv5's update with an unbiased Q used unscaled, and MARINA's step (§H.1).
+    Marina {
+        p: f64,
+    },
+    AdaCgd {
+        zeta: f64,
+    },
 }
 
 impl Rule {
@@ -176,6 +199,7 @@ impl Rule {
             Rule::V2 => "3pcv2",
             Rule::V4 => "3pcv4",
             Rule::V5 { .. } => "3pcv5",
+            Rule::Marina { .. } => "marina",
             Rule::AdaCgd { .. } => "adacgd",
         }
     }
@@ -184,6 +208,14 @@ impl Rule {
     fn trigger(self) -> Option<f64> {
         match self {
             Rule::Clag { zeta } | Rule::Lag { zeta } | Rule::AdaCgd { zeta } => Some(zeta),
+            _ => None,
+        }
+    }
+
+    /// The probability of the shared coin's exact round, for the rules that toss one.
+    fn coin(self) -> Option<f64> {
+        match self {
+            Rule::V5 { p } | Rule::Marina { p } => Some(p),
             _ => None,
         }
     }
@@ -239,6 +271,7 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
         RuleName::V4 => Rule::V4,
         // NaN: the default, α of C, known once C is built.
         RuleName::V5 => Rule::V5 { p: spec.take_f64_or("p", f64::NAN)? },
+        RuleName::Marina => Rule::Marina { p: spec.take_f64_or("p", f64::NAN)? },
         RuleName::AdaCgd => Rule::AdaCgd { zeta: take_zeta(spec)? },
     };
     let full_init = spec.take_choice(INIT.0, &["full", "compressed"], "full")? == "full";
@@ -247,22 +280,30 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
         let part: &Part = &parts[j];
         require_alpha(part.codec.class(), rule.name(), part.codec.spec())
     };
-    let rule = match rule {
-        Rule::V5 { p } => {
-            let p = if p.is_nan() { alpha(0)? } else { p };
-            if !(p > 0.0 && p <= 1.0) {
-                return Err(Error::config(
-                    format!("--method {}: p = {p}", spec.text()),
-                    "3pcv5's p is the probability of an exact round: write p=F with 0 < F ≤ 1",
-                ));
-            }
-            Rule::V5 { p }
+    let omega = || require_unbiased(parts[0].codec.class(), rule.name(), parts[0].codec.spec());
+    let check_p = |p: f64| {
+        if p > 0.0 && p <= 1.0 {
+            Ok(p)
+        } else {
+            Err(Error::config(
+                format!("--method {}: p = {p}", spec.text()),
+                format!("{}'s p is the probability of an exact round: write p=F with 0 < F ≤ 1", rule.name()),
+            ))
         }
+    };
+    let rule = match rule {
+        Rule::V5 { p } => Rule::V5 { p: check_p(if p.is_nan() { alpha(0)? } else { p })? },
+        Rule::Marina { p } => Rule::Marina { p: check_p(if p.is_nan() { 1.0 / (1.0 + omega()?) } else { p })? },
         other => other,
     };
-    let (a, b, what) = constants(rule, &parts)?;
-    let (gamma, text) = step_size::three_point(setup.smoothness, a, b, &what);
-    let coin = matches!(rule, Rule::V5 { .. }).then(|| rng::shared(setup.seed, Purpose::SharedCoin));
+    let (gamma, text) = match rule {
+        Rule::Marina { p } => step_size::marina(setup.smoothness, omega()?, p, effective_workers(setup.weights)),
+        _ => {
+            let (a, b, what) = constants(rule, &parts)?;
+            step_size::three_point(setup.smoothness, a, b, &what)
+        }
+    };
+    let coin = rule.coin().map(|_| rng::shared(setup.seed, Purpose::SharedCoin));
     let plan = ThreePointPlan {
         step: StepSize::resolve(gamma, &text, setup.step),
         rule,
@@ -278,6 +319,12 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
         level: 0,
     };
     Ok(plan)
+}
+
+/// n_eff = 1/Σ w_i², the number of equally weighted workers with the same variance
+/// reduction (n for uniform weights).
+fn effective_workers(weights: &[f64]) -> f64 {
+    1.0 / weights.iter().map(|w| w * w).sum::<f64>()
 }
 
 /// The constants (A, B) of §G.1's table for a rule with its compressors, and their
@@ -322,6 +369,7 @@ fn constants(rule: Rule, parts: &[Part]) -> Result<(f64, f64, String)> {
             let b = if s > 0.0 { (1.0 - p) * (1.0 + s / (1.0 - s)) * (1.0 - a) } else { 0.0 };
             (1.0 - s, b, format!("3PCv5, p = {p}, α = {a:.6}"))
         }
+        Rule::Marina { .. } => unreachable!("MARINA's step is not a three-point rule's (step_size::marina)"),
     })
 }
 
@@ -383,8 +431,10 @@ fn parts(setup: &Setup, rule: Rule) -> Result<Vec<Part>> {
 }
 
 fn part(codec: Codec, rule: Rule, j: usize) -> Part {
-    // 3PCv2's Q (its second compressor) enters unscaled: b = h + Q(x − y).
-    let scale = if rule == Rule::V2 && j == 1 { 1.0 } else { codec.class().contractive_scale() };
+    // 3PCv2's Q (its second compressor) enters unscaled: b = h + Q(x − y); so does
+    // MARINA's, whose step accounts for ω instead.
+    let unscaled = (rule == Rule::V2 && j == 1) || matches!(rule, Rule::Marina { .. });
+    let scale = if unscaled { 1.0 } else { codec.class().contractive_scale() };
     Part { codec, scale }
 }
 
@@ -411,7 +461,7 @@ struct ThreePointPlan {
 impl Plan for ThreePointPlan {
     fn begin_round(&mut self, _t: u64) -> usize {
         self.full_round = std::mem::take(&mut self.pending_full_init);
-        if let (Some(coin), Rule::V5 { p }) = (self.coin.as_mut(), self.rule) {
+        if let (Some(coin), Some(p)) = (self.coin.as_mut(), self.rule.coin()) {
             self.full_round |= coin.random::<f64>() < p;
         }
         // An exact round draws no support, so the shared stream's draws stay those of
@@ -424,7 +474,9 @@ impl Plan for ThreePointPlan {
 
     fn phase(&self, _i: usize) -> Phase {
         match self.rule {
-            Rule::Ef21 | Rule::Clag { .. } if !self.full_round => self.parts[0].codec.phase(),
+            Rule::Ef21 | Rule::Clag { .. } | Rule::Marina { .. } if !self.full_round => self.parts[0].codec.phase(),
+            // MARINA's dense round is the mean gradient: a sum, like GD's (§H.1).
+            Rule::Marina { .. } => Phase::Sum { len: self.dim },
             _ => Phase::Gather,
         }
     }
@@ -481,8 +533,13 @@ impl ThreePointPlan {
     ) -> Result<(Sent, Applied)> {
         if self.full_round {
             g.copy_from_slice(x);
-            let Uplink::Bytes(out) = up else { unreachable!("an exact round is a Gather") };
-            return Ok((write_exact(x, out), Applied::Done));
+            return Ok(match up {
+                Uplink::Bytes(out) => (write_exact(x, out), Applied::Done),
+                Uplink::Sum { weight, acc } => {
+                    add_scaled(acc, weight, x);
+                    (Sent::Bits(32 * x.len() as u64), Applied::Done)
+                }
+            });
         }
         if let Some(zeta) = self.rule.trigger() {
             if distance_sq(x, g) <= zeta * distance_sq(x, y) {
@@ -492,7 +549,9 @@ impl ThreePointPlan {
         let out = match up {
             Uplink::Bytes(out) => out,
             sum @ Uplink::Sum { .. } => {
-                difference(&mut self.diff, x, g);
+                // EF21/CLAG send C(x − h); MARINA sends Q(x − y).
+                let base = if matches!(self.rule, Rule::Marina { .. }) { y } else { &*g };
+                difference(&mut self.diff, x, base);
                 return Ok((self.parts[0].codec.encode(&self.diff, rng, sum, own), Applied::Pending));
             }
         };
@@ -542,7 +601,7 @@ impl ThreePointPlan {
                 out.extend_from_slice(second);
                 a + b
             }
-            Rule::V5 { .. } => {
+            Rule::V5 { .. } | Rule::Marina { .. } => {
                 difference(diff, x, y);
                 bits_of(parts[0].codec.encode(diff, rng, Uplink::Bytes(out), &mut Vec::new()))
             }
@@ -577,7 +636,7 @@ impl ThreePointPlan {
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
         let parts = &self.parts;
         match self.rule {
-            Rule::Ef21 | Rule::Clag { .. } | Rule::V5 { .. } => {
+            Rule::Ef21 | Rule::Clag { .. } | Rule::V5 { .. } | Rule::Marina { .. } => {
                 parts[0].codec.decode_add(msg, scale * parts[0].scale, acc)
             }
             Rule::Lag { .. } => add_exact_message(msg, scale, acc),
@@ -676,11 +735,16 @@ struct ThreePointServer {
 impl ServerRole<ThreePointPlan> for ThreePointServer {
     fn serve(&mut self, plan: &mut ThreePointPlan, _i: usize, received: Received, _x: &[f64]) -> Result<Down<'_>> {
         if plan.full_round {
-            self.g.fill(0.0);
-            add_exact(received, &self.weights, &mut self.g)?;
+            match received {
+                Received::Sum(sum) => self.g.copy_from_slice(sum),
+                gathered => {
+                    self.g.fill(0.0);
+                    add_exact(gathered, &self.weights, &mut self.g)?;
+                }
+            }
         } else {
             match (plan.rule, received) {
-                (Rule::Ef21 | Rule::Clag { .. }, received) => {
+                (Rule::Ef21 | Rule::Clag { .. } | Rule::Marina { .. }, received) => {
                     plan.parts[0].codec.aggregate(received, plan.parts[0].scale, &mut self.g)?
                 }
                 (_, Received::Messages(messages)) => {
@@ -738,6 +802,7 @@ mod tests {
             "3pcv2" => RuleName::V2,
             "3pcv4" => RuleName::V4,
             "3pcv5" => RuleName::V5,
+            "marina" => RuleName::Marina,
             "adacgd" => RuleName::AdaCgd,
             other => panic!("not a 3PC method: {other}"),
         };
@@ -818,6 +883,7 @@ mod tests {
             ("3pcv2", "top-k:k=3;rand-k:k=6"),
             ("3pcv4", "top-k:k=3;top-k:k=5"),
             ("3pcv5:p=0.3", "qsgd:s=2"),
+            ("marina:p=0.3", "rand-k:k=6"),
             ("adacgd:zeta=0.5", "top-k:k=1;rand-k:k=4;top-k:k=12"),
         ] {
             let mut plan = plan_of(method, compressor);

@@ -6,6 +6,7 @@ mod errors;
 mod faults;
 mod files;
 mod lazy;
+mod marina;
 mod protocol;
 mod reporting;
 mod resume;
