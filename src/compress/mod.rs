@@ -23,6 +23,7 @@ pub mod identity;
 pub mod nat_dither;
 pub mod natural;
 pub mod opt_sparse;
+pub mod perm_k;
 pub mod qsgd;
 pub mod rand_k;
 pub mod sign;
@@ -96,6 +97,18 @@ pub trait Compressor: Send {
     /// encode or decode of that round. Default: nothing to draw.
     fn begin_round(&mut self, _shared: &mut Stream) {}
 
+    /// Names the worker (global id) whose vector the next `encode` compresses; called
+    /// before every encode. For compressors whose workers differ by design (PermK's
+    /// blocks). Default: nothing to do.
+    fn begin_worker(&mut self, _worker: usize) {}
+
+    /// The collective AB constants (A, B) of E‖(1/n)Σ Q_i(a_i) − ā‖² ≤ A·(1/n)Σ‖a_i‖² −
+    /// B‖ā‖² (§H.1) for compressors whose workers are correlated by design; None for
+    /// independent ones (A = ω/n, B = 0).
+    fn ab(&self) -> Option<(f64, f64)> {
+        None
+    }
+
     /// The summable view, for compressors whose messages are values on a support every
     /// worker shares in a round: such messages can be summed by an allreduce.
     fn summable(&self) -> Option<&dyn Summable> {
@@ -141,8 +154,13 @@ pub fn decode(c: &dyn Compressor, msg: &[u8], out: &mut [f64]) -> Result<()> {
 
 /// The one factory: builds the compressor a SPEC names for dimension `d`; `seed` is the
 /// run's seed, for compressors that draw shared parameters once (the count sketch's
-/// hashes).
+/// hashes). As one worker's compressor: see [`build_for`].
 pub fn build(spec: &str, d: usize, seed: u64) -> Result<Box<dyn Compressor>> {
+    build_for(spec, d, seed, 1)
+}
+
+/// [`build`] for a run of `workers` logical workers (PermK's n).
+pub fn build_for(spec: &str, d: usize, seed: u64, workers: usize) -> Result<Box<dyn Compressor>> {
     let mut spec = Spec::parse_compressor(spec)?;
     let c: Box<dyn Compressor> = match spec.name.as_str() {
         "identity" => Box::new(identity::Identity::new(&spec, d)),
@@ -160,6 +178,7 @@ pub fn build(spec: &str, d: usize, seed: u64) -> Result<Box<dyn Compressor>> {
         "terngrad" => Box::new(terngrad::TernGrad::new(&spec, d)),
         "clt-k" => Box::new(clt_k::CltK::from_spec(&mut spec, d)?),
         "sketch" => Box::new(count_sketch::CountSketch::from_spec(&mut spec, d, seed)?),
+        "perm-k" => Box::new(perm_k::PermK::new(&spec, d, workers)?),
         other => {
             return Err(Error::config(
                 format!("unknown compressor '{other}'"),
@@ -182,6 +201,7 @@ pub const EXAMPLES: &[&str] = &[
     "bernoulli-sparse:p=0.2",
     "adaptive-rand",
     "opt-sparse:budget=1",
+    "perm-k",
     "topk-nd:k=10,s=3",
     "qsgd:s=2",
     "natural",
@@ -200,6 +220,7 @@ pub const NAMES: &[&str] = &[
     "bernoulli-sparse",
     "adaptive-rand",
     "opt-sparse",
+    "perm-k",
     "topk-nd",
     "qsgd",
     "natural",

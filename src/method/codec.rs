@@ -110,7 +110,7 @@ impl Codec {
     }
 
     fn compressor(setup: &Setup, spec: &str, method: &str) -> Result<Box<dyn Compressor>> {
-        let compressor = compress::build(spec, setup.dim, setup.seed)?;
+        let compressor = compress::build_for(spec, setup.dim, setup.seed, setup.workers())?;
         if let Some(owner) = compressor.only_for_method() {
             return Err(Error::config(
                 format!("--method {method} --compressor {spec}"),
@@ -122,6 +122,11 @@ impl Codec {
 
     pub fn class(&self) -> Class {
         self.compressor.class()
+    }
+
+    /// The compressor's collective AB constants, if its workers are correlated (§H.1).
+    pub fn ab(&self) -> Option<(f64, f64)> {
+        self.compressor.ab()
     }
 
     pub fn spec(&self) -> &str {
@@ -150,9 +155,10 @@ impl Codec {
         }
     }
 
-    /// Worker side: compresses `input` (private coins from `rng`) into the uplink; on the
-    /// Sum path `own` keeps the worker's values for `add_own`.
-    pub fn encode(&mut self, input: &[f64], rng: &mut Stream, up: Uplink, own: &mut Vec<f64>) -> Sent {
+    /// Worker side: compresses global worker `worker`'s `input` (private coins from
+    /// `rng`) into the uplink; on the Sum path `own` keeps the worker's values for `add_own`.
+    pub fn encode(&mut self, worker: usize, input: &[f64], rng: &mut Stream, up: Uplink, own: &mut Vec<f64>) -> Sent {
+        self.compressor.begin_worker(worker);
         match up {
             Uplink::Bytes(out) => {
                 self.compressor.encode(input, rng, out);

@@ -37,7 +37,7 @@ struct DcgdWorker {
 
 impl WorkerRole<DcgdPlan> for DcgdWorker {
     fn uplink(&mut self, plan: &mut DcgdPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
-        Ok(plan.codec.encode(&data.grad, &mut data.rng, up, &mut self.own))
+        Ok(plan.codec.encode(data.id, &data.grad, &mut data.rng, up, &mut self.own))
     }
 
     /// DCGD has no memory.

@@ -60,7 +60,7 @@ impl WorkerRole<DianaPlan> for DianaWorker {
     fn uplink(&mut self, plan: &mut DianaPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
         let diff = &mut plan.method.diff;
         difference(diff, &data.grad, &self.shift);
-        Ok(plan.codec.encode(diff, &mut data.rng, up, &mut self.own))
+        Ok(plan.codec.encode(data.id, diff, &mut data.rng, up, &mut self.own))
     }
 
     /// h_i ← h_i + α Δ_i.

@@ -65,7 +65,7 @@ impl WorkerRole<EfPlan> for EfWorker {
         for ((uj, ej), gj) in self.input.iter_mut().zip(&self.error).zip(&data.grad) {
             *uj = ej + plan.method.input_step * gj;
         }
-        Ok(plan.codec.encode(&self.input, &mut data.rng, up, &mut self.own))
+        Ok(plan.codec.encode(data.id, &self.input, &mut data.rng, up, &mut self.own))
     }
 
     /// e_i ← u_i − v_i.

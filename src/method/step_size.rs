@@ -83,17 +83,14 @@ pub fn three_point(s: &Smoothness, a: f64, b: f64, what: &str) -> (f64, String) 
     (gamma, format!("1/(L + L̃·√(B/A)), L = {:.6e}, L̃ = {:.6e}, {what}, A = {a:.6}, B = {b:.6} [§G.1]", s.l, s.l_tilde))
 }
 
-/// MARINA with independent unbiased compressors (§H.1): γ = 1/(L_− + L_+·√((1−p)ω/(p n)))
-/// with L_− = L, L_+ = L̃ and n = n_eff = 1/Σ w_i²; the AB form with A = ω/n, B = 0.
-pub fn marina(s: &Smoothness, omega: f64, p: f64, n: f64) -> (f64, String) {
-    let gamma = 1.0 / (s.l + s.l_tilde * ((1.0 - p) * omega / (p * n)).sqrt());
-    (
-        gamma,
-        format!(
-            "1/(L + L̃·√((1−p)ω/(pn))), L = {:.6e}, L̃ = {:.6e}, ω = {omega:.6}, p = {p:.6}, n = {n:.3} [§H.1]",
-            s.l, s.l_tilde
-        ),
-    )
+/// MARINA (§H.1): γ = 1/(L_− + √(((1−p)/p)·((A − B)L_+² + B·L_±²))) with L_− = L and
+/// L_+ = L̃. Independent unbiased compressors have A = ω/n (n = 1/Σ w_i²), B = 0:
+/// γ = 1/(L + L̃√((1−p)ω/(pn))). Correlated ones (PermK) give their own A, B; the Hessian
+/// variance L_± is bounded by L_+ here, which makes the rule 1/(L + L̃√((1−p)A/p)) — valid,
+/// and conservative where L_± ≪ L_+.
+pub fn marina(s: &Smoothness, a: f64, p: f64, what: &str) -> (f64, String) {
+    let gamma = 1.0 / (s.l + s.l_tilde * ((1.0 - p) * a / p).sqrt());
+    (gamma, format!("1/(L + L̃·√((1−p)A/p)), L = {:.6e}, L̃ = {:.6e}, {what}, p = {p:.6} [§H.1]", s.l, s.l_tilde))
 }
 
 #[cfg(test)]
@@ -129,16 +126,16 @@ mod tests {
         assert!((diana(&s(), 2.0, 4).0 - 1.0 / (2.0 * 4.0)).abs() < 1e-15);
     }
 
-    /// §H.1: p = 1 or ω = 0 is GD; the reference code's rule 1/(L_max(1 + √(ω²/n))) is the
-    /// same formula at p = 1/(1+ω) with L = L̃ = L_max.
+    /// §H.1: p = 1 or A = 0 is GD; the reference code's rule 1/(L_max(1 + √(ω²/n))) is the
+    /// independent case A = ω/n at p = 1/(1+ω) with L = L̃ = L_max.
     #[test]
     fn marina_rule_reduces_to_gd_and_to_the_reference_code() {
-        assert_eq!(marina(&s(), 3.0, 1.0, 4.0).0, 0.5);
-        assert_eq!(marina(&s(), 0.0, 0.3, 4.0).0, 0.5);
+        assert_eq!(marina(&s(), 3.0, 1.0, "").0, 0.5);
+        assert_eq!(marina(&s(), 0.0, 0.3, "").0, 0.5);
         let flat = Smoothness { l: 3.0, l_i: vec![3.0], l_tilde: 3.0, l_max: 3.0 };
         let (omega, n): (f64, f64) = (7.0, 5.0);
         let reference = 1.0 / (3.0 * (1.0 + (omega * omega / n).sqrt()));
-        assert!((marina(&flat, omega, 1.0 / (1.0 + omega), n).0 - reference).abs() < 1e-15);
+        assert!((marina(&flat, omega / n, 1.0 / (1.0 + omega), "").0 - reference).abs() < 1e-15);
     }
 
     #[test]

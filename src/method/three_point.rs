@@ -297,7 +297,16 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
         other => other,
     };
     let (gamma, text) = match rule {
-        Rule::Marina { p } => step_size::marina(setup.smoothness, omega()?, p, effective_workers(setup.weights)),
+        Rule::Marina { p } => {
+            let (a, what) = match parts[0].codec.ab() {
+                Some((a, b)) => (a, format!("A = {a}, B = {b} ({}), L_± ≤ L̃", parts[0].codec.spec())),
+                None => {
+                    let (omega, n) = (omega()?, effective_workers(setup.weights));
+                    (omega / n, format!("A = ω/n, ω = {omega:.6}, n = {n:.3}"))
+                }
+            };
+            step_size::marina(setup.smoothness, a, p, &what)
+        }
         _ => {
             let (a, b, what) = constants(rule, &parts)?;
             step_size::three_point(setup.smoothness, a, b, &what)
@@ -522,8 +531,12 @@ enum Applied {
 impl ThreePointPlan {
     /// One worker's three-point step from h = `g`, y = `y`, x = `x`: writes the message
     /// into `up` and (on a Gather) sets `g` to g_i^{t+1} with the server's decoder.
+    // The three points (h, y, x), the sender (id, coins) and the uplink with its own
+    // values: splitting them into structs would only rename them.
+    #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
+        worker: usize,
         g: &mut [f64],
         y: &[f64],
         x: &[f64],
@@ -552,23 +565,31 @@ impl ThreePointPlan {
                 // EF21/CLAG send C(x − h); MARINA sends Q(x − y).
                 let base = if matches!(self.rule, Rule::Marina { .. }) { y } else { &*g };
                 difference(&mut self.diff, x, base);
-                return Ok((self.parts[0].codec.encode(&self.diff, rng, sum, own), Applied::Pending));
+                return Ok((self.parts[0].codec.encode(worker, &self.diff, rng, sum, own), Applied::Pending));
             }
         };
-        let bits = self.encode(g, y, x, rng, out)?;
+        let bits = self.encode(worker, g, y, x, rng, out)?;
         self.decode_add(out, 1.0, g)?;
         Ok((Sent::Bits(bits), Applied::Done))
     }
 
     /// The message of a worker that sends (no skip, no exact round); its paper bits.
-    fn encode(&mut self, g: &[f64], y: &[f64], x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) -> Result<u64> {
+    fn encode(
+        &mut self,
+        worker: usize,
+        g: &[f64],
+        y: &[f64],
+        x: &[f64],
+        rng: &mut Stream,
+        out: &mut Vec<u8>,
+    ) -> Result<u64> {
         let d = self.dim;
         let (parts, diff, candidate) = (&mut self.parts, &mut self.diff, &mut self.candidate);
         let (first, second) = (&mut self.first, &mut self.second);
         Ok(match self.rule {
             Rule::Ef21 | Rule::Clag { .. } => {
                 difference(diff, x, g);
-                bits_of(parts[0].codec.encode(diff, rng, Uplink::Bytes(out), &mut Vec::new()))
+                bits_of(parts[0].codec.encode(worker, diff, rng, Uplink::Bytes(out), &mut Vec::new()))
             }
             Rule::Lag { .. } => {
                 difference(diff, x, g);
@@ -578,7 +599,7 @@ impl ThreePointPlan {
                 difference(diff, y, g);
                 write_exact(diff, out);
                 difference(diff, x, y);
-                let c = bits_of(parts[0].codec.encode(diff, rng, Uplink::Bytes(first), &mut Vec::new()));
+                let c = bits_of(parts[0].codec.encode(worker, diff, rng, Uplink::Bytes(first), &mut Vec::new()));
                 out.extend_from_slice(first);
                 32 * d as u64 + c
             }
@@ -590,11 +611,11 @@ impl ThreePointPlan {
                 } else {
                     difference(diff, x, g);
                 }
-                let a = bits_of(parts[1].codec.encode(diff, rng, Uplink::Bytes(first), &mut Vec::new()));
+                let a = bits_of(parts[1].codec.encode(worker, diff, rng, Uplink::Bytes(first), &mut Vec::new()));
                 candidate.copy_from_slice(g);
                 parts[1].codec.decode_add(first, parts[1].scale, candidate)?;
                 difference(diff, x, candidate);
-                let b = bits_of(parts[0].codec.encode(diff, rng, Uplink::Bytes(second), &mut Vec::new()));
+                let b = bits_of(parts[0].codec.encode(worker, diff, rng, Uplink::Bytes(second), &mut Vec::new()));
                 out.clear();
                 out.extend_from_slice(&(first.len() as u32).to_le_bytes());
                 out.extend_from_slice(first);
@@ -603,7 +624,7 @@ impl ThreePointPlan {
             }
             Rule::V5 { .. } | Rule::Marina { .. } => {
                 difference(diff, x, y);
-                bits_of(parts[0].codec.encode(diff, rng, Uplink::Bytes(out), &mut Vec::new()))
+                bits_of(parts[0].codec.encode(worker, diff, rng, Uplink::Bytes(out), &mut Vec::new()))
             }
             Rule::AdaCgd { zeta } => {
                 let threshold = zeta * distance_sq(x, y);
@@ -611,7 +632,7 @@ impl ThreePointPlan {
                 let m = parts.len();
                 let mut chosen = (m - 1, 0);
                 for (j, part) in parts.iter_mut().enumerate() {
-                    let bits = bits_of(part.codec.encode(diff, rng, Uplink::Bytes(first), &mut Vec::new()));
+                    let bits = bits_of(part.codec.encode(worker, diff, rng, Uplink::Bytes(first), &mut Vec::new()));
                     chosen = (j, bits);
                     if j + 1 == m {
                         break;
@@ -685,7 +706,8 @@ struct ThreePointWorker {
 impl WorkerRole<ThreePointPlan> for ThreePointWorker {
     fn uplink(&mut self, plan: &mut ThreePointPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
         let grad = &data.grad;
-        let (sent, applied) = plan.step(&mut self.g, &self.previous, grad, &mut data.rng, up, &mut self.own)?;
+        let (sent, applied) =
+            plan.step(data.id, &mut self.g, &self.previous, grad, &mut data.rng, up, &mut self.own)?;
         self.own_pending = matches!(applied, Applied::Pending);
         if plan.rule.needs_previous() {
             self.previous.copy_from_slice(grad);
@@ -853,7 +875,7 @@ mod tests {
                 for _ in 0..trials {
                     plan.parts.iter_mut().for_each(|p| p.codec.begin_round());
                     let (mut g, mut out, mut own) = (h.clone(), Vec::new(), Vec::new());
-                    plan.step(&mut g, &y, &x, &mut coins, Uplink::Bytes(&mut out), &mut own).unwrap();
+                    plan.step(0, &mut g, &y, &x, &mut coins, Uplink::Bytes(&mut out), &mut own).unwrap();
                     let mut error = distance_sq(&g, &x);
                     if let Rule::V5 { p } = plan.rule {
                         error *= 1.0 - p;
@@ -893,7 +915,7 @@ mod tests {
                     (gaussian_like(&mut points, 1.0), gaussian_like(&mut points, 1.0), gaussian_like(&mut points, 1.0));
                 plan.parts.iter_mut().for_each(|p| p.codec.begin_round());
                 let (mut g, mut out, mut own) = (h.clone(), Vec::new(), Vec::new());
-                let (sent, _) = plan.step(&mut g, &y, &x, &mut coins, Uplink::Bytes(&mut out), &mut own).unwrap();
+                let (sent, _) = plan.step(0, &mut g, &y, &x, &mut coins, Uplink::Bytes(&mut out), &mut own).unwrap();
                 if sent == Sent::Skip {
                     assert_eq!(g, h, "{method}: a skip keeps g_i");
                     continue;
@@ -915,7 +937,7 @@ mod tests {
         let (h, y, x) =
             (gaussian_like(&mut points, 1.0), gaussian_like(&mut points, 1.0), gaussian_like(&mut points, 1.0));
         let (mut g, mut out, mut own) = (h.clone(), Vec::new(), Vec::new());
-        let (sent, _) = plan.step(&mut g, &y, &x, &mut coins, Uplink::Bytes(&mut out), &mut own).unwrap();
+        let (sent, _) = plan.step(0, &mut g, &y, &x, &mut coins, Uplink::Bytes(&mut out), &mut own).unwrap();
         // ζ = 0: no candidate meets ‖x − cand‖² ≤ 0, so the finest level (12 values) goes.
         assert_eq!(out[0], 2);
         let index_bits = u64::from(wire::ceil_log2(D as u64));
