@@ -120,32 +120,32 @@ impl Spec {
 
     /// A required finite number parameter such as `p=0.1`.
     pub fn take_f64(&mut self, key: &str) -> Result<f64> {
-        if self.has_key(key) {
-            self.take_f64_or(key, f64::NAN)
-        } else {
-            Err(Error::config(
+        match self.take(key) {
+            Some(Some(v)) => self.parse_f64(key, &v),
+            Some(None) => Err(self.needs_value(key, "F")),
+            None => Err(Error::config(
                 format!("{} needs the parameter {key}", self.subject()),
                 format!("write {}:{key}=F", self.name),
-            ))
+            )),
         }
-    }
-
-    fn has_key(&self, key: &str) -> bool {
-        self.params.iter().any(|(k, _)| k == key)
     }
 
     /// A finite number parameter, or `default` when absent.
     pub fn take_f64_or(&mut self, key: &str, default: f64) -> Result<f64> {
         match self.take(key) {
             None => Ok(default),
-            Some(Some(v)) => v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| {
-                Error::config(
-                    format!("{}: {key}={v} is not a finite number", self.subject()),
-                    format!("write {key}=F, e.g. {key}=0.5"),
-                )
-            }),
+            Some(Some(v)) => self.parse_f64(key, &v),
             Some(None) => Err(self.needs_value(key, "F")),
         }
+    }
+
+    fn parse_f64(&self, key: &str, v: &str) -> Result<f64> {
+        v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| {
+            Error::config(
+                format!("{}: {key}={v} is not a finite number", self.subject()),
+                format!("write {key}=F, e.g. {key}=0.5"),
+            )
+        })
     }
 
     fn needs_value(&self, key: &str, placeholder: &str) -> Error {

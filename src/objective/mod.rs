@@ -7,6 +7,7 @@
 pub mod least_squares;
 pub mod logistic;
 pub mod regularizer;
+pub mod sigmoid_squared;
 pub mod smoothness;
 
 use crate::data::Csr;
@@ -20,6 +21,8 @@ pub enum ObjectiveKind {
     LeastSquares,
     /// Logistic loss with the non-convex regulariser λ Σ x²/(1+x²) (EF21 / 3PC papers).
     LogisticNonconvex,
+    /// The non-convex loss (1 − σ(b·aᵀx))² with the ridge (λ/2)‖x‖² (MARINA papers, §H.3).
+    SigmoidSquared,
 }
 
 /// The per-sample loss φ(t; b) of a margin t = aᵀx and a label b.
@@ -36,8 +39,13 @@ pub trait Loss: Send + Sync {
     /// ∂²φ/∂t², for Hessian-vector products (`qtrain solve`).
     fn curvature(&self, t: f64, b: f64) -> f64;
 
-    /// sup_t ∂²φ/∂t²: the factor c in the smoothness matrix c·AᵀA/m (+ regulariser).
+    /// sup_t |∂²φ/∂t²|: the factor c in the smoothness matrix c·AᵀA/m (+ regulariser).
     fn curvature_bound(&self) -> f64;
+
+    /// Whether φ is convex in t.
+    fn is_convex(&self) -> bool {
+        true
+    }
 }
 
 /// A separable regulariser R(x) = Σ_j r(x_j).
@@ -72,6 +80,9 @@ impl Objective {
             ObjectiveKind::LeastSquares => (Box::new(least_squares::Squared), Box::new(regularizer::Ridge { lambda })),
             ObjectiveKind::LogisticNonconvex => {
                 (Box::new(logistic::Logistic), Box::new(regularizer::NonconvexPenalty { lambda }))
+            }
+            ObjectiveKind::SigmoidSquared => {
+                (Box::new(sigmoid_squared::SigmoidSquared), Box::new(regularizer::Ridge { lambda }))
             }
         };
         Objective { loss, regularizer }
@@ -109,7 +120,7 @@ impl Objective {
 
     /// Whether f is convex (the Newton solver's f* is the optimum only then).
     pub fn is_convex(&self) -> bool {
-        self.regularizer.is_convex()
+        self.loss.is_convex() && self.regularizer.is_convex()
     }
 }
 
@@ -219,17 +230,23 @@ mod tests {
         check_gradient(ObjectiveKind::Logistic);
         check_gradient(ObjectiveKind::LeastSquares);
         check_gradient(ObjectiveKind::LogisticNonconvex);
+        check_gradient(ObjectiveKind::SigmoidSquared);
     }
 
     #[test]
     fn curvatures_match_finite_differences_of_the_derivatives() {
-        for kind in [ObjectiveKind::Logistic, ObjectiveKind::LeastSquares, ObjectiveKind::LogisticNonconvex] {
+        for kind in [
+            ObjectiveKind::Logistic,
+            ObjectiveKind::LeastSquares,
+            ObjectiveKind::LogisticNonconvex,
+            ObjectiveKind::SigmoidSquared,
+        ] {
             let obj = Objective::new(kind, 0.3);
             for &(t, b) in &[(0.3, 1.0), (-2.0, -1.0), (5.0, 1.0)] {
                 let h = 1e-6;
                 let fd = (obj.loss(t + h, b).1 - obj.loss(t - h, b).1) / (2.0 * h);
                 assert!((fd - obj.loss_curvature(t, b)).abs() < 1e-7, "{kind:?}");
-                assert!(obj.loss_curvature(t, b) <= obj.loss_curvature_bound() + 1e-15);
+                assert!(obj.loss_curvature(t, b).abs() <= obj.loss_curvature_bound() + 1e-15);
             }
             for &xj in &[0.0, 0.4, -1.3] {
                 let h = 1e-6;
@@ -270,7 +287,12 @@ mod tests {
         a.push_row([(1, 0.5)]);
         a.push_row([(0, 3.0), (1, 1.0), (2, 1.0)]);
         let (b, x) = ([1.0, -1.0, -1.0], [0.2, -0.7, 0.4]);
-        for kind in [ObjectiveKind::Logistic, ObjectiveKind::LeastSquares, ObjectiveKind::LogisticNonconvex] {
+        for kind in [
+            ObjectiveKind::Logistic,
+            ObjectiveKind::LeastSquares,
+            ObjectiveKind::LogisticNonconvex,
+            ObjectiveKind::SigmoidSquared,
+        ] {
             let obj = Objective::new(kind, 0.3);
             let (mut g1, mut g2, mut g3, mut margins) = (vec![0.0; 3], vec![0.0; 3], vec![0.0; 3], vec![0.0; 3]);
             value_and_gradient(&obj, &a, &b, &x, &mut g1, &mut margins);
