@@ -312,14 +312,18 @@ DIR/best.png/.svg (README \"Sweeps\").
   mpirun -n 2 qtrain sweep --data phishing.txt --method clag --compressor top-k:k=2 \\
       --grid 'zeta=0,1,4' --step-factors 1,4 --out grid/";
 
+const SWEEP_OUT_HELP: &str = "Folder of the sweep: a result file per point, sweep.md and the figures";
+const SWEEP_CHECKPOINT_HELP: &str =
+    "Folder of the points' checkpoints, CK/<point>/: an interrupted point resumes from there (as --resume=auto)";
+
 /// `qtrain sweep`: the train flags (with `--out DIR` a folder), the grid and the ranking.
 #[derive(Args, Debug, Clone)]
 #[command(
-    mut_arg("out", |a| a.value_name("DIR").help("Folder of the sweep: a result file per point, sweep.md and the figures")),
+    mut_arg("out", |a| a.value_name("DIR").help(SWEEP_OUT_HELP)),
     mut_arg("step", |a| a.hide(true)),
     mut_arg("step_factor", |a| a.hide(true)),
     mut_arg("force", |a| a.help("Rerun every point, replacing finished results")),
-    mut_arg("checkpoint_dir", |a| a.help("Folder of the points' checkpoints, CK/<point>/: an interrupted point resumes from there (as --resume=auto)").value_name("CK")),
+    mut_arg("checkpoint_dir", |a| a.value_name("CK").help(SWEEP_CHECKPOINT_HELP)),
     mut_arg("resume", |a| a.hide(true))
 )]
 pub struct SweepArgs {

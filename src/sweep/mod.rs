@@ -52,13 +52,57 @@ struct Planned {
 
 pub fn run(comm: &mut Comm, args: &SweepArgs) -> Result<Ending> {
     let axes = comm.agree(check_flags(args))?;
+    let (planned, fstar) = plan(comm, args, &axes)?;
+    let found = look(comm, &planned, args.train.force)?;
+    create_folder(comm, &args.train.out)?;
+    let n = planned.len();
+    log::info!(
+        "sweep: {n} points ({} grid cells × {} step factors) into {}",
+        n / args.step_factors.len(),
+        args.step_factors.len(),
+        args.train.out.display()
+    );
+    for (i, (p, found)) in planned.iter().zip(found).enumerate() {
+        let label = format!("point {}/{n}: {}", i + 1, p.point.label(&axes));
+        if found == Found::Finished && !args.train.force {
+            log::info!("{label}: finished earlier ({}), skipped", p.args.out.display());
+            continue;
+        }
+        log::info!("{label} → {}", p.args.out.display());
+        // A stopped point's file is replaced where it cannot be resumed; a finished one
+        // only with --force.
+        let point_args = TrainArgs { fstar: fstar.clone(), force: found != Found::Absent, ..p.args.clone() };
+        let prepared = if comm.is_root() { prepare(&point_args, args.train.force) } else { Ok(()) };
+        comm.agree(prepared)?;
+        match train::run(comm, &point_args)? {
+            Ending::Done => {}
+            Ending::Diverged => log::warn!("{label} diverged: recorded, the sweep goes on"),
+            Ending::Preempted => {
+                if comm.is_root() {
+                    eprintln!(
+                        "qtrain: sweep preempted at {label} (the same command resumes it and skips the finished points)"
+                    );
+                }
+                return Ok(Ending::Preempted);
+            }
+            Ending::Differ => unreachable!("train::run does not compare"),
+        }
+    }
+    let summary = if comm.is_root() { summarise(args, &axes, &planned) } else { Ok(()) };
+    comm.agree(summary)?;
+    Ok(Ending::Done)
+}
+
+/// Phases 2 to 4: the data, every point checked, and f* (`--fstar auto`: once, given
+/// to every point as its value).
+fn plan(comm: &mut Comm, args: &SweepArgs, axes: &[Axis]) -> Result<(Vec<Planned>, Option<String>)> {
     let train = &args.train;
     let mut problem = Problem::load(comm, &train.data, &train.objective, train.seed)?;
     if let Some(b) = train.batch {
         comm.agree(problem.use_minibatches(b))?;
     }
     let smooth = smoothness::estimate(comm, &problem.workers, &problem.objective, train.seed);
-    let points = comm.agree(plan_points(args, &axes, problem.dim))?;
+    let points = comm.agree(plan_points(args, axes, problem.dim))?;
     let dataset_sha = checksum::of_source(comm, &problem.source)?;
     let planned = comm.agree(check_points(comm, args, points, &problem, &smooth, &dataset_sha))?;
     let fstar = match train.fstar.as_deref() {
@@ -71,47 +115,14 @@ pub fn run(comm: &mut Comm, args: &SweepArgs) -> Result<Ending> {
         }
         other => other.map(str::to_string),
     };
-    drop(problem);
-    let found = if comm.is_root() { planned.iter().map(|p| inspect(p, train.force)).collect() } else { Ok(Vec::new()) };
-    let found = comm.agree(found)?;
-    let codes: Vec<u8> = found.iter().map(|f| *f as u8).collect();
-    let found: Vec<Found> = comm.all_gather_bytes(&codes)[0].iter().map(|&c| decode(c)).collect();
-    create_folder(comm, &train.out)?;
+    Ok((planned, fstar))
+}
 
-    let n = planned.len();
-    log::info!(
-        "sweep: {n} points ({} grid cells × {} step factors) into {}",
-        n / args.step_factors.len(),
-        args.step_factors.len(),
-        train.out.display()
-    );
-    for (i, (p, found)) in planned.iter().zip(&found).enumerate() {
-        let label = p.point.label(&axes);
-        if *found == Found::Finished && !train.force {
-            log::info!("point {}/{n}: {label}: finished earlier ({}), skipped", i + 1, p.args.out.display());
-            continue;
-        }
-        log::info!("point {}/{n}: {label} → {}", i + 1, p.args.out.display());
-        // A stopped point's file is replaced when it cannot be resumed (never a finished
-        // one, unless --force).
-        let point_args = TrainArgs { fstar: fstar.clone(), force: *found != Found::Absent, ..p.args.clone() };
-        let prepared = if comm.is_root() { prepare(&point_args, train.force) } else { Ok(()) };
-        comm.agree(prepared)?;
-        match train::run(comm, &point_args)? {
-            Ending::Done => {}
-            Ending::Diverged => log::warn!("point {}/{n}: {label} diverged: recorded, the sweep goes on", i + 1),
-            Ending::Preempted => {
-                if comm.is_root() {
-                    eprintln!("qtrain: sweep preempted at point {}/{n} ({label}): run the same command again to resume it and skip the finished points", i + 1);
-                }
-                return Ok(Ending::Preempted);
-            }
-            Ending::Differ => unreachable!("train::run does not compare"),
-        }
-    }
-    let summary = if comm.is_root() { summarise(args, &axes, &planned) } else { Ok(()) };
-    comm.agree(summary)?;
-    Ok(Ending::Done)
+/// Phase 5: what rank 0 finds at each point's path, told to every rank.
+fn look(comm: &mut Comm, planned: &[Planned], force: bool) -> Result<Vec<Found>> {
+    let found = if comm.is_root() { planned.iter().map(|p| inspect(p, force)).collect() } else { Ok(Vec::new()) };
+    let codes: Vec<u8> = comm.agree(found)?.iter().map(|f| *f as u8).collect();
+    Ok(comm.all_gather_bytes(&codes)[0].iter().map(|&c| decode(c)).collect())
 }
 
 /// Phase 1: the grid axes, the step factors and the flags a sweep does not take.
@@ -206,7 +217,8 @@ fn inspect(p: &Planned, force: bool) -> Result<Found> {
                 return Err(Error::Io {
                     path: out.clone(),
                     what: format!(
-                        "is a finished result of other settings ({}); give another --out folder, or --force to run every point again",
+                        "is a finished result of other settings ({}); give another --out folder, or --force \
+                         to run every point again",
                         differences.join(", ")
                     ),
                 });

@@ -166,7 +166,11 @@ fn a_preempted_sweep_resumes_its_point_on_the_rerun() {
     let args = sweep_args(&data, &grid, "clag:zeta=4", &rest);
     let stopped = mpirun_env(2, &strs(&args), &[("QTRAIN_FAULT", "usr1@*:50")]);
     assert_eq!(stopped.code, Some(4), "{}", stopped.stderr);
-    assert!(stopped.stderr.contains("sweep preempted at point 1/2 (step×1)"), "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("sweep preempted at point 1/2: step×1 (the same command resumes it"),
+        "{}",
+        stopped.stderr
+    );
     assert_eq!(attr_str(&grid.join("step=1.h5"), "status"), "preempted");
     assert_eq!(results(&grid), ["step=1.h5"]);
 
