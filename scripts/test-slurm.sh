@@ -99,8 +99,8 @@ fi
 submit() {
   local name=$1 script=$2
   shift 2
-  local params=(-u DATA -u TEST -u METHOD -u COMPRESSOR -u ITERS -u RANKS -u REPEATS -u METHODS
-    -u COMPRESSORS -u FSTAR -u EXTRA_ARGS -u MPI_PLUGIN -u MODULES -u SLURM_JOB_NAME
+  local params=(-u DATA -u TEST -u METHOD -u COMPRESSOR -u ITERS -u RANKS -u REPEATS -u GRID
+    -u STEP_FACTORS -u TARGET -u RANK_BY -u FSTAR -u EXTRA_ARGS -u MPI_PLUGIN -u MODULES -u SLURM_JOB_NAME
     QTRAIN="$QTRAIN" RESULTS="$tmp/results" MPI_PLUGIN="$plugin" "$@")
   local start=$SECONDS
   timeout "$JOB_TIMEOUT" env "${params[@]}" sbatch -W --parsable --output="$tmp/%x-%j.out" "$script" \
@@ -176,22 +176,37 @@ if submit scaling jobs/scaling.sbatch RANKS="1 2" ITERS=50; then
   expect_report scaling 2
 fi
 
-# 3. Sweep: 2 methods x 2 compressors.
-if submit sweep jobs/sweep.sbatch METHODS="dcgd ef21" COMPRESSORS="rand-k:k=12 natural" ITERS=30; then
+# expect_ranking NAME POINTS: the job log ends with qtrain sweep's ranking of POINTS points.
+expect_ranking() {
+  local rows
+  rows=$(grep -c '^| [0-9][0-9]* |' "${LOG:-/dev/null}" 2>/dev/null)
+  if [ "${rows:-0}" = "$2" ] && grep -q '^ranked by bits up' "$LOG"; then
+    ok "$1: log has the sweep's ranking ($2 points)"
+  else
+    bad "$1: log ranking has ${rows:-0} points, expected $2"
+  fi
+}
+
+# 3. Sweep (qtrain sweep): CLAG + Top-k over zeta in {0, 4} x step factors {1, 2}, one
+#    srun; a file per point, the ranking in the log, sweep.md and the figures beside them.
+if submit sweep jobs/sweep.sbatch METHOD=clag COMPRESSOR=top-k:k=12 GRID="zeta=0,4" STEP_FACTORS=1,2 ITERS=30; then
   expect_state sweep COMPLETED 0
-  for f in dcgd_rand-k_k_12 dcgd_natural ef21_rand-k_k_12 ef21_natural; do
+  for f in zeta=0_step=1 zeta=0_step=2 zeta=4_step=1 zeta=4_step=2; do
     expect_h5 sweep "$tmp/results/qtrain-sweep-$JOB/$f.h5" 2
   done
-  expect_report sweep 4
+  expect_ranking sweep 4
+  for f in sweep.md heatmap.png heatmap.svg best.png best.svg; do
+    check "sweep: $f written" test -s "$tmp/results/qtrain-sweep-$JOB/$f"
+  done
+  check "sweep: the checkpoints are removed once the sweep is done" test ! -e "$tmp/results/qtrain-sweep-$JOB/checkpoints"
 fi
 
-# 4. A sweep with a pair qtrain rejects (DIANA needs an unbiased compressor): the other
-#    pair still runs and is reported, and the job ends FAILED with exit code 1.
-if submit sweep-invalid jobs/sweep.sbatch METHODS=diana COMPRESSORS="top-k:k=5 qsgd:s=4" ITERS=30; then
-  expect_state sweep-invalid FAILED 1
-  expect_h5 sweep-invalid "$tmp/results/qtrain-sweep-$JOB/diana_qsgd_s_4.h5" 2
-  check "sweep-invalid: no file for the rejected pair" test ! -e "$tmp/results/qtrain-sweep-$JOB/diana_top-k_k_5.h5"
-  expect_report sweep-invalid 1
+# 4. A sweep with a value qtrain rejects (k = 0): it fails before any run, on every
+#    rank with one message, and the job ends FAILED with qtrain's exit code 2.
+if submit sweep-invalid jobs/sweep.sbatch METHOD=ef21 COMPRESSOR=top-k GRID="k=5,0" STEP_FACTORS=1 ITERS=30; then
+  expect_state sweep-invalid FAILED 2
+  check "sweep-invalid: qtrain's message in the log" grep -q "k = 0" "${LOG:-/dev/null}"
+  check "sweep-invalid: no result file" test -z "$(find "$tmp/results/qtrain-sweep-$JOB" -name '*.h5' 2>/dev/null)"
 fi
 
 # 5. Preemption: a job signalled as at its time limit (scancel --signal=USR1, what

@@ -53,6 +53,10 @@ pub enum Command {
     /// Write a seeded synthetic LIBSVM data set (Zipf features, planted labels).
     #[command(args_override_self = true)]
     Generate(GenerateArgs),
+    /// Train every point of a grid (SPEC keys × step factors) inside one mpirun, then rank
+    /// them by bits or time to a target ‖∇f‖², with a heatmap.
+    #[command(args_override_self = true, after_help = SWEEP_AFTER_HELP)]
+    Sweep(SweepArgs),
     /// List the methods, their SPEC keys and defaults.
     Methods(MethodsArgs),
     /// List the compressors with their class for a dimension.
@@ -290,6 +294,68 @@ pub struct TrainArgs {
     pub resume: Option<Resume>,
 }
 
+/// `qtrain sweep`'s default step factors: 2^0 … 2^11 of the method's rule, as the papers tune.
+pub const SWEEP_STEP_FACTORS: &str = "1,2,4,8,16,32,64,128,256,512,1024,2048";
+/// `qtrain sweep`'s default target ‖∇f‖² (the papers' bits to ‖∇f‖² ≤ 1e-6).
+pub const SWEEP_TARGET: &str = "1e-6";
+
+const SWEEP_AFTER_HELP: &str = "\
+Every train flag applies to every point, except --step and --step-factor (the sweep sets
+each point's factor: use --step-factors). Points: the cartesian product of the --grid axes
+and the step factors, run one after another, each written to DIR/KEY=V_…_step=F.h5. A rerun
+skips the points whose file is finished (converged, max-iters or diverged) and reruns or
+resumes the others; --force reruns every point. With --checkpoint-dir CK each point
+checkpoints into CK/<point>/ and an interrupted point resumes from there (as --resume=auto,
+which the sweep implies; --resume is accepted and changes nothing).
+At the end rank 0 prints the ranked table and writes DIR/sweep.md, DIR/heatmap.png/.svg and
+DIR/best.png/.svg (README \"Sweeps\").
+  mpirun -n 2 qtrain sweep --data phishing.txt --method clag --compressor top-k:k=2 \\
+      --grid 'zeta=0,1,4' --step-factors 1,4 --out grid/";
+
+const SWEEP_OUT_HELP: &str = "Folder of the sweep: a result file per point, sweep.md and the figures";
+const SWEEP_CHECKPOINT_HELP: &str =
+    "Folder of the points' checkpoints, CK/<point>/: an interrupted point resumes from there (as --resume=auto)";
+
+/// `qtrain sweep`: the train flags (with `--out DIR` a folder), the grid and the ranking.
+#[derive(Args, Debug, Clone)]
+#[command(
+    mut_arg("out", |a| a.value_name("DIR").help(SWEEP_OUT_HELP)),
+    mut_arg("step", |a| a.hide(true)),
+    mut_arg("step_factor", |a| a.hide(true)),
+    mut_arg("force", |a| a.help("Rerun every point, replacing finished results")),
+    mut_arg("checkpoint_dir", |a| a.value_name("CK").help(SWEEP_CHECKPOINT_HELP)),
+    mut_arg("resume", |a| a.hide(true))
+)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// A grid axis: KEY is a key of the method SPEC (qtrain methods) or of the compressor
+    /// SPEC (e.g. zeta, k); each value replaces (or adds) the key in its SPEC. Repeat the
+    /// flag for more axes. With a ';' list of compressors, the one SPEC that takes KEY.
+    #[arg(long = "grid", value_name = "KEY=V1,V2,…", action = clap::ArgAction::Append)]
+    pub grids: Vec<String>,
+    /// Multiples of the method's default step size, tried at every grid point.
+    #[arg(long, value_name = "F1,F2,…", value_delimiter = ',', default_value = SWEEP_STEP_FACTORS)]
+    pub step_factors: Vec<f64>,
+    /// The target ‖∇f‖² (metrics column grad_norm_sq): points are ranked by what the first
+    /// evaluated round at or below it cost.
+    #[arg(long, value_name = "F", default_value = SWEEP_TARGET)]
+    pub target: f64,
+    /// What ranks the points: bits (bits_up, the uplink's paper-convention bits; bits_down
+    /// are shown, not counted) or time (training seconds) to the target.
+    #[arg(long, value_enum, default_value_t = RankBy::Bits)]
+    pub rank_by: RankBy,
+}
+
+/// What `qtrain sweep` ranks its points by (to the target).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RankBy {
+    /// Cumulative bits_up.
+    Bits,
+    /// Cumulative training seconds (the `time` column).
+    Time,
+}
+
 /// When `--resume` resumes.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resume {
@@ -427,8 +493,10 @@ pub fn expand_config(args: Vec<String>) -> Result<Vec<String>, String> {
     // The file's flags go right after the subcommand name, the command line's after them.
     let mut out: Vec<String> = args[..pos].to_vec();
     out.extend(args[pos + consumed..].iter().cloned());
-    let insert_at =
-        out.iter().position(|a| ["train", "solve", "shard", "demo"].contains(&a.as_str())).map_or(1, |i| i + 1);
+    let insert_at = out
+        .iter()
+        .position(|a| ["train", "sweep", "solve", "shard", "demo"].contains(&a.as_str()))
+        .map_or(1, |i| i + 1);
     out.splice(insert_at..insert_at, from_file);
     Ok(out)
 }
@@ -448,6 +516,43 @@ mod tests {
         let e = check_moved_flags(&args(&["qtrain", "train", "--resume", "auto"])).unwrap_err();
         assert!(e.contains("--resume=auto"), "{e}");
         assert!(check_moved_flags(&args(&["qtrain", "train", "--resume", "--iters", "5"])).is_ok());
+    }
+
+    /// Sweep takes every train flag; --grid accumulates (args_override_self keeps only the
+    /// last of the other flags, so a config file's values can be overridden); --out is its
+    /// folder.
+    #[test]
+    fn sweep_parses_train_flags_repeated_grids_and_step_factors() {
+        let cli = Cli::try_parse_from([
+            "qtrain",
+            "sweep",
+            "--data",
+            "d.svm",
+            "--method",
+            "clag",
+            "--iters",
+            "5",
+            "--iters",
+            "7",
+            "--grid",
+            "zeta=0,1",
+            "--grid",
+            "k=1,2",
+            "--step-factors",
+            "1,4",
+            "--out",
+            "grid/",
+        ])
+        .unwrap();
+        let Some(Command::Sweep(a)) = cli.command else { panic!("a sweep") };
+        assert_eq!(a.grids, ["zeta=0,1", "k=1,2"]);
+        assert_eq!(a.step_factors, [1.0, 4.0]);
+        assert_eq!((a.train.iters, a.train.out.to_str(), a.target, a.rank_by), (7, Some("grid/"), 1e-6, RankBy::Bits));
+        let cli = Cli::try_parse_from(["qtrain", "sweep", "--data", "d", "--out", "g"]).unwrap();
+        let Some(Command::Sweep(a)) = cli.command else { panic!("a sweep") };
+        let powers: Vec<f64> = (0..12).map(|i| f64::from(1u32 << i)).collect();
+        assert_eq!(a.step_factors, powers);
+        assert!(a.grids.is_empty());
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod rng;
 pub mod signals;
 pub mod solve;
 pub mod spec;
+pub mod sweep;
 #[cfg(test)]
 mod testing;
 pub mod train;
@@ -43,6 +44,7 @@ use error::Result;
 pub fn run(comm: &mut Comm, command: Option<Command>) -> Result<train::Ending> {
     match &command {
         Some(Command::Train(args)) => return train::run(comm, args),
+        Some(Command::Sweep(args)) => return sweep::run(comm, args),
         Some(Command::Compare(a)) => {
             // Rank 0 reads and prints; a difference is its exit code, not an error.
             let verdict = comm.is_root().then(|| report::compare::compare(&a.first, &a.second, a.across_layouts));
@@ -68,7 +70,9 @@ fn run_other(comm: &mut Comm, command: Option<Command>) -> Result<()> {
     match command {
         None => demo::run(comm, &cli::DemoArgs { iters: cli::DEMO_ITERS, out: None }),
         Some(Command::Demo(args)) => demo::run(comm, &args),
-        Some(Command::Train(_) | Command::Compare(_)) => unreachable!("run() handles the commands with an exit status"),
+        Some(Command::Train(_) | Command::Sweep(_) | Command::Compare(_)) => {
+            unreachable!("run() handles the commands with an exit status")
+        }
         Some(Command::Solve(args)) => run_solve(comm, &args),
         Some(Command::Report(a)) => {
             let runs = if comm.is_root() {

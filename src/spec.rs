@@ -6,6 +6,23 @@
 //! or a parameter meant for another method — is an error instead of a silent default.
 
 use crate::error::{Error, Result};
+use std::cell::RefCell;
+
+thread_local! {
+    /// The keys `take` was asked for while [`keys_read`] runs (None otherwise).
+    static KEYS_READ: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` and returns, beside its result, every key a SPEC parser asked for meanwhile
+/// (present or not, in order): what a compressor takes, learnt from its own parser, so
+/// no second list of its keys can drift (`qtrain sweep` resolves its grid keys with it).
+/// A parser that fails early has asked only for the keys before its failure.
+pub fn keys_read<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    let outer = KEYS_READ.with(|k| k.borrow_mut().replace(Vec::new()));
+    let result = f();
+    let keys = KEYS_READ.with(|k| std::mem::replace(&mut *k.borrow_mut(), outer)).unwrap_or_default();
+    (result, keys)
+}
 
 /// What a SPEC configures: named in every error message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,8 +93,21 @@ impl Spec {
     }
 
     fn take(&mut self, key: &str) -> Option<Option<String>> {
+        KEYS_READ.with(|k| k.borrow_mut().as_mut().map(|keys| keys.push(key.to_string())));
         let pos = self.params.iter().position(|(k, _)| k == key)?;
         Some(self.params.remove(pos).1)
+    }
+
+    /// Sets `key=value`: replaces the key's value where present (in its place), else
+    /// appends it; the text becomes `name:key=value,…` (`qtrain sweep`'s grid points).
+    pub fn set(&mut self, key: &str, value: &str) {
+        match self.params.iter_mut().find(|(k, _)| k == key) {
+            Some(param) => param.1 = Some(value.to_string()),
+            None => self.params.push((key.to_string(), Some(value.to_string()))),
+        }
+        let params: Vec<String> =
+            self.params.iter().map(|(k, v)| v.as_ref().map_or_else(|| k.clone(), |v| format!("{k}={v}"))).collect();
+        self.text = if params.is_empty() { self.name.clone() } else { format!("{}:{}", self.name, params.join(",")) };
     }
 
     fn subject(&self) -> String {
@@ -246,6 +276,39 @@ mod tests {
             let mut s = Spec::parse_method(bad).unwrap();
             assert!(s.take_f64_or("beta", 1.0).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn set_replaces_a_present_key_in_place_or_appends_it() {
+        let mut s = Spec::parse_method("clag:zeta=0.5, init=compressed").unwrap();
+        s.set("zeta", "4");
+        assert_eq!(s.text(), "clag:zeta=4,init=compressed");
+        let mut s = Spec::parse_compressor("rand-k:unscaled").unwrap();
+        s.set("k", "3");
+        assert_eq!(s.text(), "rand-k:unscaled,k=3");
+        assert!(s.has_flag("unscaled"));
+        assert_eq!(Spec::parse_compressor(s.text()).unwrap(), s);
+        let mut bare = Spec::parse_method("clag").unwrap();
+        bare.set("zeta", "0");
+        assert_eq!(bare.text(), "clag:zeta=0");
+    }
+
+    /// The keys a parser asks for are recorded whether present or not, and only inside
+    /// `keys_read` (nested calls keep their own lists).
+    #[test]
+    fn keys_read_records_what_parsers_ask_for() {
+        let ((), keys) = keys_read(|| {
+            let mut s = Spec::parse_compressor("qsgd:s=2").unwrap();
+            s.take_usize("s").unwrap();
+            let ((), inner) = keys_read(|| {
+                let _ = Spec::parse_compressor("top-k").unwrap().take_usize("k");
+            });
+            assert_eq!(inner, ["k"]);
+            s.take_choice("norm", &["2", "inf"], "2").unwrap();
+        });
+        assert_eq!(keys, ["s", "norm"]);
+        Spec::parse_compressor("top-k:k=1").unwrap().take_usize("k").unwrap();
+        assert_eq!(keys_read(|| ()).1, Vec::<String>::new());
     }
 
     /// A method key the method does not read names the method and the keys it knows.

@@ -110,20 +110,7 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     let smooth = smoothness::estimate(comm, &problem.workers, &problem.objective, args.seed);
     log::info!("smoothness: L = {:.6e}, L̃ = {:.6e}, L_max = {:.6e}", smooth.l, smooth.l_tilde, smooth.l_max);
 
-    let setup = Setup {
-        compressor: &args.compressor,
-        dim: d,
-        weights: &problem.weights,
-        first_worker: problem.first_worker(),
-        local_workers: problem.workers.len(),
-        smoothness: &smooth,
-        step: step_size::Override { step: args.step, factor: args.step_factor },
-        collective: args.collective,
-        topology: args.topology,
-        down_compressor: &args.down_compressor,
-        seed: args.seed,
-        rank: comm.rank(),
-    };
+    let setup = method_setup(args, &problem, &smooth, comm.rank());
     let mut method = comm.agree(method::build(&args.method, &setup))?;
     log::info!("step size γ = {:.6e}: {}", method.step_size().gamma, method.step_size().rule);
 
@@ -171,6 +158,31 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     let outcome = training.train(start);
     let Training { recorder, comm, .. } = training;
     finish(comm, recorder.file, args, outcome)
+}
+
+/// What `method::build` takes from the flags and the loaded problem (also what
+/// `qtrain sweep` checks each point with before any run).
+pub fn method_setup<'a>(args: &'a TrainArgs, problem: &'a Problem, smooth: &'a Smoothness, rank: usize) -> Setup<'a> {
+    Setup {
+        compressor: &args.compressor,
+        dim: problem.dim,
+        weights: &problem.weights,
+        first_worker: problem.first_worker(),
+        local_workers: problem.workers.len(),
+        smoothness: smooth,
+        step: step_size::Override { step: args.step, factor: args.step_factor },
+        collective: args.collective,
+        topology: args.topology,
+        down_compressor: &args.down_compressor,
+        seed: args.seed,
+        rank,
+    }
+}
+
+/// Whether a result's `status` attribute says that its run finished (converged, ran its
+/// rounds or diverged), rather than stopped to be resumed.
+pub fn is_finished(status: &str) -> bool {
+    [Status::Running, Status::Converged, Status::Diverged].iter().any(|s| s.name() == status)
 }
 
 /// Whether this run continues a checkpoint: `--resume`, or `--resume=auto` when rank 0
@@ -289,6 +301,24 @@ fn identity(attrs: &[(String, Attr)]) -> Vec<(String, Attr)> {
         "workers",
     ];
     attrs.iter().filter(|(k, _)| KEYS.contains(&k.as_str())).cloned().collect()
+}
+
+/// The attributes a finished result of this run holds that say which run it is: the
+/// identity, the rounds, the step and the evaluation schedule (`qtrain sweep` skips a
+/// point only when its file has these values).
+pub fn settings(
+    args: &TrainArgs,
+    comm: &Comm,
+    p: &Problem,
+    s: &Smoothness,
+    method: &dyn Method,
+    dataset_sha: &str,
+) -> Vec<(String, Attr)> {
+    const MORE: [&str; 4] = ["iters", "step", "eval_every", "batch"];
+    let attrs = attributes(args, comm, p, s, method, None, dataset_sha);
+    let mut settings = identity(&attrs);
+    settings.extend(attrs.into_iter().filter(|(k, _)| MORE.contains(&k.as_str())));
+    settings
 }
 
 /// f* for the f_gap column: given, unknown, or computed first by Newton-CG.

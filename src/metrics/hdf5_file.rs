@@ -144,13 +144,7 @@ impl MetricsFile {
         }
         let h5 = |e: hdf5::Error| Error::hdf5(&partial, e);
         let file = File::open_rw(&partial).map_err(h5)?;
-        let differences: Vec<String> = expect
-            .iter()
-            .filter_map(|(name, want)| {
-                let found = read_attr(&file, name, want);
-                (found.as_ref() != Some(want)).then(|| format!("{name} {found:?} (this run {want:?})"))
-            })
-            .collect();
+        let differences = differences(&file, expect);
         if !differences.is_empty() {
             return Err(Error::Io {
                 path: partial.clone(),
@@ -306,6 +300,31 @@ fn series_groups(file: &File) -> Vec<(String, bool)> {
         }
     }
     out
+}
+
+/// The attributes of `file` that differ from `expect` (absent ones too), each as
+/// "NAME FOUND (this run WANT)".
+fn differences(file: &File, expect: &[(String, Attr)]) -> Vec<String> {
+    expect
+        .iter()
+        .filter_map(|(name, want)| {
+            let found = read_attr(file, name, want);
+            (found.as_ref() != Some(want)).then(|| format!("{name} {found:?} (this run {want:?})"))
+        })
+        .collect()
+}
+
+/// What a result file at its final name says: the attributes `wanted`, each read as the
+/// kind of its example value (None where absent), and those of `expect` that differ
+/// (`qtrain sweep`: is a point's file finished, and by the same settings?).
+pub fn read_attrs(
+    path: &Path,
+    wanted: &[(&str, Attr)],
+    expect: &[(String, Attr)],
+) -> Result<(Vec<Option<Attr>>, Vec<String>)> {
+    let file = File::open(path).map_err(|e| Error::hdf5(path, e))?;
+    let found = wanted.iter().map(|(name, like)| read_attr(&file, name, like)).collect();
+    Ok((found, differences(&file, expect)))
 }
 
 /// An attribute of the file as the `Attr` kind of `like`, if it is there.

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -50,6 +51,7 @@ pub struct RunCurves {
     pub gap: Vec<f64>,
     pub grad_norm_sq: Vec<f64>,
     pub bits: Vec<f64>,
+    pub bits_down: Vec<f64>,
     pub time: Vec<f64>,
 }
 
@@ -69,6 +71,7 @@ pub fn read_curves(path: &Path, label: String) -> Result<RunCurves> {
         gap: f64s("f_gap")?,
         grad_norm_sq: f64s("grad_norm_sq")?,
         bits: as_f64("bits_up")?,
+        bits_down: as_f64("bits_down")?,
         time: f64s("time")?,
     })
 }
@@ -88,10 +91,29 @@ pub enum Axis {
     Log(f64, f64),
 }
 
-/// A figure: one chart, or a grid of charts (rows × columns).
+/// A figure: one chart, a grid of charts (rows × columns), or a heatmap.
 pub enum Figure<'a> {
     Line { chart: Chart<'a>, x: Axis, y: Axis },
     Grid { rows: usize, cols: usize, cells: Vec<Figure<'a>> },
+    Heatmap(Heatmap<'a>),
+}
+
+/// Cells coloured by a value on a log scale, the smallest brightest (`qtrain sweep`:
+/// bits to a target), cells without a value grey; each cell's text written in it (lines
+/// split at '\n'), and a colour bar on the right. Row 0 is drawn at the bottom.
+pub struct Heatmap<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    /// What the colour bar measures, e.g. "bits up".
+    pub scale_label: &'a str,
+    /// The grey cells' meaning in the colour bar, e.g. "not reached".
+    pub missing_label: &'a str,
+    pub columns: &'a [String],
+    pub rows: &'a [String],
+    /// `values[row][col]`.
+    pub values: &'a [Vec<Option<f64>>],
+    pub text: &'a [Vec<String>],
 }
 
 impl Figure<'_> {
@@ -103,6 +125,7 @@ impl Figure<'_> {
                 (Axis::Log(a, b), Axis::Linear(c, d)) => line_chart(area, chart, (a..b).log_scale(), c..d),
                 (Axis::Log(a, b), Axis::Log(c, d)) => line_chart(area, chart, (a..b).log_scale(), (c..d).log_scale()),
             },
+            Figure::Heatmap(h) => heatmap(area, h),
             Figure::Grid { rows, cols, cells } => {
                 area.fill(&WHITE).map_err(|e| plot_error(Path::new("grid"), e))?;
                 for (cell, figure) in area.split_evenly((*rows, *cols)).iter().zip(cells) {
@@ -180,6 +203,111 @@ where
         .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(|e| fail(&e))?;
+    Ok(())
+}
+
+/// The heatmap's colour map (viridis at five stops): dark violet at 0, yellow at 1.
+const VIRIDIS: [RGBColor; 5] =
+    [RGBColor(68, 1, 84), RGBColor(59, 82, 139), RGBColor(33, 145, 140), RGBColor(94, 201, 98), RGBColor(253, 231, 37)];
+const NO_VALUE: RGBColor = RGBColor(205, 205, 205);
+
+/// The colour of t ∈ [0, 1], linear between the stops.
+fn colour_at(t: f64) -> RGBColor {
+    let t = t.clamp(0.0, 1.0) * (VIRIDIS.len() - 1) as f64;
+    let i = (t.floor() as usize).min(VIRIDIS.len() - 2);
+    let f = t - i as f64;
+    let mix = |a: u8, b: u8| (f64::from(a) + f * (f64::from(b) - f64::from(a))).round() as u8;
+    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// Where a value sits on the log colour scale of [lo, hi]: 1 for lo (brightest), 0 for hi.
+fn log_position(v: f64, (lo, hi): (f64, f64)) -> f64 {
+    if hi > lo {
+        (hi.ln() - v.max(lo).ln()) / (hi.ln() - lo.ln())
+    } else {
+        1.0
+    }
+}
+
+fn heatmap<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, h: &Heatmap) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| Error::io(Path::new(h.title), format!("cannot draw the figure: {e}"));
+    area.fill(&WHITE).map_err(|e| fail(&e))?;
+    let (width, height) = area.dim_in_pixel();
+    let (cells, bar) = area.split_horizontally(width.saturating_sub(150));
+    let (nx, ny) = (h.columns.len().max(1) as i32, h.rows.len().max(1) as i32);
+    let mut ctx = ChartBuilder::on(&cells)
+        .caption(h.title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(110)
+        .build_cartesian_2d((0..nx - 1).into_segmented(), (0..ny - 1).into_segmented())
+        .map_err(|e| fail(&e))?;
+    let name = |labels: &[String], v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+        SegmentValue::Last => String::new(),
+    };
+    ctx.configure_mesh()
+        .disable_mesh()
+        .x_labels(nx as usize + 1)
+        .y_labels(ny as usize + 1)
+        .x_label_formatter(&|v| name(h.columns, v))
+        .y_label_formatter(&|v| name(h.rows, v))
+        .x_desc(h.x_label)
+        .y_desc(h.y_label)
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
+        .draw()
+        .map_err(|e| fail(&e))?;
+    let present = h.values.iter().flatten().flatten().copied().filter(|v| *v > 0.0 && v.is_finite());
+    let bounds = present.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let edge = |i: i32, n: i32| if i + 1 < n { SegmentValue::Exact(i + 1) } else { SegmentValue::Last };
+    for (r, row) in h.values.iter().enumerate() {
+        for (c, value) in row.iter().enumerate() {
+            let t = value.map(|v| log_position(v, bounds));
+            let (x, y) = (c as i32, r as i32);
+            let corners = [(SegmentValue::Exact(x), SegmentValue::Exact(y)), (edge(x, nx), edge(y, ny))];
+            let fill = t.map_or(NO_VALUE, colour_at);
+            ctx.draw_series(std::iter::once(Rectangle::new(corners.clone(), fill.filled()))).map_err(|e| fail(&e))?;
+            ctx.draw_series(std::iter::once(Rectangle::new(corners, WHITE.stroke_width(2)))).map_err(|e| fail(&e))?;
+            let ink = if t.is_some_and(|t| t < 0.6) { WHITE } else { BLACK };
+            let style = ("sans-serif", 13).into_font().color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
+            let lines: Vec<&str> = h.text.get(r).and_then(|t| t.get(c)).map_or("", String::as_str).lines().collect();
+            let centre = (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y));
+            for (k, line) in lines.iter().enumerate() {
+                let dy = 16 * k as i32 - 8 * (lines.len() as i32 - 1);
+                let text = EmptyElement::at(centre.clone()) + Text::new(line.to_string(), (0, dy), style.clone());
+                ctx.draw_series(std::iter::once(text)).map_err(|e| fail(&e))?;
+            }
+        }
+    }
+    colour_bar(&bar, h, bounds, height).map_err(|e| fail(&e))
+}
+
+/// The colour bar beside a heatmap: the scale from its smallest value (top) to its largest,
+/// and the grey of the cells without one.
+fn colour_bar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    h: &Heatmap,
+    (lo, hi): (f64, f64),
+    height: u32,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let style = ("sans-serif", 14).into_font().color(&BLACK);
+    let (top, bottom) = (70, height as i32 - 140);
+    area.draw(&Text::new(h.scale_label.to_string(), (10, top - 30), style.clone()))?;
+    if lo <= hi {
+        let steps = 64;
+        for s in 0..steps {
+            let y0 = top + (bottom - top) * s / steps;
+            let y1 = top + (bottom - top) * (s + 1) / steps;
+            let colour = colour_at(1.0 - f64::from(s) / f64::from(steps - 1));
+            area.draw(&Rectangle::new([(10, y0), (40, y1)], colour.filled()))?;
+        }
+        area.draw(&Text::new(tick(&lo), (46, top - 6), style.clone()))?;
+        area.draw(&Text::new(tick(&hi), (46, bottom - 10), style.clone()))?;
+    }
+    area.draw(&Rectangle::new([(10, bottom + 30), (40, bottom + 50)], NO_VALUE.filled()))?;
+    area.draw(&Text::new(h.missing_label.to_string(), (46, bottom + 33), style))?;
     Ok(())
 }
 

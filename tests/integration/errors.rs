@@ -10,7 +10,7 @@ fn error_lines(run: &Run) -> Vec<String> {
 }
 
 /// Runs a failing command and returns its one error message.
-fn fails(ranks: usize, args: &[&str]) -> String {
+pub(crate) fn fails(ranks: usize, args: &[&str]) -> String {
     let run = mpirun(ranks, args);
     assert_eq!(run.code, Some(2), "expected exit code 2\n{}\n{}", run.stdout, run.stderr);
     let lines = error_lines(&run);

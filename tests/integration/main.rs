@@ -12,6 +12,7 @@ mod reporting;
 mod resume;
 mod slurm;
 mod summable;
+mod sweep;
 mod three_point;
 mod training;
 mod util;
