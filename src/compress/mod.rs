@@ -17,6 +17,7 @@
 pub mod adaptive_rand;
 pub mod bernoulli_sparse;
 pub mod clt_k;
+pub mod correlated;
 pub mod count_sketch;
 pub mod elias;
 pub mod identity;
@@ -179,6 +180,8 @@ pub fn build_for(spec: &str, d: usize, seed: u64, workers: usize) -> Result<Box<
         "clt-k" => Box::new(clt_k::CltK::from_spec(&mut spec, d)?),
         "sketch" => Box::new(count_sketch::CountSketch::from_spec(&mut spec, d, seed)?),
         "perm-k" => Box::new(perm_k::PermK::new(&spec, d, workers)?),
+        "corr-q" => Box::new(correlated::OneBitQuantizer::new(&spec, d, workers, true)?),
+        "indep-q" => Box::new(correlated::OneBitQuantizer::new(&spec, d, workers, false)?),
         other => {
             return Err(Error::config(
                 format!("unknown compressor '{other}'"),
@@ -202,6 +205,7 @@ pub const EXAMPLES: &[&str] = &[
     "adaptive-rand",
     "opt-sparse:budget=1",
     "perm-k",
+    "corr-q",
     "topk-nd:k=10,s=3",
     "qsgd:s=2",
     "natural",
@@ -221,6 +225,8 @@ pub const NAMES: &[&str] = &[
     "adaptive-rand",
     "opt-sparse",
     "perm-k",
+    "corr-q",
+    "indep-q",
     "topk-nd",
     "qsgd",
     "natural",

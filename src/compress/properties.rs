@@ -95,6 +95,11 @@ enum Kind {
     PermK {
         n: usize,
     },
+    /// One-bit quantization on [−‖x‖, ‖x‖] (§H.2), stratified thresholds across n
+    /// workers or independent ones, seen from worker 0.
+    OneBit {
+        n: usize,
+    },
     Sign,
     TernGrad,
 }
@@ -158,6 +163,8 @@ impl Kind {
             Kind::OptSparse { budget: OptBudget::Variance(eps) } => Class::Unbiased { omega: eps },
             Kind::OptSparse { budget: OptBudget::Density(rho) } => Class::Unbiased { omega: 1.0 / rho - 1.0 },
             Kind::PermK { n } => Class::Unbiased { omega: n as f64 - 1.0 },
+            // d − 1, plus the f32 round-up of r (at most a relative 2^-23, squared: 2^-22).
+            Kind::OneBit { .. } => Class::Unbiased { omega: df * (1.0 + 2f64.powi(-22)) - 1.0 },
             Kind::NatDither { s, .. } => {
                 let t = df.sqrt() * 0.5f64.powi(s as i32 - 1);
                 Class::Unbiased { omega: 0.125 + t * t.min(1.0) }
@@ -210,7 +217,7 @@ impl Kind {
                 (32 + d64 * field, 4 + packed(d, field))
             }
             Kind::Natural | Kind::NaturalNearest => (9 * d64, packed(d, 9)),
-            Kind::Sign => (d64 + 32, 4 + packed(d, 1)),
+            Kind::Sign | Kind::OneBit { .. } => (d64 + 32, 4 + packed(d, 1)),
             Kind::TernGrad => (32 + 2 * d64, 4 + packed(d, 2)),
             Kind::TopKNatDither { k, s } => {
                 let field = 1 + clog2(s as usize + 1);
@@ -237,7 +244,7 @@ impl Kind {
     /// The number of workers the compressor is built for (PermK's n; 1 for the others).
     fn workers(self) -> usize {
         match self {
-            Kind::PermK { n } => n,
+            Kind::PermK { n } | Kind::OneBit { n, .. } => n,
             _ => 1,
         }
     }
@@ -301,6 +308,11 @@ impl Kind {
             Kind::BernoulliSparse { p } => (1.0 - p) * dot(x, x),
             // Each coordinate in worker 0's block with probability 1/n, then scaled by n.
             Kind::PermK { n } => (n as f64 - 1.0) * dot(x, x),
+            // Per coordinate (2r)²y(1 − y) = r² − x_j² with r the f32 norm.
+            Kind::OneBit { .. } => {
+                let r = f32_up(norm_p(x, false));
+                d * r * r - dot(x, x)
+            }
             Kind::AdaptiveRand => {
                 let l1: f64 = x.iter().map(|v| v.abs()).sum();
                 let cubes: f64 = x.iter().map(|v| v.abs().powi(3)).sum();
@@ -400,6 +412,12 @@ impl Kind {
             Kind::BernoulliSparse { .. } => {
                 for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
                     assert!(o == 0.0 || o.to_bits() == v.to_bits(), "{ctx}: out[{j}] = {o} for {v}");
+                }
+            }
+            Kind::OneBit { .. } => {
+                let r = f32_up(norm_p(x, false));
+                for (j, &o) in out.iter().enumerate() {
+                    assert!(o.abs() == r || (o.is_nan() && r.is_nan()), "{ctx}: out[{j}] = {o}, r = {r}");
                 }
             }
             Kind::PermK { n } => {
@@ -975,6 +993,8 @@ catalogue_tests! {
     adaptive_rand => "adaptive-rand", Kind::AdaptiveRand;
     perm_k_four => "perm-k", Kind::PermK { n: 4 };
     perm_k_three => "perm-k", Kind::PermK { n: 3 };
+    corr_q => "corr-q", Kind::OneBit { n: 4 };
+    indep_q => "indep-q", Kind::OneBit { n: 4 };
     opt_sparse_budget => "opt-sparse:budget=1", Kind::OptSparse { budget: OptBudget::Variance(1.0) };
     opt_sparse_small_budget => "opt-sparse:budget=0.05", Kind::OptSparse { budget: OptBudget::Variance(0.05) };
     opt_sparse_density => "opt-sparse:density=0.1", Kind::OptSparse { budget: OptBudget::Density(0.1) };
@@ -1002,7 +1022,7 @@ catalogue_tests! {
 // Tiny dimensions and non-finite input, over the whole catalogue.
 
 /// The catalogue with k = 1, legal down to d = 1.
-const SMALL: [Expect; 24] = [
+const SMALL: [Expect; 26] = [
     Expect { spec: "identity", kind: Kind::Identity },
     Expect { spec: "rand-k:k=1", kind: Kind::RandK { k: 1, scaled: true } },
     Expect { spec: "rand-k:k=1,unscaled", kind: Kind::RandK { k: 1, scaled: false } },
@@ -1019,6 +1039,8 @@ const SMALL: [Expect; 24] = [
     Expect { spec: "bernoulli-sparse:p=0.5", kind: Kind::BernoulliSparse { p: 0.5 } },
     Expect { spec: "adaptive-rand", kind: Kind::AdaptiveRand },
     Expect { spec: "perm-k", kind: Kind::PermK { n: 4 } },
+    Expect { spec: "corr-q", kind: Kind::OneBit { n: 4 } },
+    Expect { spec: "indep-q", kind: Kind::OneBit { n: 4 } },
     Expect { spec: "opt-sparse:budget=1", kind: Kind::OptSparse { budget: OptBudget::Variance(1.0) } },
     Expect { spec: "opt-sparse:density=0.5", kind: Kind::OptSparse { budget: OptBudget::Density(0.5) } },
     Expect { spec: "qsgd:s=2,elias", kind: Kind::Qsgd { s: 2, inf: false, elias: true } },
