@@ -178,6 +178,10 @@ pub struct DataArgs {
     /// f = Σ w_i f_i with w_i = m_i/m (samples) or 1/W (workers, as the papers' code).
     #[arg(long, value_enum, default_value_t = Weighting::Samples)]
     pub weighting: Weighting,
+    /// Prepend a constant feature 1 to every row, training and test (LIBLINEAR's -B 1):
+    /// d grows by one and x_0 is the intercept, regularised like the other coordinates.
+    #[arg(long)]
+    pub bias: bool,
 }
 
 /// The objective (shared by train and solve).

@@ -148,6 +148,7 @@ mod tests {
             workers,
             split: crate::data::SplitRule::Balanced,
             weighting: crate::worker::Weighting::Samples,
+            bias: false,
         }
     }
 

@@ -27,7 +27,12 @@ impl Problem {
         let workers = comm.agree(checked)?;
         let source = Source::new(&data.data);
         let layout = Layout { workers, split: data.split, features: data.features };
-        let Dataset { workers: shards, rows_per_worker, dim, labels } = shard::load_training(comm, &source, layout)?;
+        let Dataset { workers: mut shards, rows_per_worker, mut dim, labels } =
+            shard::load_training(comm, &source, layout)?;
+        if data.bias {
+            shards.iter_mut().for_each(|s| s.a = s.a.with_bias_column());
+            dim += 1;
+        }
         let weights = worker::weights(&rows_per_worker, data.weighting);
         let workers = shards
             .into_iter()

@@ -99,6 +99,10 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     }
     let d = problem.dim;
     let test = match &args.test {
+        Some(t) if args.data.bias => {
+            let (a, b) = shard::load_test(comm, &shard::Source::new(t), d - 1, problem.labels)?;
+            Some((a.with_bias_column(), b))
+        }
         Some(t) => Some(shard::load_test(comm, &shard::Source::new(t), d, problem.labels)?),
         None => None,
     };
@@ -270,6 +274,7 @@ fn fingerprint(args: &TrainArgs, p: &Problem, method: &dyn Method, dataset_sha: 
     Fingerprint(vec![
         ("dataset_sha256".into(), text(dataset_sha)),
         ("features".into(), p.dim.to_string()),
+        ("bias".into(), args.data.bias.to_string()),
         ("rows".into(), p.total_rows().to_string()),
         ("workers".into(), p.total_workers().to_string()),
         ("split".into(), cli_name(args.data.split)),
@@ -289,8 +294,9 @@ fn fingerprint(args: &TrainArgs, p: &Problem, method: &dyn Method, dataset_sha: 
 
 /// The attributes that identify a run's result file (checked when a resume continues it).
 fn identity(attrs: &[(String, Attr)]) -> Vec<(String, Attr)> {
-    const KEYS: [&str; 9] = [
+    const KEYS: [&str; 10] = [
         "dataset_sha256",
+        "bias",
         "method_spec",
         "compressor",
         "topology",
@@ -670,6 +676,7 @@ fn attributes(
         ("test_dataset".into(), text(args.test.as_deref().unwrap_or_default())),
         ("rows".into(), Attr::U64(p.total_rows())),
         ("features".into(), Attr::U64(p.dim as u64)),
+        ("bias".into(), Attr::U64(u64::from(args.data.bias))),
         ("labels".into(), text(&p.labels.describe())),
         ("split".into(), text(&cli_name(args.data.split))),
         ("weighting".into(), text(&cli_name(args.data.weighting))),

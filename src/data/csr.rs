@@ -39,6 +39,19 @@ impl Csr {
         (&self.indices[a..b], &self.values[a..b])
     }
 
+    /// The matrix with a constant column of ones in front: column 0 is the bias feature,
+    /// column j + 1 the former column j (`--bias`).
+    pub fn with_bias_column(&self) -> Csr {
+        let mut out = Csr::empty(self.cols + 1);
+        out.indices.reserve(self.nnz() + self.rows());
+        out.values.reserve(self.nnz() + self.rows());
+        for i in 0..self.rows() {
+            let (indices, values) = self.row(i);
+            out.push_row(std::iter::once((0, 1.0)).chain(indices.iter().zip(values).map(|(&j, &v)| (j + 1, v))));
+        }
+        out
+    }
+
     /// Rows `start..end` as a new matrix.
     pub fn slice_rows(&self, start: usize, end: usize) -> Csr {
         let (a, b) = (self.indptr[start], self.indptr[end]);

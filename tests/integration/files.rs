@@ -257,3 +257,56 @@ fn drop_remainder_leaves_out_the_last_rows() {
         assert_eq!(attr_str(&dropped, "x_digest"), attr_str(&balanced, "x_digest"), "{ranks} ranks");
     }
 }
+
+/// The LIBSVM text with a constant feature `1:1` in front of every row and the other
+/// indices shifted up by one.
+fn with_constant_first_feature(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let mut fields = line.split_whitespace();
+            let label = fields.next().unwrap();
+            let features: Vec<String> = fields
+                .map(|f| {
+                    let (j, v) = f.split_once(':').unwrap();
+                    format!("{}:{v}", j.parse::<u32>().unwrap() + 1)
+                })
+                .collect();
+            format!("{label} 1:1 {}\n", features.join(" "))
+        })
+        .collect()
+}
+
+/// `--bias` is the data with a constant first feature: the same model, losses and test
+/// accuracies bit for bit as files (training and held-out) whose rows start with `1:1`
+/// and whose other indices are shifted up by one.
+#[test]
+fn bias_prepends_a_constant_feature() {
+    let dir = TempDir::new("bias");
+    let shifted = |name: &str| {
+        let path = dir.path(&format!("shifted-{name}"));
+        std::fs::write(&path, with_constant_first_feature(&std::fs::read_to_string(embedded(name)).unwrap())).unwrap();
+        path
+    };
+    let (train, test) = (shifted("agaricus.txt.train"), shifted("agaricus.txt.test"));
+    let common = ["--method", "ef21", "--compressor", "top-k:k=5", "--iters", "20", "--test-every", "5"];
+    let biased = dir.path("bias.h5");
+    let mut rest = common.to_vec();
+    let original_test = embedded("agaricus.txt.test");
+    rest.extend(["--bias", "--test", original_test.to_str().unwrap()]);
+    mpirun(2, &strs(&train_args(biased.to_str().unwrap(), &rest))).expect_ok();
+    let plain = dir.path("plain.h5");
+    let args = [
+        &["train", "--data", train.to_str().unwrap(), "--test", test.to_str().unwrap()][..],
+        &common,
+        &["--objective", "logistic", "--lambda", "0.1", "--out", plain.to_str().unwrap()],
+    ]
+    .concat();
+    mpirun(2, &args).expect_ok();
+    assert_eq!(attr_str(&biased, "x_digest"), attr_str(&plain, "x_digest"));
+    assert_eq!(column::<f64>(&biased, "loss"), column::<f64>(&plain, "loss"));
+    let accuracy = |file: &std::path::Path| -> Vec<f64> {
+        hdf5::File::open(file).unwrap().dataset("test/accuracy").unwrap().read_raw().unwrap()
+    };
+    assert_eq!(accuracy(&biased), accuracy(&plain));
+    assert!(accuracy(&biased).iter().any(|a| *a > 0.8), "{:?}", accuracy(&biased));
+}
