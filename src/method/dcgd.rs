@@ -22,7 +22,7 @@ pub const ENTRY: Entry = Entry {
 fn build(setup: &Setup, _spec: &mut Spec) -> Result<Box<dyn Method>> {
     let codec = Codec::new(setup, "dcgd")?;
     let omega = require_unbiased(codec.class(), "dcgd", setup.compressor)?;
-    let (gamma, rule) = step_size::dcgd(setup.smoothness, omega, setup.workers());
+    let (gamma, rule) = step_size::dcgd(setup.smoothness, omega, setup.effective_workers());
     let plan = CodecPlan { step: StepSize::resolve(gamma, &rule, setup.step), codec, method: () };
     let workers = (0..setup.local_workers).map(|_| DcgdWorker { own: Vec::new() }).collect();
     let server = setup.server(|| DcgdServer { g: vec![0.0; setup.dim] });

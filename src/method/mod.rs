@@ -95,6 +95,12 @@ impl Setup<'_> {
         self.weights.len()
     }
 
+    /// n_eff = 1/Σ w_i²: the number of equally weighted workers whose mean has the same
+    /// variance as Σ w_i Q_i (W for uniform weights). The step rules' "n".
+    pub fn effective_workers(&self) -> f64 {
+        1.0 / self.weights.iter().map(|w| w * w).sum::<f64>()
+    }
+
     pub fn layout(&self) -> Layout<'_> {
         Layout {
             dim: self.dim,

@@ -35,16 +35,26 @@ pub fn gd(s: &Smoothness) -> (f64, String) {
     (1.0 / s.l, format!("1/L, L = {:.6e} [ALGORITHMS.md §0.2]", s.l))
 }
 
-/// DCGD with an unbiased compressor: γ = 1/(L + 2·L_max·ω/n) (§A.3 baseline, `SD-DCGD.py`).
-pub fn dcgd(s: &Smoothness, omega: f64, n: usize) -> (f64, String) {
-    let gamma = 1.0 / (s.l + 2.0 * s.l_max * omega / n as f64);
-    (gamma, format!("1/(L + 2·L_max·ω/n), L = {:.6e}, L_max = {:.6e}, ω = {omega:.6}, n = {n} [§A.3]", s.l, s.l_max))
+/// DCGD with an unbiased compressor: γ = 1/(L + 2·L_max·ω/n) (§A.3 baseline, `SD-DCGD.py`),
+/// n = n_eff = 1/Σ w_i² (the workers' variances add with weights w_i²).
+pub fn dcgd(s: &Smoothness, omega: f64, n: f64) -> (f64, String) {
+    let gamma = 1.0 / (s.l + 2.0 * s.l_max * omega / n);
+    (gamma, format!("1/(L + 2·L_max·ω/n), L = {:.6e}, L_max = {:.6e}, ω = {omega:.6}, n = {n:.3} [§A.3]", s.l, s.l_max))
 }
 
-/// DIANA: γ = 1/(L(1 + 6ω/n)) with α = 1/(ω+1) (textbook rule, §A.3 note).
-pub fn diana(s: &Smoothness, omega: f64, n: usize) -> (f64, String) {
-    let gamma = 1.0 / (s.l * (1.0 + 6.0 * omega / n as f64));
-    (gamma, format!("1/(L(1 + 6ω/n)), L = {:.6e}, ω = {omega:.6}, n = {n} [§A.3]", s.l))
+/// DIANA with α = 1/(ω+1): the unified analysis' (1 + 2ω/n)L + 4ωL/n with the variance
+/// terms bounded by L_max, since each f_i is only L_i-smooth: γ = 1/(L + 6·L_max·ω/n)
+/// (the textbook 1/(L(1 + 6ω/n)) when every L_i = L; §A.3 note), n = n_eff = 1/Σ w_i².
+pub fn diana(s: &Smoothness, omega: f64, n: f64) -> (f64, String) {
+    let gamma = 1.0 / (s.l + 6.0 * s.l_max * omega / n);
+    (gamma, format!("1/(L + 6·L_max·ω/n), L = {:.6e}, L_max = {:.6e}, ω = {omega:.6}, n = {n:.3} [§A.3]", s.l, s.l_max))
+}
+
+/// The smoothness-aware reference code's DIANA baseline: γ = 1/(L_max(1 + 2ω/n)) (§A.3,
+/// `SD-DIANA.py`).
+pub fn diana_reference(s: &Smoothness, omega: f64, n: f64) -> (f64, String) {
+    let gamma = 1.0 / (s.l_max * (1.0 + 2.0 * omega / n));
+    (gamma, format!("1/(L_max(1 + 2ω/n)), L_max = {:.6e}, ω = {omega:.6}, n = {n:.3} [§A.3 reference code]", s.l_max))
 }
 
 /// EF21 (and classic EF, §I.3): γ = 1/(L + L̃·√(B/A)) with the EF21 three-point
@@ -121,9 +131,14 @@ mod tests {
 
     #[test]
     fn unbiased_rules_reduce_to_gd_without_compression() {
-        assert_eq!(dcgd(&s(), 0.0, 4).0, 0.5);
-        assert_eq!(diana(&s(), 0.0, 4).0, 0.5);
-        assert!((diana(&s(), 2.0, 4).0 - 1.0 / (2.0 * 4.0)).abs() < 1e-15);
+        assert_eq!(dcgd(&s(), 0.0, 4.0).0, 0.5);
+        assert_eq!(diana(&s(), 0.0, 4.0).0, 0.5);
+        // L = 2, L_max = 3: 1/(2 + 6·3·2/4).
+        assert!((diana(&s(), 2.0, 4.0).0 - 1.0 / 11.0).abs() < 1e-15);
+        // Every L_i = L: the textbook 1/(L(1 + 6ω/n)).
+        let flat = Smoothness { l: 2.0, l_i: vec![2.0, 2.0], l_tilde: 2.0, l_max: 2.0 };
+        assert!((diana(&flat, 2.0, 4.0).0 - 1.0 / (2.0 * 4.0)).abs() < 1e-15);
+        assert!((diana_reference(&flat, 2.0, 4.0).0 - 1.0 / (2.0 * 2.0)).abs() < 1e-15);
     }
 
     /// §H.1: p = 1 or A = 0 is GD; the reference code's rule 1/(L_max(1 + √(ω²/n))) is the

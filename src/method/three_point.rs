@@ -301,7 +301,7 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
             let (a, what) = match parts[0].codec.ab() {
                 Some((a, b)) => (a, format!("A = {a}, B = {b} ({}), L_± ≤ L̃", parts[0].codec.spec())),
                 None => {
-                    let (omega, n) = (omega()?, effective_workers(setup.weights));
+                    let (omega, n) = (omega()?, setup.effective_workers());
                     (omega / n, format!("A = ω/n, ω = {omega:.6}, n = {n:.3}"))
                 }
             };
@@ -328,12 +328,6 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
         level: 0,
     };
     Ok(plan)
-}
-
-/// n_eff = 1/Σ w_i², the number of equally weighted workers with the same variance
-/// reduction (n for uniform weights).
-fn effective_workers(weights: &[f64]) -> f64 {
-    1.0 / weights.iter().map(|w| w * w).sum::<f64>()
 }
 
 /// The constants (A, B) of §G.1's table for a rule with its compressors, and their

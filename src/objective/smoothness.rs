@@ -22,7 +22,7 @@ pub struct Smoothness {
     pub l: f64,
     /// L_i of every worker, indexed by global worker id.
     pub l_i: Vec<f64>,
-    /// Quadratic mean √((1/W) Σ L_i²).
+    /// Weighted quadratic mean √(Σ w_i L_i²) (√((1/W) Σ L_i²) for uniform weights).
     pub l_tilde: f64,
     pub l_max: f64,
 }
@@ -65,7 +65,10 @@ pub fn estimate(comm: &mut Comm, workers: &[Worker], obj: &Objective, seed: u64)
         })
         .collect();
     let l_i = comm.all_gather_f64(&local);
-    let l_tilde = (l_i.iter().map(|l| l * l).sum::<f64>() / l_i.len() as f64).sqrt();
+    let weights = comm.all_gather_f64(&workers.iter().map(|w| w.weight).collect::<Vec<_>>());
+    // √(Σ w_i L_i²): the weighted quadratic mean the 3PC and MARINA rules need for
+    // f = Σ w_i f_i (√((1/W) Σ L_i²) for uniform weights).
+    let l_tilde = l_i.iter().zip(&weights).map(|(l, w)| w * l * l).sum::<f64>().sqrt();
     let l_max = l_i.iter().copied().fold(0.0, f64::max);
     Smoothness { l: c * global + reg, l_i, l_tilde, l_max }
 }
