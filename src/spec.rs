@@ -160,6 +160,22 @@ impl Spec {
         }
     }
 
+    /// A number parameter that may also be the word `word` (e.g. `p=auto`): Ok(None) for the
+    /// word, `default` when absent.
+    pub fn take_f64_or_word(&mut self, key: &str, word: &str, default: f64) -> Result<Option<f64>> {
+        match self.take(key) {
+            None => Ok(Some(default)),
+            Some(Some(v)) if v == word => Ok(None),
+            Some(Some(v)) => self.parse_f64(key, &v).map(Some).map_err(|_| {
+                Error::config(
+                    format!("{}: {key}={v} is neither a finite number nor '{word}'", self.subject()),
+                    format!("write {key}=F or {key}={word}"),
+                )
+            }),
+            Some(None) => Err(self.needs_value(key, "F")),
+        }
+    }
+
     /// A finite number parameter, or `default` when absent.
     pub fn take_f64_or(&mut self, key: &str, default: f64) -> Result<f64> {
         match self.take(key) {

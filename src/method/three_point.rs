@@ -122,7 +122,10 @@ pub const V5: Entry = Entry {
 pub const MARINA: Entry = Entry {
     name: "marina",
     about: "MARINA: with probability p (a shared coin) every worker sends ∇f_i exactly (a sum), else the unbiased Q(∇f_i − ∇f_i(prev)); g ← g + Σ w_i Q(·) (§H.1)",
-    keys: &[("p", "probability of the dense round (default 1/(1+ω) of Q: k/d for rand-k)")],
+    keys: &[(
+        "p",
+        "probability of the dense round: F, or auto (the fewest expected bits to a tolerance, MiniFL's rule; default 1/(1+ω) of Q: k/d for rand-k)",
+    )],
     dense_downlink: true,
     examples: &[("marina:p=0.2", "rand-k:k=20")],
     build: |setup, spec| build(setup, spec, RuleName::Marina),
@@ -180,7 +183,8 @@ pub enum Rule {
     V5 {
         p: f64,
     },
-    /// 3PCv5's update with an unbiased Q used unscaled, and MARINA's step (§H.1).
+    /// 3PCv5's update with an unbiased Q used unscaled, and MARINA's step (§H.1). While
+    /// the SPEC is read, p = NaN stands for the default and −∞ for `auto`.
     Marina {
         p: f64,
     },
@@ -271,7 +275,9 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
         RuleName::V4 => Rule::V4,
         // NaN: the default, α of C, known once C is built.
         RuleName::V5 => Rule::V5 { p: spec.take_f64_or("p", f64::NAN)? },
-        RuleName::Marina => Rule::Marina { p: spec.take_f64_or("p", f64::NAN)? },
+        RuleName::Marina => {
+            Rule::Marina { p: spec.take_f64_or_word("p", "auto", f64::NAN)?.unwrap_or(f64::NEG_INFINITY) }
+        }
         RuleName::AdaCgd => Rule::AdaCgd { zeta: take_zeta(spec)? },
     };
     let full_init = spec.take_choice(INIT.0, &["full", "compressed"], "full")? == "full";
@@ -293,6 +299,7 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
     };
     let rule = match rule {
         Rule::V5 { p } => Rule::V5 { p: check_p(if p.is_nan() { alpha(0)? } else { p })? },
+        Rule::Marina { p } if p == f64::NEG_INFINITY => Rule::Marina { p: bit_optimal_p(setup, &parts[0].codec)? },
         Rule::Marina { p } => Rule::Marina { p: check_p(if p.is_nan() { 1.0 / (1.0 + omega()?) } else { p })? },
         other => other,
     };
@@ -328,6 +335,52 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
         level: 0,
     };
     Ok(plan)
+}
+
+/// MARINA's `p=auto` (§H.1, MiniFL `get_optimal_homogeneous_p`): the p that minimises the
+/// expected bits to a tolerance, ∝ (p + (1 − p)c)·(1 + √(A(1 − p)/p)) — the bits of a
+/// round times the rounds, whose count scales with 1/γ — over p ∈ [1e-5, 1 − 1e-5], with
+/// A = ω/n and c = (bits of one compressed message)/(32d), measured on a probe message
+/// (a fresh compressor, so the run's streams are untouched). Needs independent
+/// compressors (B = 0), as MiniFL asserts.
+fn bit_optimal_p(setup: &Setup, codec: &Codec) -> Result<f64> {
+    if codec.ab().is_some() {
+        return Err(Error::config(
+            format!("--method marina:p=auto --compressor {}", codec.spec()),
+            "p=auto is the rule for independent compressors (B = 0); give p=F for a correlated one such as perm-k",
+        ));
+    }
+    let omega = require_unbiased(codec.class(), "marina", codec.spec())?;
+    let a = omega / setup.effective_workers();
+    let mut probe = crate::compress::build_for(codec.spec(), setup.dim, setup.seed, setup.workers())?;
+    let mut draws = rng::shared(setup.seed, Purpose::Generator);
+    probe.begin_round(&mut draws);
+    probe.begin_worker(0);
+    let x: Vec<f64> = (0..setup.dim).map(|_| draws.random::<f64>() - 0.5).collect();
+    let mut msg = Vec::new();
+    probe.encode(&x, &mut draws, &mut msg);
+    let c = probe.paper_bits(&msg) as f64 / (32.0 * setup.dim as f64);
+    Ok(minimise_bits_to_tolerance(a, c))
+}
+
+/// argmin over p ∈ [1e-5, 1 − 1e-5] of (p + (1 − p)c)(1 + √(A(1 − p)/p)): a log-spaced grid
+/// of 10⁴ points, then golden-section search between the best point's neighbours.
+fn minimise_bits_to_tolerance(a: f64, c: f64) -> f64 {
+    let cost = |p: f64| (p + (1.0 - p) * c) * (1.0 + (a * (1.0 - p) / p).sqrt());
+    let (lo, hi): (f64, f64) = (1e-5, 1.0 - 1e-5);
+    let grid: Vec<f64> = (0..=10_000).map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / 1e4).exp()).collect();
+    let best = (0..grid.len()).min_by(|&i, &j| cost(grid[i]).total_cmp(&cost(grid[j]))).unwrap_or(0);
+    let (mut l, mut r) = (grid[best.saturating_sub(1)], grid[(best + 1).min(grid.len() - 1)]);
+    let ratio = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..100 {
+        let (m1, m2) = (r - ratio * (r - l), l + ratio * (r - l));
+        if cost(m1) <= cost(m2) {
+            r = m2;
+        } else {
+            l = m1;
+        }
+    }
+    0.5 * (l + r)
 }
 
 /// The constants (A, B) of §G.1's table for a rule with its compressors, and their
@@ -939,6 +992,21 @@ mod tests {
         out[0] = 3;
         let e = plan.decode_add(&out, 1.0, &mut g).unwrap_err().to_string();
         assert!(e.contains("level 4 in the header, but there are 3 compressors"), "{e}");
+    }
+
+    /// `p=auto` minimises MiniFL's bit cost: no p of a fine independent grid does better,
+    /// and it moves the right way with the message size c (cheaper messages → fewer
+    /// dense rounds) and with A (more variance → more dense rounds).
+    #[test]
+    fn bit_optimal_p_minimises_the_cost() {
+        let cost = |a: f64, c: f64, p: f64| (p + (1.0 - p) * c) * (1.0 + (a * (1.0 - p) / p).sqrt());
+        for (a, c) in [(4.5, 0.05), (0.5, 0.3), (30.0, 0.01), (1.0, 0.9)] {
+            let p = minimise_bits_to_tolerance(a, c);
+            let best_on_grid = (1..100_000).map(|i| cost(a, c, i as f64 / 100_000.0)).fold(f64::INFINITY, f64::min);
+            assert!(cost(a, c, p) <= best_on_grid * (1.0 + 1e-9), "A = {a}, c = {c}: p = {p}");
+        }
+        assert!(minimise_bits_to_tolerance(4.5, 0.01) < minimise_bits_to_tolerance(4.5, 0.1));
+        assert!(minimise_bits_to_tolerance(20.0, 0.05) > minimise_bits_to_tolerance(2.0, 0.05));
     }
 
     /// §G.1 table values: EF21's closed form √(B/A) = √(1−α)/(1 − √(1−α)); 3PCv5 with
