@@ -147,55 +147,54 @@ impl Compressor for OneBitQuantizer {
 
 #[cfg(test)]
 mod tests {
-    use crate::compress::{build_for, decode};
+    use crate::compress::{build_for, decode, wire::f32_round_up};
     use crate::rng::{self, Purpose};
 
-    /// §H.4: the thresholds of a coordinate are stratified (one per [t/n, (t+1)/n)), and
-    /// for identical inputs the error of the mean is at most 2r/n per coordinate.
+    const D: usize = 40;
+    const N: usize = 8;
+
+    /// x, its radius r, and, for each of 200 rounds, the mean over the N workers of the
+    /// decoded Q_i(x) (every worker compressing the same x).
+    fn means_of_identical_inputs(spec: &str) -> (Vec<f64>, f64, Vec<Vec<f64>>) {
+        let x: Vec<f64> = (0..D).map(|j| ((j * 13 % 17) as f64 - 8.0) / 3.0).collect();
+        let r = f32_round_up(x.iter().map(|v| v * v).sum::<f64>().sqrt()) as f64;
+        let mut c = build_for(spec, D, 0, N).unwrap();
+        let mut shared = rng::shared(4, Purpose::SharedSupport);
+        let (mut msg, mut one) = (Vec::new(), vec![0.0; D]);
+        let means = (0..200)
+            .map(|round| {
+                c.begin_round(&mut shared);
+                let mut mean = vec![0.0; D];
+                for i in 0..N {
+                    c.begin_worker(i);
+                    c.encode(&x, &mut rng::private(round, i, Purpose::Compressor), &mut msg);
+                    decode(c.as_ref(), &msg, &mut one).unwrap();
+                    mean.iter_mut().zip(&one).for_each(|(m, o)| *m += o / N as f64);
+                }
+                mean
+            })
+            .collect();
+        (x, r, means)
+    }
+
+    /// §H.4: the thresholds of a coordinate are stratified (one per [t/n, (t+1)/n)), so for
+    /// identical inputs the error of the mean is at most 2r/n per coordinate.
     #[test]
     fn identical_inputs_have_a_mean_error_below_2r_over_n() {
-        let (d, n) = (40, 8);
-        let x: Vec<f64> = (0..d).map(|j| ((j * 13 % 17) as f64 - 8.0) / 3.0).collect();
-        let r = crate::compress::wire::f32_round_up(x.iter().map(|v| v * v).sum::<f64>().sqrt()) as f64;
-        let mut c = build_for("corr-q", d, 0, n).unwrap();
-        let mut shared = rng::shared(4, Purpose::SharedSupport);
-        let (mut msg, mut one) = (Vec::new(), vec![0.0; d]);
-        for round in 0..200 {
-            c.begin_round(&mut shared);
-            let mut mean = vec![0.0; d];
-            for i in 0..n {
-                c.begin_worker(i);
-                c.encode(&x, &mut rng::private(round, i, Purpose::Compressor), &mut msg);
-                decode(c.as_ref(), &msg, &mut one).unwrap();
-                mean.iter_mut().zip(&one).for_each(|(m, o)| *m += o / n as f64);
-            }
-            for j in 0..d {
-                assert!((mean[j] - x[j]).abs() <= 2.0 * r / n as f64 * (1.0 + 1e-12), "round {round}, j = {j}");
+        let (x, r, means) = means_of_identical_inputs("corr-q");
+        for (round, mean) in means.iter().enumerate() {
+            for j in 0..D {
+                assert!((mean[j] - x[j]).abs() <= 2.0 * r / N as f64 * (1.0 + 1e-12), "round {round}, j = {j}");
             }
         }
     }
 
-    /// The same quantities with independent thresholds: the mean's error exceeds 2r/n
-    /// somewhere (so the test above can tell the two apart), while both stay unbiased.
+    /// With independent thresholds the mean's error exceeds 2r/n somewhere (so the test
+    /// above can tell the two apart).
     #[test]
     fn independent_thresholds_are_worse_for_identical_inputs() {
-        let (d, n) = (40, 8);
-        let x: Vec<f64> = (0..d).map(|j| ((j * 13 % 17) as f64 - 8.0) / 3.0).collect();
-        let r = crate::compress::wire::f32_round_up(x.iter().map(|v| v * v).sum::<f64>().sqrt()) as f64;
-        let mut c = build_for("indep-q", d, 0, n).unwrap();
-        let mut shared = rng::shared(4, Purpose::SharedSupport);
-        let (mut msg, mut one, mut worst) = (Vec::new(), vec![0.0; d], 0.0f64);
-        for round in 0..200 {
-            c.begin_round(&mut shared);
-            let mut mean = vec![0.0; d];
-            for i in 0..n {
-                c.begin_worker(i);
-                c.encode(&x, &mut rng::private(round, i, Purpose::Compressor), &mut msg);
-                decode(c.as_ref(), &msg, &mut one).unwrap();
-                mean.iter_mut().zip(&one).for_each(|(m, o)| *m += o / n as f64);
-            }
-            worst = mean.iter().zip(&x).map(|(m, v)| (m - v).abs()).fold(worst, f64::max);
-        }
-        assert!(worst > 2.0 * r / n as f64, "worst error {worst} ≤ 2r/n = {}", 2.0 * r / n as f64);
+        let (x, r, means) = means_of_identical_inputs("indep-q");
+        let worst = means.iter().flat_map(|m| m.iter().zip(&x).map(|(m, v)| (m - v).abs())).fold(0.0, f64::max);
+        assert!(worst > 2.0 * r / N as f64, "worst error {worst} ≤ 2r/n = {}", 2.0 * r / N as f64);
     }
 }
