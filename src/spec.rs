@@ -132,9 +132,14 @@ impl Spec {
 
     /// A whole-number parameter, or `default` when absent.
     pub fn take_usize_or(&mut self, key: &str, default: usize) -> Result<usize> {
+        Ok(self.take_usize_opt(key)?.unwrap_or(default))
+    }
+
+    /// A whole-number parameter, or None when absent.
+    pub fn take_usize_opt(&mut self, key: &str) -> Result<Option<usize>> {
         match self.take(key) {
-            None => Ok(default),
-            Some(Some(v)) => self.parse_usize(key, &v),
+            None => Ok(None),
+            Some(Some(v)) => self.parse_usize(key, &v).map(Some),
             Some(None) => Err(self.needs_value(key, "N")),
         }
     }

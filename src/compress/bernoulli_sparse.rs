@@ -29,11 +29,8 @@ const NAME: &str = "bernoulli-sparse";
 
 pub struct BernoulliSparse {
     spec: String,
-    d: usize,
     p: f64,
-    index_bits: u32,
-    /// The kept indices of the message being written; capacity d, reused.
-    kept: Vec<u32>,
+    format: KeptFormat,
 }
 
 impl BernoulliSparse {
@@ -45,12 +42,7 @@ impl BernoulliSparse {
                 "give it as bernoulli-sparse:p=F, e.g. p=0.1 (expected density 10 %)",
             ));
         }
-        let index_bits = index_bits(spec, d)?;
-        Ok(BernoulliSparse { spec: spec.text().to_string(), d, p, index_bits, kept: Vec::with_capacity(d) })
-    }
-
-    fn payload(&self, count: usize) -> Payload {
-        Payload { name: NAME, d: self.d, index_bits: self.index_bits, k: count }
+        Ok(BernoulliSparse { spec: spec.text().to_string(), p, format: KeptFormat::new(NAME, spec, d)? })
     }
 }
 
@@ -65,30 +57,72 @@ impl Compressor for BernoulliSparse {
 
     /// Panics if `x.len() != d` (a caller bug, not a wire condition).
     fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
-        assert_eq!(x.len(), self.d, "{NAME}: encoding a vector of the wrong dimension");
+        let p = self.p;
+        self.format.encode(x, |_| rng.random::<f64>() < p, |j| x[j] as f32, out);
+    }
+
+    fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
+        self.format.decode_add(msg, scale, acc)
+    }
+
+    fn paper_bits(&self, msg: &[u8]) -> u64 {
+        self.format.paper_bits(msg)
+    }
+}
+
+/// The message of independent sparsification (this module's and rand-τ+'s): a u32 count
+/// c, c f32 values in increasing index order, their indices in ⌈log₂ d⌉ bits each.
+pub struct KeptFormat {
+    name: &'static str,
+    d: usize,
+    index_bits: u32,
+    /// The kept indices of the message being written; capacity d, reused.
+    kept: Vec<u32>,
+}
+
+impl KeptFormat {
+    pub fn new(name: &'static str, spec: &Spec, d: usize) -> Result<Self> {
+        Ok(KeptFormat { name, d, index_bits: index_bits(spec, d)?, kept: Vec::with_capacity(d) })
+    }
+
+    /// Clears `out` and writes the coordinates `keep(j)` picks (asked once per coordinate,
+    /// in order, whatever the value, so a stream's position does not depend on the data)
+    /// with values `value(j)`. A zero coordinate is never sent (the same vector); a
+    /// non-finite one always is, so that a diverged worker stays visible.
+    ///
+    /// Panics if `x.len() != d` (a caller bug, not a wire condition).
+    pub fn encode(
+        &mut self,
+        x: &[f64],
+        mut keep: impl FnMut(usize) -> bool,
+        value: impl Fn(usize) -> f32,
+        out: &mut Vec<u8>,
+    ) {
+        assert_eq!(x.len(), self.d, "{}: encoding a vector of the wrong dimension", self.name);
         self.kept.clear();
         for (j, &v) in x.iter().enumerate() {
-            let keep = rng.random::<f64>() < self.p;
-            if (keep && v != 0.0) || !v.is_finite() {
+            if (keep(j) && v != 0.0) || !v.is_finite() {
                 self.kept.push(j as u32);
             }
         }
         out.clear();
         out.reserve(4 + 4 * self.kept.len() + packed_len(self.kept.len(), self.index_bits));
         out.extend_from_slice(&(self.kept.len() as u32).to_le_bytes());
-        append_payload(&self.kept, self.index_bits, |j| x[j] as f32, out);
+        append_payload(&self.kept, self.index_bits, value, out);
     }
 
-    fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
-        expect_dim(NAME, acc, self.d)?;
-        let mut r = Reader::new(msg, NAME);
+    pub fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
+        expect_dim(self.name, acc, self.d)?;
+        let mut r = Reader::new(msg, self.name);
         let count = count_of(&mut r, self.d)?;
-        self.payload(count).decode_add(&mut r, |j, v| acc[j] += scale * v)?;
+        Payload { name: self.name, d: self.d, index_bits: self.index_bits, k: count }
+            .decode_add(&mut r, |j, v| acc[j] += scale * v)?;
         r.finish()
     }
 
-    fn paper_bits(&self, msg: &[u8]) -> u64 {
-        let count = count_of(&mut Reader::new(msg, NAME), self.d).unwrap_or(0) as u64;
+    /// 32 + c(32 + ⌈log₂ d⌉).
+    pub fn paper_bits(&self, msg: &[u8]) -> u64 {
+        let count = count_of(&mut Reader::new(msg, self.name), self.d).unwrap_or(0) as u64;
         32 + count * (32 + self.index_bits as u64)
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod adaptive_rand;
 pub mod bernoulli_sparse;
+pub mod block_qsgd;
 pub mod clt_k;
 pub mod correlated;
 pub mod count_sketch;
@@ -27,7 +28,10 @@ pub mod opt_sparse;
 pub mod perm_k;
 pub mod qsgd;
 pub mod rand_k;
+pub mod rand_tau_plus;
 pub mod sign;
+pub mod smooth_dither;
+pub mod smoothness_aware;
 pub mod sparse;
 pub mod summable;
 pub mod terngrad;
@@ -116,6 +120,12 @@ pub trait Compressor: Send {
         None
     }
 
+    /// The smoothness-aware view (§A.2): compressors whose steps adapt to a worker's
+    /// smoothness matrix, for DCGD+ and DIANA+. Default: none.
+    fn smoothness_aware(&mut self) -> Option<&mut dyn smoothness_aware::SmoothnessAware> {
+        None
+    }
+
     /// The method that supplies what this compressor needs beyond one worker's vector
     /// (CLT-k: the leader's indices; the count sketch: the unsketching rule), if any.
     fn only_for_method(&self) -> Option<&'static str> {
@@ -175,6 +185,9 @@ pub fn build_for(spec: &str, d: usize, seed: u64, workers: usize) -> Result<Box<
         "qsgd" => Box::new(qsgd::Qsgd::from_spec(&mut spec, d)?),
         "natural" => Box::new(natural::Natural::from_spec(&mut spec, d)?),
         "nat-dither" => Box::new(nat_dither::NatDither::from_spec(&mut spec, d)?),
+        "smooth-dither" => Box::new(smooth_dither::SmoothDither::from_spec(&mut spec, d, workers)?),
+        "block-qsgd" => Box::new(block_qsgd::BlockQsgd::from_spec(&mut spec, d, workers)?),
+        "rand-tau-plus" => Box::new(rand_tau_plus::RandTauPlus::from_spec(&mut spec, d, workers)?),
         "sign" => Box::new(sign::ScaledSign::new(&spec, d)),
         "terngrad" => Box::new(terngrad::TernGrad::new(&spec, d)),
         "clt-k" => Box::new(clt_k::CltK::from_spec(&mut spec, d)?),
@@ -210,6 +223,9 @@ pub const EXAMPLES: &[&str] = &[
     "qsgd:s=2",
     "natural",
     "nat-dither:s=3",
+    "smooth-dither:s=2",
+    "block-qsgd:blocks=3,s=2",
+    "rand-tau-plus:tau=20",
     "sign",
     "terngrad",
     "clt-k:k=10",
@@ -231,6 +247,9 @@ pub const NAMES: &[&str] = &[
     "qsgd",
     "natural",
     "nat-dither",
+    "smooth-dither",
+    "block-qsgd",
+    "rand-tau-plus",
     "sign",
     "terngrad",
     "clt-k",

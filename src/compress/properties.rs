@@ -102,6 +102,15 @@ enum Kind {
     },
     Sign,
     TernGrad,
+    /// ∞-norm standard dithering of B blocks with s levels each (§A.2b, unadapted).
+    BlockQsgd {
+        blocks: usize,
+        s: u32,
+    },
+    /// Independent sparsification with p_j = τ/d, rescaled by 1/p (§A.2c, unadapted).
+    RandTau {
+        tau: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -172,7 +181,21 @@ impl Kind {
             Kind::Sign => Class::Contractive { alpha: 1.0 / df },
             Kind::TernGrad => Class::Unbiased { omega: df.sqrt() - 1.0 },
             Kind::TopKNatDither { k, s } => Class::Contractive { alpha: k as f64 / (df * self.zeta(k, s)) },
+            Kind::BlockQsgd { blocks, s } => {
+                let s = s as f64;
+                let omega = block_ranges(d, blocks)
+                    .map(|r| r.len() as f64)
+                    .map(|dl| (dl / (s * s)).min(dl.sqrt() / s))
+                    .fold(0.0, f64::max);
+                Class::Unbiased { omega }
+            }
+            Kind::RandTau { tau } => Class::Unbiased { omega: df / tau as f64 - 1.0 },
         }
+    }
+
+    /// The plain ∞-norm quantizer each block of a `BlockQsgd` is.
+    fn block_quantizer(s: u32) -> Kind {
+        Kind::Qsgd { s, inf: true, elias: false }
     }
 
     /// ζ = 1 + ω of natural dithering at dimension k (§1.9 with r = 2).
@@ -223,9 +246,13 @@ impl Kind {
                 let field = 1 + clog2(s as usize + 1);
                 (32 + k as u64 * (b + field), 4 + packed(k, field) + packed(k, b))
             }
-            Kind::BernoulliSparse { .. } => {
+            Kind::BernoulliSparse { .. } | Kind::RandTau { .. } => {
                 let c = nonzeros(out);
                 (32 + c as u64 * (32 + b), 4 + 4 * c + packed(c, b))
+            }
+            Kind::BlockQsgd { blocks, s } => {
+                let field = 1 + clog2(s as usize + 1);
+                (32 * blocks as u64 + d64 * field, 4 * blocks + packed(d, field))
             }
             Kind::AdaptiveRand => (32 + b, 4 + packed(1, b)),
             // Saturated entries decode to x_j (as f32); the others to ±m, and |x_j| < m.
@@ -306,6 +333,14 @@ impl Kind {
             Kind::Natural => x.iter().map(|&v| two_point_variance(pow2_bracket(v.abs()), v.abs())).sum(),
             Kind::NaturalNearest => x.iter().map(|&v| (nearest_pow2(v.abs()) - v.abs()).powi(2)).sum(),
             Kind::BernoulliSparse { p } => (1.0 - p) * dot(x, x),
+            Kind::BlockQsgd { blocks, s } => {
+                block_ranges(x.len(), blocks).map(|r| Kind::block_quantizer(s).expected_sq_error(&x[r]).unwrap()).sum()
+            }
+            // Kept with probability p as (x_j/p) rounded to f32, else 0.
+            Kind::RandTau { tau } => {
+                let p = tau as f64 / d;
+                x.iter().map(|&v| p * ((v / p) as f32 as f64 - v).powi(2) + (1.0 - p) * v * v).sum()
+            }
             // Each coordinate in worker 0's block with probability 1/n, then scaled by n.
             Kind::PermK { n } => (n as f64 - 1.0) * dot(x, x),
             // Per coordinate (2r)²y(1 − y) = r² − x_j² with r the f32 norm.
@@ -414,6 +449,19 @@ impl Kind {
                     assert!(o == 0.0 || o.to_bits() == v.to_bits(), "{ctx}: out[{j}] = {o} for {v}");
                 }
             }
+            Kind::BlockQsgd { blocks, s } => {
+                for r in block_ranges(d, blocks) {
+                    let ctx = format!("{ctx}, block {r:?}");
+                    Kind::block_quantizer(s).check_output(&x[r.clone()], &out[r], seed, &ctx);
+                }
+            }
+            Kind::RandTau { tau } => {
+                let p = tau as f64 / d as f64;
+                for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
+                    let kept = (v / p) as f32 as f64;
+                    assert!(o == 0.0 || o.to_bits() == kept.to_bits(), "{ctx}: out[{j}] = {o} for {v}");
+                }
+            }
             Kind::OneBit { .. } => {
                 let r = f32_up(norm_p(x, false));
                 for (j, &o) in out.iter().enumerate() {
@@ -470,6 +518,12 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 fn dist2(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// B blocks of ⌊d/B⌋ coordinates, the last one to d (§A.2b).
+fn block_ranges(d: usize, blocks: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let len = d / blocks;
+    (0..blocks).map(move |l| l * len..if l + 1 == blocks { d } else { (l + 1) * len })
 }
 
 fn nonzeros(v: &[f64]) -> usize {
@@ -1014,6 +1068,12 @@ catalogue_tests! {
     nat_dither_elias => "nat-dither:s=3,elias", Kind::NatDither { s: 3, inf: false, elias: true };
     nat_dither_l2 => "nat-dither:s=3", Kind::NatDither { s: 3, inf: false, elias: false };
     nat_dither_inf => "nat-dither:s=4,norm=inf", Kind::NatDither { s: 4, inf: true, elias: false };
+    // Unadapted (uniform steps h = 1/s), smooth-dither is qsgd with the ∞-norm.
+    smooth_dither => "smooth-dither:s=2", Kind::Qsgd { s: 2, inf: true, elias: false };
+    smooth_dither_elias => "smooth-dither:s=4,elias", Kind::Qsgd { s: 4, inf: true, elias: true };
+    block_qsgd => "block-qsgd:blocks=3,s=2", Kind::BlockQsgd { blocks: 3, s: 2 };
+    block_qsgd_one_block => "block-qsgd:blocks=1,s=4", Kind::BlockQsgd { blocks: 1, s: 4 };
+    rand_tau_plus => "rand-tau-plus:tau=5", Kind::RandTau { tau: 5 };
     sign => "sign", Kind::Sign;
     terngrad => "terngrad", Kind::TernGrad;
 }
@@ -1022,7 +1082,7 @@ catalogue_tests! {
 // Tiny dimensions and non-finite input, over the whole catalogue.
 
 /// The catalogue with k = 1, legal down to d = 1.
-const SMALL: [Expect; 26] = [
+const SMALL: [Expect; 29] = [
     Expect { spec: "identity", kind: Kind::Identity },
     Expect { spec: "rand-k:k=1", kind: Kind::RandK { k: 1, scaled: true } },
     Expect { spec: "rand-k:k=1,unscaled", kind: Kind::RandK { k: 1, scaled: false } },
@@ -1049,6 +1109,9 @@ const SMALL: [Expect; 26] = [
     Expect { spec: "nat-dither:s=2,norm=inf", kind: Kind::NatDither { s: 2, inf: true, elias: false } },
     Expect { spec: "sign", kind: Kind::Sign },
     Expect { spec: "terngrad", kind: Kind::TernGrad },
+    Expect { spec: "smooth-dither:s=2", kind: Kind::Qsgd { s: 2, inf: true, elias: false } },
+    Expect { spec: "block-qsgd:blocks=1,s=2", kind: Kind::BlockQsgd { blocks: 1, s: 2 } },
+    Expect { spec: "rand-tau-plus:tau=1", kind: Kind::RandTau { tau: 1 } },
 ];
 
 #[test]

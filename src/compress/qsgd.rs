@@ -84,10 +84,10 @@ impl Coding {
     }
 }
 
-/// The level payload of the dithering quantizers (§1.6 and §1.9): an f32 norm, then a
-/// sign and a level index in 0..=s per coordinate, fixed-length or Elias-coded. The
-/// quantizer supplies the rounding rule (y ↦ level) and the level values (level ↦ ξ ∈
-/// [0, 1]).
+/// The level payload of the dithering quantizers (§1.6, §1.9 and the block quantization
+/// of §A.2b): one f32 norm per block of coordinates, then a sign and a level index in
+/// 0..=s per coordinate, fixed-length or Elias-coded. The quantizer supplies the rounding
+/// rule (y ↦ level) and the level values (level ↦ ξ), both per coordinate if it likes.
 pub struct Dithering {
     name: &'static str,
     d: usize,
@@ -95,11 +95,48 @@ pub struct Dithering {
     norm: Norm,
     coding: Coding,
     level_bits: u32,
+    /// B blocks of ⌊d/B⌋ coordinates, the last one taking the remainder (§A.2b); 1 block
+    /// for the plain quantizers.
+    blocks: usize,
+    block_len: usize,
+    /// The blocks' norms of the message being written; reused.
+    norms: Vec<f64>,
 }
 
 impl Dithering {
     pub fn new(name: &'static str, d: usize, s: u32, norm: Norm, coding: Coding) -> Self {
-        Dithering { name, d, s, norm, coding, level_bits: ceil_log2(s as u64 + 1) }
+        Dithering {
+            name,
+            d,
+            s,
+            norm,
+            coding,
+            level_bits: ceil_log2(s as u64 + 1),
+            blocks: 1,
+            block_len: d.max(1),
+            norms: Vec::with_capacity(1),
+        }
+    }
+
+    /// The same payload with one norm per block: `blocks` blocks, 1 ≤ blocks ≤ d.
+    pub fn with_blocks(self, blocks: usize) -> Self {
+        assert!(blocks >= 1 && blocks <= self.d.max(1), "{}: {blocks} blocks for d = {}", self.name, self.d);
+        Dithering { blocks, block_len: (self.d / blocks).max(1), norms: Vec::with_capacity(blocks), ..self }
+    }
+
+    /// The coordinates of block l.
+    pub fn block(&self, l: usize) -> std::ops::Range<usize> {
+        let start = l * self.block_len;
+        start..if l + 1 == self.blocks { self.d } else { start + self.block_len }
+    }
+
+    pub fn blocks(&self) -> usize {
+        self.blocks
+    }
+
+    /// The block coordinate j belongs to.
+    pub fn block_of(&self, j: usize) -> usize {
+        (j / self.block_len).min(self.blocks - 1)
     }
 
     pub fn d(&self) -> usize {
@@ -114,21 +151,27 @@ impl Dithering {
         1 + self.level_bits
     }
 
-    /// Bytes of a fixed-length message (the only length when `Coding::Fixed`).
-    pub fn fixed_wire_bytes(&self) -> usize {
-        4 + packed_len(self.d, self.field_bits())
+    /// Bytes of the norms.
+    fn header_bytes(&self) -> usize {
+        4 * self.blocks
     }
 
-    /// Paper bits of `msg`: 32 + d(1 + ⌈log₂(s+1)⌉) fixed; 32 + the sum of the code
+    /// Bytes of a fixed-length message (the only length when `Coding::Fixed`).
+    pub fn fixed_wire_bytes(&self) -> usize {
+        self.header_bytes() + packed_len(self.d, self.field_bits())
+    }
+
+    /// Paper bits of `msg`: 32B + d(1 + ⌈log₂(s+1)⌉) fixed; 32B + the sum of the code
     /// words (padding excluded) with Elias. A malformed Elias message counts what decodes.
     pub fn paper_bits(&self, msg: &[u8]) -> u64 {
+        let header = 32 * self.blocks as u64;
         match self.coding {
-            Coding::Fixed => 32 + self.d as u64 * self.field_bits() as u64,
+            Coding::Fixed => header + self.d as u64 * self.field_bits() as u64,
             Coding::Elias => {
-                let stream = msg.get(4..).unwrap_or_default();
+                let stream = msg.get(self.header_bytes()..).unwrap_or_default();
                 let mut bits = BitReader::new(stream);
                 let _ = self.walk_elias(&mut bits, |_, _, _| ());
-                32 + (stream.len() * 8 - bits.remaining_bits()) as u64
+                header + (stream.len() * 8 - bits.remaining_bits()) as u64
             }
         }
     }
@@ -137,23 +180,38 @@ impl Dithering {
     /// `round(y, u)` picks for y = |x_j|/norm ∈ [0, 1] and a uniform u ∈ [0, 1).
     ///
     /// Panics if `x.len() != d` (a caller bug, not a wire condition).
-    pub fn encode(&self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>, round: impl Fn(f64, f64) -> u32) {
+    pub fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>, round: impl Fn(f64, f64) -> u32) {
+        self.encode_by(x, rng, out, |_, y, u| round(y, u))
+    }
+
+    /// `encode` with a rounding rule `round(j, y, u)` that may depend on the coordinate.
+    pub fn encode_by(
+        &mut self,
+        x: &[f64],
+        rng: &mut Stream,
+        out: &mut Vec<u8>,
+        round: impl Fn(usize, f64, f64) -> u32,
+    ) {
         assert_eq!(x.len(), self.d, "{}: encoding a vector of the wrong dimension", self.name);
         out.clear();
         out.reserve(self.fixed_wire_bytes());
-        // Rounded up, so that |x_j| ≤ norm for the norm the receiver sees (module doc).
-        let norm = f32_round_up(self.norm.of(x));
-        put_f32(out, norm);
-        let n = norm as f64;
+        self.norms.clear();
+        for l in 0..self.blocks {
+            // Rounded up, so that |x_j| ≤ norm for the norm the receiver sees (module doc).
+            let norm = f32_round_up(self.norm.of(&x[self.block(l)]));
+            put_f32(out, norm);
+            self.norms.push(norm as f64);
+        }
         let mut fields = BitWriter::new(out);
         // The index of the last nonzero level written (Elias gaps start from −1).
         let mut previous: i64 = -1;
         for (j, &v) in x.iter().enumerate() {
             let u = rng.random::<f64>();
+            let n = self.norms[self.block_of(j)];
             // `min` only guards the last ulp (y ≤ 1 holds since n ≥ ‖x‖_p ≥ |x_j|); a
             // zero or NaN norm sends level 0 everywhere (no 0/0).
             let y = if n > 0.0 { (v.abs() / n).min(1.0) } else { 0.0 };
-            let level = round(y, u).min(self.s);
+            let level = round(j, y, u).min(self.s);
             let negative = (v < 0.0 && level > 0) as u32;
             match self.coding {
                 Coding::Fixed => fields.put(negative | level << 1, self.field_bits()),
@@ -176,14 +234,26 @@ impl Dithering {
     /// is added, zero levels included, so that a non-finite norm shows up as NaN (with
     /// Elias, a non-finite norm is added as NaN to every coordinate for the same reason).
     pub fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64], value: impl Fn(u32) -> f64) -> Result<()> {
+        self.decode_add_by(msg, scale, acc, |_, level| value(level))
+    }
+
+    /// `decode_add` with level values `value(j, level)` that may depend on the coordinate.
+    pub fn decode_add_by(
+        &self,
+        msg: &[u8],
+        scale: f64,
+        acc: &mut [f64],
+        value: impl Fn(usize, u32) -> f64,
+    ) -> Result<()> {
         expect_dim(self.name, acc, self.d)?;
         if self.coding == Coding::Fixed {
             expect_len(self.name, msg, self.fixed_wire_bytes())?;
         }
         let mut r = Reader::new(msg, self.name);
-        let n = r.f32()? as f64;
-        let signed = |field: u32| {
-            let magnitude = n * value(field >> 1);
+        let header = r.take(self.header_bytes())?;
+        let norm = |l: usize| f32::from_le_bytes(header[4 * l..4 * l + 4].try_into().expect("4 bytes")) as f64;
+        let signed = |j: usize, field: u32| {
+            let magnitude = norm(self.block_of(j)) * value(j, field >> 1);
             if field & 1 == 1 {
                 -magnitude
             } else {
@@ -197,16 +267,19 @@ impl Dithering {
                 for (j, a) in acc.iter_mut().enumerate() {
                     let field = fields.get(self.field_bits());
                     self.check_level(j, field >> 1)?;
-                    *a += scale * signed(field);
+                    *a += scale * signed(j, field);
                 }
             }
             Coding::Elias => {
-                let stream = r.take(msg.len() - 4)?;
-                if !n.is_finite() {
-                    acc.iter_mut().for_each(|a| *a += scale * (n * 0.0));
+                let stream = r.take(msg.len() - self.header_bytes())?;
+                for l in 0..self.blocks {
+                    let n = norm(l);
+                    if !n.is_finite() {
+                        acc[self.block(l)].iter_mut().for_each(|a| *a += scale * (n * 0.0));
+                    }
                 }
                 self.walk_elias(&mut BitReader::new(stream), |j, negative, level| {
-                    acc[j] += scale * signed(negative | level << 1);
+                    acc[j] += scale * signed(j, negative | level << 1);
                 })?;
             }
         }

@@ -9,6 +9,7 @@ pub mod logistic;
 pub mod regularizer;
 pub mod sigmoid_squared;
 pub mod smoothness;
+pub mod smoothness_matrix;
 
 use crate::data::Csr;
 
