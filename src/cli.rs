@@ -230,6 +230,14 @@ pub struct TrainArgs {
     /// uncompressed. For methods whose downlink is a dense direction.
     #[arg(long, value_name = "SPEC", default_value = "identity")]
     pub down_compressor: String,
+    /// The smoothness matrices of dcgd-plus and diana-plus: dense (L_i = c·A_iᵀA_i/m_i + λI,
+    /// eigendecomposed once per worker) or diagonal (a bound D_i ⪰ L_i, O(d) memory).
+    #[arg(long, value_enum, default_value_t = crate::objective::smoothness_matrix::Shape::Dense)]
+    pub smoothness_matrix: crate::objective::smoothness_matrix::Shape,
+    /// The most memory (MiB per rank) the dense smoothness matrices may take; above it
+    /// the run is refused with the alternatives.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub matrix_memory: u64,
     /// Minibatch size B: each worker's gradient is the mean over B of its rows, drawn
     /// without replacement from its private stream every round (default: all rows).
     /// The metrics still hold the full ‖∇f‖².

@@ -21,7 +21,9 @@ use crate::metrics::summary::{self, RunInfo};
 use crate::metrics::Row;
 use crate::monitor::{Evaluation, Ledger, Monitor};
 use crate::objective::smoothness::{self, Smoothness};
+use crate::objective::smoothness_matrix::{self, Matrices};
 use crate::problem::Problem;
+use crate::spec::Spec;
 use crate::{faults, signals, solve};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -114,7 +116,8 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     let smooth = smoothness::estimate(comm, &problem.workers, &problem.objective, args.seed);
     log::info!("smoothness: L = {:.6e}, L̃ = {:.6e}, L_max = {:.6e}", smooth.l, smooth.l_tilde, smooth.l_max);
 
-    let setup = method_setup(args, &problem, &smooth, comm.rank());
+    let matrices = smoothness_matrices(comm, args, &problem)?;
+    let setup = method_setup(args, &problem, &smooth, matrices.as_ref(), comm.rank());
     let mut method = comm.agree(method::build(&args.method, &setup))?;
     log::info!("step size γ = {:.6e}: {}", method.step_size().gamma, method.step_size().rule);
 
@@ -164,9 +167,25 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     finish(comm, recorder.file, args, outcome)
 }
 
+/// The workers' smoothness matrices, when the method asks for them (§A.3 set-up).
+pub fn smoothness_matrices(comm: &mut Comm, args: &TrainArgs, problem: &Problem) -> Result<Option<Matrices>> {
+    let entry = comm.agree(Spec::parse_method(&args.method).and_then(|spec| method::entry(&spec)))?;
+    if !entry.smoothness_matrices {
+        return Ok(None);
+    }
+    smoothness_matrix::prepare(comm, &problem.workers, &problem.objective, args.smoothness_matrix, args.matrix_memory)
+        .map(Some)
+}
+
 /// What `method::build` takes from the flags and the loaded problem (also what
 /// `qtrain sweep` checks each point with before any run).
-pub fn method_setup<'a>(args: &'a TrainArgs, problem: &'a Problem, smooth: &'a Smoothness, rank: usize) -> Setup<'a> {
+pub fn method_setup<'a>(
+    args: &'a TrainArgs,
+    problem: &'a Problem,
+    smooth: &'a Smoothness,
+    matrices: Option<&'a Matrices>,
+    rank: usize,
+) -> Setup<'a> {
     Setup {
         compressor: &args.compressor,
         dim: problem.dim,
@@ -174,6 +193,7 @@ pub fn method_setup<'a>(args: &'a TrainArgs, problem: &'a Problem, smooth: &'a S
         first_worker: problem.first_worker(),
         local_workers: problem.workers.len(),
         smoothness: smooth,
+        matrices,
         step: step_size::Override { step: args.step, factor: args.step_factor },
         collective: args.collective,
         topology: args.topology,
@@ -287,6 +307,7 @@ fn fingerprint(args: &TrainArgs, p: &Problem, method: &dyn Method, dataset_sha: 
         ("topology".into(), cli_name(args.topology)),
         ("down_compressor".into(), text(args.down_compressor.trim())),
         ("batch".into(), args.batch.map_or_else(|| "full".into(), |b| b.to_string())),
+        ("smoothness_matrix".into(), cli_name(args.smoothness_matrix)),
         ("seed".into(), args.seed.to_string()),
         ("step".into(), format!("{:e}", method.step_size().gamma)),
     ])
@@ -666,6 +687,7 @@ fn attributes(
         ("topology".into(), text(&cli_name(args.topology))),
         ("down_compressor".into(), text(&args.down_compressor)),
         ("batch".into(), Attr::U64(args.batch.unwrap_or(0) as u64)),
+        ("smoothness_matrix".into(), text(&cli_name(args.smoothness_matrix))),
         ("objective".into(), text(&cli_name(args.objective.objective))),
         ("lambda".into(), Attr::F64(args.objective.lambda)),
         ("ranks".into(), Attr::U64(comm.size() as u64)),

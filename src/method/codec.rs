@@ -13,6 +13,7 @@
 
 use super::{Collective, Setup, StepSize};
 use crate::checkpoint::{StateReader, StateWriter};
+use crate::compress::smoothness_aware::SmoothnessAware;
 use crate::compress::{self, wire, Class, Compressor};
 use crate::error::{Error, Result};
 use crate::protocol::{Phase, Plan, Received, Sent, Uplink};
@@ -61,12 +62,7 @@ pub struct Codec {
 impl Codec {
     /// The `--compressor` of `method`, through the `--collective` the compressor allows.
     pub fn new(setup: &Setup, method: &str) -> Result<Codec> {
-        if setup.compressor.contains(';') {
-            return Err(Error::config(
-                format!("--method {method} --compressor '{}'", setup.compressor),
-                format!("{method} takes one compressor; a ';'-separated list is for 3pcv2, 3pcv4 and adacgd"),
-            ));
-        }
+        one_compressor(setup, method)?;
         let compressor = Self::compressor(setup, setup.compressor, method)?;
         let summable = compressor.summable().is_some();
         let summed = match setup.collective {
@@ -95,16 +91,29 @@ impl Codec {
     /// Compressor `index` of a `;`-separated `--compressor` list: always gathered (its
     /// message is one part of a longer one), its shared supports from stream `index`.
     pub fn part(setup: &Setup, spec: &str, index: usize, method: &str) -> Result<Codec> {
+        let shared = rng::shared_nth(setup.seed, Purpose::SharedSupport, index as u64);
+        Self::gathered_with(setup, spec, shared, method, "carry several parts or a header")
+    }
+
+    /// The `--compressor` of `method`, gathered whatever the compressor: `why` says why
+    /// the method's messages cannot be summed.
+    pub fn gathered(setup: &Setup, method: &str, why: &str) -> Result<Codec> {
+        one_compressor(setup, method)?;
+        let shared = rng::shared(setup.seed, Purpose::SharedSupport);
+        Self::gathered_with(setup, setup.compressor, shared, method, why)
+    }
+
+    fn gathered_with(setup: &Setup, spec: &str, shared: Stream, method: &str, why: &str) -> Result<Codec> {
         if setup.collective == Some(Collective::Allreduce) {
             return Err(Error::config(
                 format!("--collective allreduce with --method {method}"),
-                format!("{method}'s messages carry several parts or a header, so they are gathered: drop --collective"),
+                format!("{method}'s messages {why}, so they are gathered: drop --collective"),
             ));
         }
         Ok(Codec {
             compressor: Self::compressor(setup, spec, method)?,
             summed: false,
-            shared: rng::shared_nth(setup.seed, Purpose::SharedSupport, index as u64),
+            shared,
             weights: setup.weights.to_vec(),
         })
     }
@@ -131,6 +140,11 @@ impl Codec {
 
     pub fn spec(&self) -> &str {
         self.compressor.spec()
+    }
+
+    /// The compressor's smoothness-aware view (§A.2), if it has one.
+    pub fn smoothness_aware(&mut self) -> Option<&mut dyn SmoothnessAware> {
+        self.compressor.smoothness_aware()
     }
 
     /// The shared-support stream's position (the codec's only state between rounds).
@@ -191,6 +205,13 @@ impl Codec {
         self.compressor.decode_add(msg, scale, acc)
     }
 
+    /// out = C_i(x) from global worker `worker`'s gathered message, decoded with that
+    /// worker's parameters (the smoothness-aware compressors' per-worker steps).
+    pub fn decode_from(&mut self, worker: usize, msg: &[u8], out: &mut [f64]) -> Result<()> {
+        self.compressor.begin_worker(worker);
+        compress::decode(self.compressor.as_ref(), msg, out)
+    }
+
     /// Server side: agg += scale · Σ_i w_i C_i, in global worker order (skips add nothing).
     pub fn aggregate(&self, received: Received, scale: f64, agg: &mut [f64]) -> Result<()> {
         match received {
@@ -210,6 +231,17 @@ impl Codec {
             Received::Nothing => Ok(()),
         }
     }
+}
+
+/// Fails for a ';'-separated compressor list.
+fn one_compressor(setup: &Setup, method: &str) -> Result<()> {
+    if setup.compressor.contains(';') {
+        return Err(Error::config(
+            format!("--method {method} --compressor '{}'", setup.compressor),
+            format!("{method} takes one compressor; a ';'-separated list is for 3pcv2, 3pcv4 and adacgd"),
+        ));
+    }
+    Ok(())
 }
 
 /// An exact message: v as d little-endian f64. Paper bits 32d (§0.6).

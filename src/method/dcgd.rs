@@ -15,8 +15,24 @@ pub const ENTRY: Entry = Entry {
     about: "distributed compressed GD: x ← x − γ Σ w_i Q(∇f_i), Q unbiased",
     keys: &[],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("dcgd", "rand-k:k=20"), ("dcgd", "rand-k:k=20,shared")],
     build,
+};
+
+/// BL-DCGD (§A.3 baseline, `BL-DCGD.py`): DCGD with block quantization of the raw
+/// gradient, the same step rule with block-qsgd's ω.
+pub const BL_DCGD: Entry = Entry {
+    name: "bl-dcgd",
+    about: "BL-DCGD: DCGD with block quantization of the raw gradient (--compressor block-qsgd; §A.3 baseline)",
+    keys: &[],
+    dense_downlink: true,
+    smoothness_matrices: false,
+    examples: &[("bl-dcgd", "block-qsgd")],
+    build: |setup, spec| {
+        super::require_family(setup, "bl-dcgd", "block-qsgd")?;
+        build(setup, spec)
+    },
 };
 
 fn build(setup: &Setup, _spec: &mut Spec) -> Result<Box<dyn Method>> {

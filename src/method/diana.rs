@@ -25,12 +25,32 @@ pub const ENTRY: Entry = Entry {
         "step rule: unified (default, 1/(L + 6·L_max·ω/n)) or reference (the §A.3 code's 1/(L_max(1 + 2ω/n)))",
     )],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("diana", "qsgd:s=2"), ("diana", "rand-k:k=20,shared")],
     build,
 };
 
+/// BL-DIANA (§A.3 baseline, `BL-DIANA.py`): DIANA with block quantization of the raw
+/// gradient and the reference code's step rule (`rule=unified` for the textbook one).
+pub const BL_DIANA: Entry = Entry {
+    name: "bl-diana",
+    about: "BL-DIANA: DIANA with block quantization of the raw gradient (--compressor block-qsgd; §A.3 baseline)",
+    keys: &[("rule", "step rule: reference (default, 1/(L_max(1 + 2ω/n)), as the code) or unified")],
+    dense_downlink: true,
+    smoothness_matrices: false,
+    examples: &[("bl-diana", "block-qsgd")],
+    build: |setup, spec| {
+        super::require_family(setup, "bl-diana", "block-qsgd")?;
+        build_with(setup, spec, "reference")
+    },
+};
+
 fn build(setup: &Setup, spec: &mut Spec) -> Result<Box<dyn Method>> {
-    let reference = spec.take_choice("rule", &["unified", "reference"], "unified")? == "reference";
+    build_with(setup, spec, "unified")
+}
+
+fn build_with(setup: &Setup, spec: &mut Spec, default_rule: &str) -> Result<Box<dyn Method>> {
+    let reference = spec.take_choice("rule", &["unified", "reference"], default_rule)? == "reference";
     let codec = Codec::new(setup, "diana")?;
     let omega = require_unbiased(codec.class(), "diana", setup.compressor)?;
     let rule = if reference { step_size::diana_reference } else { step_size::diana };

@@ -23,6 +23,7 @@ pub const ENTRY: Entry = Entry {
     about: "classic error feedback: v_i = C(e_i + γ∇f_i), e_i ← e_i + γ∇f_i − v_i",
     keys: &[("variant", "inside (default: γ inside the compressor) or outside (γ at the server)")],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("ef", "top-k:k=10"), ("ef:variant=outside", "natural")],
     build,
 };

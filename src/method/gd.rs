@@ -19,6 +19,7 @@ pub const ENTRY: Entry = Entry {
     about: "gradient descent: the workers' gradients summed, x ← x − γ∇f(x)",
     keys: &[],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("gd", "identity")],
     build,
 };

@@ -49,6 +49,7 @@ pub const LAG_WK: Entry = Entry {
     about: "LAG-WK: a worker uploads ∇f_i − (its last upload) when it changed more than the last D steps allow (§D.1)",
     keys: &[DEPTH, ("xi", "weight ξ of every past step (default 1/D)")],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("lag-wk", "identity"), ("lag-wk:D=3,xi=0.5", "identity")],
     build: |setup, spec| build(setup, spec, "lag-wk"),
 };
@@ -58,6 +59,7 @@ pub const LAG_PS: Entry = Entry {
     about: "LAG-PS: worker i uploads when L_i²‖x(last upload) − x‖² exceeds what the last D steps allow (§D.1)",
     keys: &[DEPTH, ("xi", "weight ξ of every past step (default 10/D)")],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("lag-ps", "identity")],
     build: |setup, spec| build(setup, spec, "lag-ps"),
 };
@@ -72,6 +74,7 @@ pub const LAQ: Entry = Entry {
         ("tbar", "forced upload after t̄ consecutive skips (default 100; 0: never skip)"),
     ],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("laq", "identity"), ("laq:bits=2,D=4,tbar=3", "identity")],
     build: |setup, spec| build(setup, spec, "laq"),
 };

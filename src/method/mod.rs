@@ -13,6 +13,7 @@ pub mod gd;
 pub mod lazy_aggregation;
 pub mod scalecom;
 pub mod sketched_sgd;
+pub mod smoothness_aware;
 pub mod step_size;
 pub mod three_point;
 
@@ -20,6 +21,7 @@ use crate::comm::Comm;
 use crate::compress::Class;
 use crate::error::{Error, Result};
 use crate::objective::smoothness::Smoothness;
+use crate::objective::smoothness_matrix::Matrices;
 use crate::objective::Objective;
 use crate::protocol::{Layout, RoundStats, Topology};
 use crate::spec::Spec;
@@ -79,6 +81,8 @@ pub struct Setup<'a> {
     pub first_worker: usize,
     pub local_workers: usize,
     pub smoothness: &'a Smoothness,
+    /// The workers' smoothness matrices, for the entries that ask for them.
+    pub matrices: Option<&'a Matrices>,
     pub step: step_size::Override,
     /// `--collective`; None lets the compressor decide (allreduce when summable).
     pub collective: Option<Collective>,
@@ -140,6 +144,8 @@ pub struct Entry {
     pub keys: &'static [(&'static str, &'static str)],
     /// Whether its downlink is a dense direction, which `--down-compressor` can compress.
     pub dense_downlink: bool,
+    /// Whether it needs the workers' smoothness matrices (`Setup::matrices`).
+    pub smoothness_matrices: bool,
     /// (method SPEC, compressor SPEC) pairs that exercise it on the embedded data
     /// (d = 126): the generic integration suites (layouts, topologies, minibatches) run
     /// every example of every entry (`qtrain methods --examples`).
@@ -151,6 +157,7 @@ pub struct Entry {
 pub const METHODS: &[Entry] = &[
     gd::ENTRY,
     dcgd::ENTRY,
+    dcgd::BL_DCGD,
     ef::ENTRY,
     three_point::EF21,
     three_point::CLAG,
@@ -165,6 +172,9 @@ pub const METHODS: &[Entry] = &[
     three_point::MARINA,
     three_point::ADACGD,
     diana::ENTRY,
+    diana::BL_DIANA,
+    smoothness_aware::DCGD_PLUS,
+    smoothness_aware::DIANA_PLUS,
     scalecom::ENTRY,
     sketched_sgd::ENTRY,
 ];
@@ -241,6 +251,17 @@ pub fn require_unbiased(class: Class, method: &str, spec: &str) -> Result<f64> {
              error feedback (--method ef or ef21)",
         )),
     }
+}
+
+/// Fails unless `--compressor` is of compressor family `family` (the block baselines).
+pub fn require_family(setup: &Setup, method: &str, family: &str) -> Result<()> {
+    if crate::spec::Spec::parse_compressor(setup.compressor)?.name == family {
+        return Ok(());
+    }
+    Err(Error::config(
+        format!("--method {method} --compressor {}", setup.compressor),
+        format!("{method} is defined with {family}: write --compressor {family}[:blocks=B,s=S]"),
+    ))
 }
 
 /// α of a contractive compressor, or of an unbiased one used as Q/(ω+1) (§0.1).

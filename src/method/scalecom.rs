@@ -33,6 +33,7 @@ pub const ENTRY: Entry = Entry {
         ("warmup", "rounds without compression at the start (default 0)"),
     ],
     dense_downlink: false,
+    smoothness_matrices: false,
     examples: &[("scalecom:beta=0.5,warmup=3", "clt-k:k=10")],
     build,
 };

@@ -57,6 +57,19 @@ pub fn diana_reference(s: &Smoothness, omega: f64, n: f64) -> (f64, String) {
     (gamma, format!("1/(L_max(1 + 2ω/n)), L_max = {:.6e}, ω = {omega:.6}, n = {n:.3} [§A.3 reference code]", s.l_max))
 }
 
+/// DCGD+ (§A.3, `SD-DCGD-plus.py`): γ = 1/(L + 2·L̃_max/n), L̃_max the largest
+/// smoothness-aware variance over the workers.
+pub fn dcgd_plus(s: &Smoothness, l_tilde_max: f64, n: f64) -> (f64, String) {
+    let gamma = 1.0 / (s.l + 2.0 * l_tilde_max / n);
+    (gamma, format!("1/(L + 2·L̃_max/n), L = {:.6e}, L̃_max = {l_tilde_max:.6e}, n = {n:.3} [§A.3]", s.l))
+}
+
+/// DIANA+ (§A.3, `SD-DIANA-plus.py`): γ = 1/(L + 6·L̃_max/n).
+pub fn diana_plus(s: &Smoothness, l_tilde_max: f64, n: f64) -> (f64, String) {
+    let gamma = 1.0 / (s.l + 6.0 * l_tilde_max / n);
+    (gamma, format!("1/(L + 6·L̃_max/n), L = {:.6e}, L̃_max = {l_tilde_max:.6e}, n = {n:.3} [§A.3]", s.l))
+}
+
 /// EF21 (and classic EF, §I.3): γ = 1/(L + L̃·√(B/A)) with the EF21 three-point
 /// constants A = 1 − √(1−α), B = (1−α)/A (§G.1, §G.2).
 pub fn ef21(s: &Smoothness, alpha: f64) -> (f64, String) {

@@ -61,6 +61,7 @@ pub const EF21: Entry = Entry {
     about: "EF21: g_i ← g_i + C(∇f_i − g_i), x ← x − γ Σ w_i g_i (§G.2)",
     keys: &[INIT],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("ef21", "top-k:k=10"), ("ef21:init=compressed", "rand-k:k=20,shared")],
     build: |setup, spec| build(setup, spec, RuleName::Ef21),
 };
@@ -70,6 +71,7 @@ pub const CLAG: Entry = Entry {
     about: "CLAG: EF21 that skips the upload while ‖∇f_i − g_i‖² ≤ ζ‖∇f_i − ∇f_i(prev)‖² (§G.1)",
     keys: &[ZETA, INIT],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("clag:zeta=0.5", "top-k:k=10"), ("clag:zeta=2", "identity")],
     build: |setup, spec| build(setup, spec, RuleName::Clag),
 };
@@ -79,6 +81,7 @@ pub const LAG: Entry = Entry {
     about: "LAG as a 3PC: upload ∇f_i exactly while ‖∇f_i − g_i‖² > ζ‖∇f_i − ∇f_i(prev)‖², else skip (§G.1)",
     keys: &[ZETA, INIT],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("lag:zeta=1", "identity")],
     build: |setup, spec| build(setup, spec, RuleName::Lag),
 };
@@ -88,6 +91,7 @@ pub const V1: Entry = Entry {
     about: "3PCv1: g_i ← ∇f_i(prev) + C(∇f_i − ∇f_i(prev)) (§G.1; the message carries ∇f_i(prev) − g_i)",
     keys: &[INIT],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("3pcv1", "top-k:k=10")],
     build: |setup, spec| build(setup, spec, RuleName::V1),
 };
@@ -97,6 +101,7 @@ pub const V2: Entry = Entry {
     about: "3PCv2 --compressor 'C;Q': b = g_i + Q(∇f_i − ∇f_i(prev)), g_i ← b + C(∇f_i − b), Q unbiased (§G.1)",
     keys: &[INIT],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("3pcv2", "top-k:k=10;rand-k:k=20")],
     build: |setup, spec| build(setup, spec, RuleName::V2),
 };
@@ -106,6 +111,7 @@ pub const V4: Entry = Entry {
     about: "3PCv4 --compressor 'C1;C2': b = g_i + C2(∇f_i − g_i), g_i ← b + C1(∇f_i − b) (§G.1)",
     keys: &[INIT],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("3pcv4", "top-k:k=10;top-k:k=5")],
     build: |setup, spec| build(setup, spec, RuleName::V4),
 };
@@ -115,6 +121,7 @@ pub const V5: Entry = Entry {
     about: "3PCv5: with probability p (a shared coin) every worker sends ∇f_i exactly, else g_i ← g_i + C(∇f_i − ∇f_i(prev)) (§G.1)",
     keys: &[("p", "probability of the exact round (default: α of C, the reference's k/d)"), INIT],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("3pcv5:p=0.1", "top-k:k=10")],
     build: |setup, spec| build(setup, spec, RuleName::V5),
 };
@@ -127,6 +134,7 @@ pub const MARINA: Entry = Entry {
         "probability of the dense round: F, or auto (the fewest expected bits to a tolerance, MiniFL's rule; default 1/(1+ω) of Q: k/d for rand-k)",
     )],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("marina:p=0.2", "rand-k:k=20")],
     build: |setup, spec| build(setup, spec, RuleName::Marina),
 };
@@ -136,6 +144,7 @@ pub const ADACGD: Entry = Entry {
     about: "AdaCGD --compressor 'C1;…;Cm' (most to least aggressive): skip, or the first level that meets the CLAG trigger (§G.3)",
     keys: &[ZETA, INIT],
     dense_downlink: true,
+    smoothness_matrices: false,
     examples: &[("adacgd:zeta=1", "top-k:k=2;top-k:k=8;top-k:k=32")],
     build: |setup, spec| build(setup, spec, RuleName::AdaCgd),
 };
@@ -855,6 +864,7 @@ mod tests {
             first_worker: 0,
             local_workers: 1,
             smoothness: &smoothness,
+            matrices: None,
             step: step_size::Override { step: None, factor: 1.0 },
             collective: None,
             topology: Topology::Replicated,

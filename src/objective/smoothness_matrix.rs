@@ -16,9 +16,12 @@
 //! de-whitens with, bit for bit.
 
 use super::Objective;
+use crate::comm::Comm;
 use crate::data::Csr;
 use crate::error::{Error, Result};
+use crate::worker::Worker;
 use faer::{Mat, Side};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Eigenvalues below this fraction of the largest are treated as zero in L^{†1/2} (the
@@ -221,7 +224,7 @@ fn row_weighted_diagonal(a: &Csr, scale: f64, shift: f64) -> Vec<f64> {
 pub struct Matrices {
     pub shape: Shape,
     /// The local workers', in local order.
-    pub local: Vec<std::sync::Arc<WorkerMatrix>>,
+    pub local: Vec<Arc<WorkerMatrix>>,
     /// diag of every worker's matrix, by global id (gathered at set-up).
     pub diagonals: Vec<Vec<f64>>,
     /// λ_max of every worker's matrix, by global id.
@@ -256,16 +259,35 @@ pub fn check_memory(shape: Shape, d: usize, local_workers: usize, workers: usize
     Ok(())
 }
 
-/// The local workers' matrices (timed), without the gathered parts.
-pub fn local(rows: &[&Csr], obj: &Objective, shape: Shape) -> Result<(Vec<std::sync::Arc<WorkerMatrix>>, f64)> {
-    let mut slowest: f64 = 0.0;
-    let mut out = Vec::with_capacity(rows.len());
-    for a in rows {
-        let start = Instant::now();
-        out.push(std::sync::Arc::new(WorkerMatrix::of(a, obj, shape)?));
-        slowest = slowest.max(start.elapsed().as_secs_f64());
-    }
-    Ok((out, slowest))
+/// Every rank, at set-up: the local workers' matrices (timed and logged) and every
+/// worker's diagonal and λ_max (gathered: W(d + 1) floats, set-up traffic like the L
+/// estimate's, not counted in the metrics). Errors are agreed, so every rank fails alike.
+pub fn prepare(comm: &mut Comm, workers: &[Worker], obj: &Objective, shape: Shape, limit_mib: u64) -> Result<Matrices> {
+    let d = workers[0].grad.len();
+    let total = comm.sum_u64(workers.len() as u64) as usize;
+    comm.agree(check_memory(shape, d, workers.len(), total, limit_mib))?;
+    let local = (|| {
+        let mut slowest: f64 = 0.0;
+        let mut out = Vec::with_capacity(workers.len());
+        for w in workers {
+            let start = Instant::now();
+            out.push(Arc::new(WorkerMatrix::of(&w.a, obj, shape)?));
+            slowest = slowest.max(start.elapsed().as_secs_f64());
+        }
+        Ok((out, slowest))
+    })();
+    let (local, seconds) = comm.agree(local)?;
+    let seconds = comm.all_gather_f64(&[seconds]).into_iter().fold(0.0, f64::max);
+    log::info!(
+        "smoothness matrices ({}, d = {d}, {total} workers): {:.3} s for the slowest worker{}",
+        crate::train::cli_name(shape),
+        seconds,
+        if shape == Shape::Dense { " (Gram matrix and eigendecomposition)" } else { "" }
+    );
+    let flat: Vec<f64> = local.iter().flat_map(|m| m.diag.iter().copied()).collect();
+    let diagonals = comm.all_gather_f64(&flat).chunks_exact(d).map(<[f64]>::to_vec).collect();
+    let tops = comm.all_gather_f64(&local.iter().map(|m| m.top).collect::<Vec<_>>());
+    Ok(Matrices { shape, local, diagonals, tops, lambda: obj.regularizer_smoothness(), seconds })
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use crate::data::checksum;
 use crate::error::{Error, Result};
 use crate::metrics::hdf5_file::{self, Attr};
 use crate::objective::smoothness::{self, Smoothness};
+use crate::objective::smoothness_matrix::Matrices;
 use crate::problem::Problem;
 use crate::train::{self, Ending};
 use crate::{compress, config, method, solve, spec};
@@ -104,7 +105,10 @@ fn plan(comm: &mut Comm, args: &SweepArgs, axes: &[Axis]) -> Result<(Vec<Planned
     let smooth = smoothness::estimate(comm, &problem.workers, &problem.objective, train.seed);
     let points = comm.agree(plan_points(args, axes, problem.dim))?;
     let dataset_sha = checksum::of_source(comm, &problem.source)?;
-    let planned = comm.agree(check_points(comm, args, points, &problem, &smooth, &dataset_sha))?;
+    // The method name is the same at every point, so one set of matrices checks them all.
+    let matrices = train::smoothness_matrices(comm, train, &problem)?;
+    let context = (&problem, &smooth, matrices.as_ref());
+    let planned = comm.agree(check_points(comm, args, points, context, &dataset_sha))?;
     let fstar = match train.fstar.as_deref() {
         Some("auto") => {
             let x0 = vec![0.0; problem.dim];
@@ -171,8 +175,7 @@ fn check_points(
     comm: &Comm,
     args: &SweepArgs,
     points: Vec<Point>,
-    problem: &Problem,
-    smooth: &Smoothness,
+    (problem, smooth, matrices): (&Problem, &Smoothness, Option<&Matrices>),
     dataset_sha: &str,
 ) -> Result<Vec<Planned>> {
     let train = &args.train;
@@ -187,7 +190,7 @@ fn check_points(
             a.checkpoint_dir = train.checkpoint_dir.as_ref().map(|d| d.join(&point.name));
             a.resume = a.checkpoint_dir.as_ref().map(|_| Resume::Auto);
             config::check_train(&a)?;
-            let built = method::build(&a.method, &train::method_setup(&a, problem, smooth, comm.rank()))?;
+            let built = method::build(&a.method, &train::method_setup(&a, problem, smooth, matrices, comm.rank()))?;
             let settings = train::settings(&a, comm, problem, smooth, built.as_ref(), dataset_sha);
             Ok(Planned { point, args: a, settings })
         })

@@ -11,6 +11,7 @@ mod protocol;
 mod reporting;
 mod resume;
 mod slurm;
+mod smoothness_aware;
 mod summable;
 mod sweep;
 mod three_point;

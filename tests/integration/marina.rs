@@ -2,20 +2,6 @@
 //! DIANA with the same compressor.
 
 use crate::util::*;
-use std::path::Path;
-
-/// Training on a9a (logistic, λ = 0.1) until ‖∇f‖² ≤ 1e-7, which for this λ-strongly convex
-/// f gives f − f* ≤ ‖∇f‖²/(2λ) ≤ 5e-7, with f* solved first for the f_gap column.
-fn to_1e_6_on_a9a(data: &Path, out: &Path, method: &str, compressor: &str, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["train", "--data", data.to_str().unwrap(), "--lambda", "0.1", "--method", method]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let rest = ["--compressor", compressor, "--iters", "20000", "--tol", "1e-7", "--fstar", "auto"];
-    args.extend(rest.iter().chain(&["--eval-every", "10", "--out", out.to_str().unwrap()]).map(|s| s.to_string()));
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
 
 /// §H.4: with p = 1 every round is the dense round, g^k = Σ w_i ∇f_i(x^k) exactly, and the
 /// step is 1/L: MARINA is GD bit for bit, on 1 and 2 ranks.

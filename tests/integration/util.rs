@@ -294,6 +294,19 @@ pub fn paper_setup_args_to(
     v
 }
 
+/// Training on a9a (logistic, λ = 0.1) until ‖∇f‖² ≤ 1e-7, which for this λ-strongly convex
+/// f gives f − f* ≤ ‖∇f‖²/(2λ) ≤ 5e-7, with f* solved first for the f_gap column.
+pub fn to_1e_6_on_a9a(data: &Path, out: &Path, method: &str, compressor: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "--data", data.to_str().unwrap(), "--lambda", "0.1", "--method", method]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let rest = ["--compressor", compressor, "--iters", "20000", "--tol", "1e-7", "--fstar", "auto"];
+    args.extend(rest.iter().chain(&["--eval-every", "10", "--out", out.to_str().unwrap()]).map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// The rank counts of the real-data convergence tests: 2 and 4, or 2 alone under MPICH,
 /// whose ranks busy-poll when oversubscribed (4 ranks on 2 cores: 22 ms a round against
 /// 0.1 ms at 2 ranks, README "MPI"), which would make these tests the slowest part of CI
