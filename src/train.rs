@@ -197,6 +197,8 @@ pub fn method_setup<'a>(
         step: step_size::Override { step: args.step, factor: args.step_factor },
         collective: args.collective,
         topology: args.topology,
+        batch: args.batch,
+        rows: &problem.rows_per_worker,
         down_compressor: &args.down_compressor,
         seed: args.seed,
         rank,

@@ -54,6 +54,8 @@ pub struct Worker {
     pub grad: Vec<f64>,
     /// f_i at the point of the last `evaluate`.
     pub loss: f64,
+    /// ∇f_I(x^{t−1}) on this round's minibatch, after `pair_gradients` (empty before).
+    pub pair: Vec<f64>,
     /// The round whose model `grad` holds the full gradient of (set by the monitor), and
     /// the seconds it took: a full-batch method reuses it.
     full_at: Option<(u64, f64)>,
@@ -74,6 +76,7 @@ impl Worker {
             weight,
             grad: vec![0.0; d],
             loss: 0.0,
+            pair: Vec::new(),
             full_at: None,
             margins: vec![0.0; m],
         }
@@ -129,6 +132,30 @@ impl Worker {
                 (start.elapsed().as_secs_f64(), false)
             }
         }
+    }
+
+    /// The full ∇f_i(x) of round t into `grad`, whatever `--batch` says (reused from
+    /// `evaluate_round` when the monitor computed it this round); (seconds, reused).
+    pub fn full_gradient(&mut self, obj: &Objective, x: &[f64], t: u64) -> (f64, bool) {
+        if let Some((_, seconds)) = self.full_at.filter(|(round, _)| *round == t) {
+            return (seconds, true);
+        }
+        let start = Instant::now();
+        gradient(obj, &self.a, &self.b, x, None, &mut self.grad, &mut self.margins);
+        self.full_at = None;
+        (start.elapsed().as_secs_f64(), false)
+    }
+
+    /// ∇f_I(x) into `grad` and ∇f_I(previous) into `pair` on one minibatch I drawn from
+    /// the private minibatch stream (full gradients without `--batch`); its seconds.
+    pub fn pair_gradients(&mut self, obj: &Objective, x: &[f64], previous: &[f64]) -> f64 {
+        let start = Instant::now();
+        self.pair.resize(self.grad.len(), 0.0);
+        let rows = self.batch.as_mut().map(|s| s.draw(&mut self.batch_rng));
+        gradient(obj, &self.a, &self.b, x, rows, &mut self.grad, &mut self.margins);
+        gradient(obj, &self.a, &self.b, previous, rows, &mut self.pair, &mut self.margins);
+        self.full_at = None;
+        start.elapsed().as_secs_f64()
     }
 
     /// acc += w_i (1/m_i) A_iᵀ diag(φ''(A_i x)) A_i v: the data part of this worker's

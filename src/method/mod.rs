@@ -87,6 +87,10 @@ pub struct Setup<'a> {
     /// `--collective`; None lets the compressor decide (allreduce when summable).
     pub collective: Option<Collective>,
     pub topology: Topology,
+    /// `--batch` (None: full gradients).
+    pub batch: Option<usize>,
+    /// Rows of every worker, by global id.
+    pub rows: &'a [u64],
     /// `--down-compressor` SPEC.
     pub down_compressor: &'a str,
     pub seed: u64,

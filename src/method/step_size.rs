@@ -116,6 +116,20 @@ pub fn marina(s: &Smoothness, a: f64, p: f64, what: &str) -> (f64, String) {
     (gamma, format!("1/(L + L̃·√((1−p)A/p)), L = {:.6e}, L̃ = {:.6e}, {what}, p = {p:.6} [§H.1]", s.l, s.l_tilde))
 }
 
+/// VR-MARINA (§H.1, the reference code's `i_use_vr_marina` branch): γ = 1/(L + √(ωL_max² +
+/// (1+ω)L_max²/b)·√((1−p)/(pn))), L_max standing for the per-sample smoothness as in the code.
+pub fn vr_marina(s: &Smoothness, omega: f64, n: f64, b: f64, p: f64) -> (f64, String) {
+    let l2 = s.l_max * s.l_max;
+    let gamma = 1.0 / (s.l + (omega * l2 + (1.0 + omega) * l2 / b).sqrt() * ((1.0 - p) / (p * n)).sqrt());
+    (
+        gamma,
+        format!(
+            "1/(L + √(ωL_max² + (1+ω)L_max²/b)·√((1−p)/(pn))), L = {:.6e}, L_max = {:.6e}, ω = {omega:.6}, n = {n:.3}, b = {b}, p = {p:.6} [§H.1 VR]",
+            s.l, s.l_max
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,7 @@ use super::{require_alpha, require_unbiased, Entry, Method, Setup};
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::compress::wire::{self, Reader};
 use crate::error::{Error, Result};
-use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
+use crate::protocol::{Down, Oracle, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::rng::{self, Purpose, Stream};
 use crate::spec::Spec;
 use crate::vector::{add_scaled, difference, distance_sq};
@@ -129,10 +129,16 @@ pub const V5: Entry = Entry {
 pub const MARINA: Entry = Entry {
     name: "marina",
     about: "MARINA: with probability p (a shared coin) every worker sends ∇f_i exactly (a sum), else the unbiased Q(∇f_i − ∇f_i(prev)); g ← g + Σ w_i Q(·) (§H.1)",
-    keys: &[(
-        "p",
-        "probability of the dense round: F, or auto (the fewest expected bits to a tolerance, MiniFL's rule; default 1/(1+ω) of Q: k/d for rand-k)",
-    )],
+    keys: &[
+        (
+            "p",
+            "probability of the dense round: F, or auto (the fewest expected bits to a tolerance, MiniFL's rule; default 1/(1+ω) of Q: k/d for rand-k)",
+        ),
+        (
+            "vr",
+            "flag: VR-MARINA with --batch B: a compressed round sends Q(∇f_I(x^t) − ∇f_I(x^{t−1})) on one minibatch I, a dense round the full ∇f_i; p = min(1/(1+ω), B/(B + m̄)) by default",
+        ),
+    ],
     dense_downlink: true,
     smoothness_matrices: false,
     examples: &[("marina:p=0.2", "rand-k:k=20")],
@@ -290,6 +296,7 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
         RuleName::AdaCgd => Rule::AdaCgd { zeta: take_zeta(spec)? },
     };
     let full_init = spec.take_choice(INIT.0, &["full", "compressed"], "full")? == "full";
+    let vr = if name == RuleName::Marina { vr_batch(setup, spec)? } else { None };
     let parts = parts(setup, rule)?;
     let alpha = |j: usize| -> Result<f64> {
         let part: &Part = &parts[j];
@@ -309,10 +316,24 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
     let rule = match rule {
         Rule::V5 { p } => Rule::V5 { p: check_p(if p.is_nan() { alpha(0)? } else { p })? },
         Rule::Marina { p } if p == f64::NEG_INFINITY => Rule::Marina { p: bit_optimal_p(setup, &parts[0].codec)? },
-        Rule::Marina { p } => Rule::Marina { p: check_p(if p.is_nan() { 1.0 / (1.0 + omega()?) } else { p })? },
+        Rule::Marina { p } if p.is_nan() => {
+            let plain = 1.0 / (1.0 + omega()?);
+            Rule::Marina { p: check_p(vr.map_or(plain, |(b, m)| plain.min(b / (b + m))))? }
+        }
+        Rule::Marina { p } => Rule::Marina { p: check_p(p)? },
         other => other,
     };
     let (gamma, text) = match rule {
+        Rule::Marina { p } if vr.is_some() => {
+            if parts[0].codec.ab().is_some() {
+                return Err(Error::config(
+                    format!("--method {} --compressor {}", spec.text(), parts[0].codec.spec()),
+                    "VR-MARINA's step is the rule for independent compressors: use rand-k, qsgd, indep-q, …",
+                ));
+            }
+            let (omega, n, (b, _)) = (omega()?, setup.effective_workers(), vr.expect("guarded"));
+            step_size::vr_marina(setup.smoothness, omega, n, b, p)
+        }
         Rule::Marina { p } => {
             let (a, what) = match parts[0].codec.ab() {
                 Some((a, b)) => (a, format!("A = {a}, B = {b} ({}), L_± ≤ L̃", parts[0].codec.spec())),
@@ -342,8 +363,25 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
         first: Vec::new(),
         second: Vec::new(),
         level: 0,
+        vr: vr.is_some(),
     };
     Ok(plan)
+}
+
+/// VR-MARINA's minibatch B and the mean rows m̄ per worker, when the `vr` flag is set
+/// (§H.1): it needs `--batch` and an independent compressor.
+fn vr_batch(setup: &Setup, spec: &mut Spec) -> Result<Option<(f64, f64)>> {
+    if !spec.take_flag("vr")? {
+        return Ok(None);
+    }
+    let Some(b) = setup.batch else {
+        return Err(Error::config(
+            format!("--method {} without --batch", spec.text()),
+            "VR-MARINA compresses minibatch gradient differences: give --batch B (the papers use 1 % of a worker's rows)",
+        ));
+    };
+    let rows = setup.rows.iter().sum::<u64>() as f64 / setup.rows.len() as f64;
+    Ok(Some((b as f64, rows)))
 }
 
 /// MARINA's `p=auto` (§H.1, MiniFL `get_optimal_homogeneous_p`): the p that minimises the
@@ -521,6 +559,8 @@ struct ThreePointPlan {
     second: Vec<u8>,
     /// AdaCGD: the level (0-based) of the message encoded last.
     level: usize,
+    /// VR-MARINA: compressed rounds read the two-point minibatch oracle.
+    vr: bool,
 }
 
 impl Plan for ThreePointPlan {
@@ -548,6 +588,19 @@ impl Plan for ThreePointPlan {
 
     fn step_size(&self) -> &StepSize {
         &self.step
+    }
+
+    /// VR-MARINA: the full gradient in a dense round, a minibatch pair otherwise.
+    fn oracle(&self) -> Oracle {
+        match (self.vr, self.full_round) {
+            (false, _) => Oracle::Round,
+            (true, true) => Oracle::Full,
+            (true, false) => Oracle::Pair,
+        }
+    }
+
+    fn two_point(&self) -> bool {
+        self.vr
     }
 
     /// AdaCGD: the weighted share of workers that skipped or chose each level in the
@@ -762,8 +815,9 @@ struct ThreePointWorker {
 impl WorkerRole<ThreePointPlan> for ThreePointWorker {
     fn uplink(&mut self, plan: &mut ThreePointPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
         let grad = &data.grad;
-        let (sent, applied) =
-            plan.step(data.id, &mut self.g, &self.previous, grad, &mut data.rng, up, &mut self.own)?;
+        // VR-MARINA's y is ∇f_I(x^{t−1}) on this round's minibatch.
+        let y = if plan.vr && !plan.full_round { &data.pair } else { &self.previous };
+        let (sent, applied) = plan.step(data.id, &mut self.g, y, grad, &mut data.rng, up, &mut self.own)?;
         self.own_pending = matches!(applied, Applied::Pending);
         if plan.rule.needs_previous() {
             self.previous.copy_from_slice(grad);
@@ -868,6 +922,8 @@ mod tests {
             step: step_size::Override { step: None, factor: 1.0 },
             collective: None,
             topology: Topology::Replicated,
+            batch: None,
+            rows: &[10],
             down_compressor: "identity",
             seed: 5,
             rank: 0,

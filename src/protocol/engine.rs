@@ -14,7 +14,7 @@
 
 use super::downlink::{self, Downlink};
 use super::transport::{Transport, SERVER_RANK};
-use super::{Down, Phase, Plan, Received, Sent, ServerRole, Topology, Uplink, WorkerRole};
+use super::{Down, Oracle, Phase, Plan, Received, Sent, ServerRole, Topology, Uplink, WorkerRole};
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::comm::Comm;
 use crate::error::{Error, Result};
@@ -87,6 +87,8 @@ struct Io {
     /// Broadcast bytes: a Broadcast phase's message, or the encoded downlink.
     wire: Vec<u8>,
     monitored: Vec<f64>,
+    /// x^{t−1} for `Oracle::Pair` (empty unless the plan is `two_point`).
+    previous_x: Vec<f64>,
 }
 
 /// The state of one round in progress on this rank.
@@ -143,6 +145,7 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Protocol<P, W, S> {
             sum: Vec::new(),
             wire: Vec::new(),
             monitored: Vec::new(),
+            previous_x: if plan.two_point() { vec![0.0; layout.dim] } else { Vec::new() },
         };
         Ok(Protocol { plan, workers, server, io })
     }
@@ -386,14 +389,21 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Method for Protocol<P, W, S> {
     ) -> Result<RoundStats> {
         let mut round = Round { stats: RoundStats::default(), failure: None, void: false, stop_vote };
         let phases = self.plan.begin_round(t);
-        if self.plan.needs_gradient() {
-            for w in data.iter_mut() {
-                let (seconds, reused) = w.round_gradient(obj, x, t);
-                round.stats.t_compute += seconds;
-                if reused {
-                    round.stats.t_compute_before += seconds;
-                }
+        let oracle = self.plan.oracle();
+        for w in data.iter_mut() {
+            let (seconds, reused) = match oracle {
+                Oracle::Nothing => (0.0, false),
+                Oracle::Round => w.round_gradient(obj, x, t),
+                Oracle::Full => w.full_gradient(obj, x, t),
+                Oracle::Pair => (w.pair_gradients(obj, x, &self.io.previous_x), false),
+            };
+            round.stats.t_compute += seconds;
+            if reused {
+                round.stats.t_compute_before += seconds;
             }
+        }
+        if !self.io.previous_x.is_empty() {
+            self.io.previous_x.copy_from_slice(x);
         }
         round.timed(compress_timer, |_| {
             for (role, w) in self.workers.iter_mut().zip(data.iter_mut()) {
@@ -430,6 +440,9 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Method for Protocol<P, W, S> {
             }
         });
         common.section("downlink", |w| self.io.downlink.save(w));
+        if !self.io.previous_x.is_empty() {
+            common.section("oracle", |w| w.f64s("previous model", &self.io.previous_x));
+        }
         let workers = self
             .workers
             .iter()
@@ -457,6 +470,11 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Method for Protocol<P, W, S> {
         let mut down = r.section("downlink")?;
         self.io.downlink.load(&mut down)?;
         down.finish()?;
+        if !self.io.previous_x.is_empty() {
+            let mut oracle = r.section("oracle")?;
+            oracle.f64s_into("previous model", &mut self.io.previous_x)?;
+            oracle.finish()?;
+        }
         r.finish()?;
         for ((role, w), bytes) in self.workers.iter_mut().zip(data.iter_mut()).zip(workers) {
             let mut state = StateReader::new(bytes, format!("worker {}", w.id))?;

@@ -45,6 +45,21 @@ pub enum Phase {
     Serve,
 }
 
+/// The gradient oracle's work for a round (docs/architecture.md, "Gradients and the
+/// monitor").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Oracle {
+    /// None: the roles compute nothing from ∇f_i this round.
+    Nothing,
+    /// ∇f_i(x^t) into `Worker::grad`: full, or the mean over a minibatch with `--batch`.
+    Round,
+    /// The full ∇f_i(x^t) whatever `--batch` says (VR-MARINA's exact rounds).
+    Full,
+    /// ∇f_I(x^t) into `grad` and ∇f_I(x^{t−1}) into `Worker::pair`, on one minibatch I
+    /// (VR-MARINA's compressed rounds; full gradients without `--batch`).
+    Pair,
+}
+
 /// What a worker did in an uplink phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sent {
@@ -150,10 +165,16 @@ pub trait Plan {
 
     fn step_size(&self) -> &StepSize;
 
-    /// Whether the round needs ∇f_i(x^t) of every local worker (with `--batch`, a
-    /// minibatch gradient) before its phases.
-    fn needs_gradient(&self) -> bool {
-        true
+    /// The gradients the round needs of every local worker before its phases (asked
+    /// after `begin_round`). Default: the method's gradient at x^t.
+    fn oracle(&self) -> Oracle {
+        Oracle::Round
+    }
+
+    /// Whether the plan ever asks for `Oracle::Pair`: the engine then keeps x^{t−1}
+    /// (asked once, at construction).
+    fn two_point(&self) -> bool {
+        false
     }
 
     /// Diagnostics of the last round from `monitored` = Σ_i w_i × each worker role's

@@ -68,3 +68,40 @@ fn marina_with_correlated_and_independent_quantizers_reaches_1e_6_on_a9a() {
         eprintln!("MARINA with {compressor}: {} bits to f − f* ≤ 1e-6", column::<u64>(&out, "bits_up").last().unwrap());
     }
 }
+
+/// VR-MARINA (§H.1) with minibatches as large as the shards is MARINA bit for bit, at the
+/// same p and γ: the two-point oracle's ∇f_i(x^{t−1}) is the gradient MARINA kept, and its
+/// dense rounds read the full gradient.
+#[test]
+fn vr_marina_with_full_batches_is_marina_bit_for_bit() {
+    let dir = TempDir::new("vr-full");
+    let mut digests = Vec::new();
+    for (name, method, extra) in
+        [("marina", "marina:p=0.3", &[][..]), ("vr", "marina:vr,p=0.3", &["--batch", "1628"][..])]
+    {
+        let out = dir.path(&format!("{name}.h5"));
+        let rest = ["--method", method, "--compressor", "rand-k:k=20", "--iters", "40", "--workers", "4"];
+        let common = ["--split", "drop-remainder", "--step", "0.2"];
+        mpirun(2, &strs(&train_args(out.to_str().unwrap(), &[&rest[..], &common, extra].concat()))).expect_ok();
+        digests.push((attr_str(&out, "x_digest"), column::<u64>(&out, "bits_up")));
+    }
+    assert_eq!(digests[0], digests[1]);
+}
+
+/// VR-MARINA on a9a (logistic, λ = 0.1, 4 workers, minibatches of 80 rows — 1 % of a
+/// shard, as the papers): the §H.1 p = min(1/(1+ω), b/(b + m̄)) and step reach f − f* ≤ 1e-6,
+/// and without --batch it is refused.
+#[test]
+fn vr_marina_reaches_1e_6_on_a9a_with_1_percent_minibatches() {
+    let Some(data) = shared_data("a9a.txt") else { return };
+    let dir = TempDir::new("vr-a9a");
+    let out = dir.path("vr.h5");
+    let extra = ["--workers", "4", "--batch", "80"];
+    let run = mpirun(2, &strs(&to_1e_6_on_a9a(&data, &out, "marina:vr", "rand-k:k=12", &extra))).expect_ok();
+    let gap = *column::<f64>(&out, "f_gap").last().unwrap();
+    assert!(gap <= 1e-6, "VR-MARINA: f − f* = {gap}\n{}", run.stderr);
+    assert!(attr_str(&out, "step_rule").contains("[§H.1 VR]"));
+    let refused = dir.path("refused.h5");
+    let msg = crate::errors::fails(2, &strs(&to_1e_6_on_a9a(&data, &refused, "marina:vr", "rand-k:k=12", &[])));
+    assert!(msg.contains("--batch"), "{msg}");
+}

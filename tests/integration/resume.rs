@@ -202,6 +202,16 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
     }
 }
 
+/// VR-MARINA's two-point oracle reads x^{t−1}, which the engine keeps for it: the
+/// checkpoint holds it, so a run killed at round 25 resumes bit for bit.
+#[test]
+fn vr_marina_resumes_with_the_previous_model() {
+    let dir = TempDir::new("vr");
+    let case = ("marina:vr,p=0.3", "rand-k:k=20", &["--batch", "10"][..]);
+    let (a, b) = interrupted_and_resumed(&dir, "vr", case, 2, "kill@1:25", 2).unwrap();
+    assert_same_run(&a, &b, false, "VR-MARINA");
+}
+
 /// Iterates do not depend on the rank layout for a fixed --workers, so a checkpoint of 4
 /// ranks resumes on 2 and on 1 rank, bit for bit (for methods whose messages are
 /// gathered; summed ones agree to MPI's summation order only).
