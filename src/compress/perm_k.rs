@@ -169,35 +169,4 @@ mod tests {
             }
         }
     }
-
-    /// §1.4: A = B = 1 holds with equality when n | d: E‖mean Q_i(a_i) − ā‖² =
-    /// (1/n)Σ‖a_i‖² − ‖ā‖², by Monte Carlo over 20 000 rounds with five standard errors.
-    #[test]
-    fn the_ab_inequality_holds_with_equality() {
-        let (d, n, rounds) = (12, 4, 20_000);
-        let a: Vec<Vec<f64>> =
-            (0..n).map(|i| (0..d).map(|j| (((i * 5 + j * 3) % 7) as f64 - 3.0) * (1.0 + i as f64)).collect()).collect();
-        let mean_a: Vec<f64> = (0..d).map(|j| a.iter().map(|v| v[j]).sum::<f64>() / n as f64).collect();
-        let norm2 = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
-        let want = a.iter().map(|v| norm2(v)).sum::<f64>() / n as f64 - norm2(&mean_a);
-        let mut c = build_for("perm-k", d, 0, n).unwrap();
-        assert_eq!(c.ab(), Some((1.0, 1.0)));
-        let mut shared = rng::shared(2, Purpose::SharedSupport);
-        let (mut sum, mut sum_sq, mut msg) = (0.0, 0.0, Vec::new());
-        for _ in 0..rounds {
-            c.begin_round(&mut shared);
-            let mut mean = vec![0.0; d];
-            for (i, ai) in a.iter().enumerate() {
-                c.begin_worker(i);
-                c.encode(ai, &mut rng::private(0, i, Purpose::Compressor), &mut msg);
-                c.decode_add(&msg, 1.0 / n as f64, &mut mean).unwrap();
-            }
-            let e: f64 = mean.iter().zip(&mean_a).map(|(m, t)| (m - t).powi(2)).sum();
-            sum += e;
-            sum_sq += e * e;
-        }
-        let m = sum / rounds as f64;
-        let se = ((sum_sq / rounds as f64 - m * m) / rounds as f64).sqrt();
-        assert!((m - want).abs() <= 5.0 * se, "E‖mean − ā‖² = {m} ± {se}, (1/n)Σ‖a_i‖² − ‖ā‖² = {want}");
-    }
 }
