@@ -113,8 +113,7 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
         None => vec![0.0; d],
     };
     let fstar = optimum(comm, &mut problem, fstar_mode)?;
-    let smooth = smoothness::estimate(comm, &problem.workers, &problem.objective, args.seed);
-    log::info!("smoothness: L = {:.6e}, L̃ = {:.6e}, L_max = {:.6e}", smooth.l, smooth.l_tilde, smooth.l_max);
+    let smooth = estimate_smoothness(comm, args, &problem)?;
 
     let matrices = smoothness_matrices(comm, args, &problem)?;
     let setup = method_setup(args, &problem, &smooth, matrices.as_ref(), comm.rank());
@@ -167,9 +166,27 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     finish(comm, recorder.file, args, outcome)
 }
 
+/// The registry entry of `--method` (agreed: a bad name fails on every rank).
+fn method_entry(comm: &mut Comm, args: &TrainArgs) -> Result<&'static method::Entry> {
+    comm.agree(Spec::parse_method(&args.method).and_then(|spec| method::entry(&spec)))
+}
+
+/// L, L_i, L̃, L_max, and the Hessian variance L_± when the method reads it (logged).
+pub fn estimate_smoothness(comm: &mut Comm, args: &TrainArgs, problem: &Problem) -> Result<Smoothness> {
+    let mut smooth = smoothness::estimate(comm, &problem.workers, &problem.objective, args.seed);
+    log::info!("smoothness: L = {:.6e}, L̃ = {:.6e}, L_max = {:.6e}", smooth.l, smooth.l_tilde, smooth.l_max);
+    if method_entry(comm, args)?.hessian_variance {
+        smooth.l_pm = smoothness::hessian_variance(comm, &problem.workers, &problem.objective, args.seed);
+        if let Some(l_pm) = smooth.l_pm {
+            log::info!("Hessian variance L_± = {l_pm:.6e} (quadratic objective)");
+        }
+    }
+    Ok(smooth)
+}
+
 /// The workers' smoothness matrices, when the method asks for them (§A.3 set-up).
 pub fn smoothness_matrices(comm: &mut Comm, args: &TrainArgs, problem: &Problem) -> Result<Option<Matrices>> {
-    let entry = comm.agree(Spec::parse_method(&args.method).and_then(|spec| method::entry(&spec)))?;
+    let entry = method_entry(comm, args)?;
     if !entry.smoothness_matrices {
         return Ok(None);
     }
@@ -710,6 +727,7 @@ fn attributes(
         ("L".into(), Attr::F64(s.l)),
         ("L_tilde".into(), Attr::F64(s.l_tilde)),
         ("L_max".into(), Attr::F64(s.l_max)),
+        ("L_pm".into(), Attr::F64(s.l_pm.unwrap_or(f64::NAN))),
         ("fstar".into(), Attr::F64(fstar.unwrap_or(f64::NAN))),
         ("eval_every".into(), Attr::U64(args.eval_every)),
         ("mpi_library".into(), text(&mpi_library())),

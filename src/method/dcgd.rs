@@ -16,6 +16,7 @@ pub const ENTRY: Entry = Entry {
     keys: &[],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("dcgd", "rand-k:k=20"), ("dcgd", "rand-k:k=20,shared")],
     build,
 };
@@ -28,6 +29,7 @@ pub const BL_DCGD: Entry = Entry {
     keys: &[],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("bl-dcgd", "block-qsgd")],
     build: |setup, spec| {
         super::require_family(setup, "bl-dcgd", "block-qsgd")?;

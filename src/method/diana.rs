@@ -26,6 +26,7 @@ pub const ENTRY: Entry = Entry {
     )],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("diana", "qsgd:s=2"), ("diana", "rand-k:k=20,shared")],
     build,
 };
@@ -38,6 +39,7 @@ pub const BL_DIANA: Entry = Entry {
     keys: &[("rule", "step rule: reference (default, 1/(L_max(1 + 2ω/n)), as the code) or unified")],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("bl-diana", "block-qsgd")],
     build: |setup, spec| {
         super::require_family(setup, "bl-diana", "block-qsgd")?;

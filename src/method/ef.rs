@@ -24,6 +24,7 @@ pub const ENTRY: Entry = Entry {
     keys: &[("variant", "inside (default: γ inside the compressor) or outside (γ at the server)")],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("ef", "top-k:k=10"), ("ef:variant=outside", "natural")],
     build,
 };

@@ -20,6 +20,7 @@ pub const ENTRY: Entry = Entry {
     keys: &[],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("gd", "identity")],
     build,
 };

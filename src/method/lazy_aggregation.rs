@@ -50,6 +50,7 @@ pub const LAG_WK: Entry = Entry {
     keys: &[DEPTH, ("xi", "weight ξ of every past step (default 1/D)")],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("lag-wk", "identity"), ("lag-wk:D=3,xi=0.5", "identity")],
     build: |setup, spec| build(setup, spec, "lag-wk"),
 };
@@ -60,6 +61,7 @@ pub const LAG_PS: Entry = Entry {
     keys: &[DEPTH, ("xi", "weight ξ of every past step (default 10/D)")],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("lag-ps", "identity")],
     build: |setup, spec| build(setup, spec, "lag-ps"),
 };
@@ -75,6 +77,7 @@ pub const LAQ: Entry = Entry {
     ],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("laq", "identity"), ("laq:bits=2,D=4,tbar=3", "identity")],
     build: |setup, spec| build(setup, spec, "laq"),
 };

@@ -150,6 +150,9 @@ pub struct Entry {
     pub dense_downlink: bool,
     /// Whether it needs the workers' smoothness matrices (`Setup::matrices`).
     pub smoothness_matrices: bool,
+    /// Whether its step rule reads the Hessian variance L_± (`Smoothness::l_pm`, computed
+    /// for quadratic objectives only).
+    pub hessian_variance: bool,
     /// (method SPEC, compressor SPEC) pairs that exercise it on the embedded data
     /// (d = 126): the generic integration suites (layouts, topologies, minibatches) run
     /// every example of every entry (`qtrain methods --examples`).

@@ -34,6 +34,7 @@ pub const ENTRY: Entry = Entry {
     ],
     dense_downlink: false,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("scalecom:beta=0.5,warmup=3", "clt-k:k=10")],
     build,
 };

@@ -43,6 +43,7 @@ pub const ENTRY: Entry = Entry {
     ],
     dense_downlink: false,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[
         ("sketched-sgd:k=10,p2=3,momentum=0.5", "sketch:rows=5,cols=40"),
         ("sketched-sgd:k=10,heavymix,gamma-at=accumulator", "sketch:rows=3,cols=60"),

@@ -39,6 +39,7 @@ pub const DCGD_PLUS: Entry = Entry {
     keys: &[],
     dense_downlink: true,
     smoothness_matrices: true,
+    hessian_variance: false,
     examples: &[("dcgd-plus", "smooth-dither"), ("dcgd-plus", "block-qsgd")],
     build: |setup, spec| build(setup, spec, Rule::Dcgd),
 };
@@ -49,6 +50,7 @@ pub const DIANA_PLUS: Entry = Entry {
     keys: &[],
     dense_downlink: true,
     smoothness_matrices: true,
+    hessian_variance: false,
     examples: &[("diana-plus", "smooth-dither"), ("diana-plus", "rand-tau-plus")],
     build: |setup, spec| build(setup, spec, Rule::Diana),
 };

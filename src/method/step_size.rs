@@ -111,9 +111,23 @@ pub fn three_point(s: &Smoothness, a: f64, b: f64, what: &str) -> (f64, String) 
 /// γ = 1/(L + L̃√((1−p)ω/(pn))). Correlated ones (PermK) give their own A, B; the Hessian
 /// variance L_± is bounded by L_+ here, which makes the rule 1/(L + L̃√((1−p)A/p)) — valid,
 /// and conservative where L_± ≪ L_+.
-pub fn marina(s: &Smoothness, a: f64, p: f64, what: &str) -> (f64, String) {
-    let gamma = 1.0 / (s.l + s.l_tilde * ((1.0 - p) * a / p).sqrt());
-    (gamma, format!("1/(L + L̃·√((1−p)A/p)), L = {:.6e}, L̃ = {:.6e}, {what}, p = {p:.6} [§H.1]", s.l, s.l_tilde))
+pub fn marina(s: &Smoothness, (a, b): (f64, f64), p: f64, what: &str) -> (f64, String) {
+    match s.l_pm {
+        // L_± ≤ L̃ always (Σ w_i‖∇f_i(x) − ∇f_i(y)‖² ≤ L̃²‖x − y‖²), and with that bound the
+        // rule is 1/(L + L̃√((1−p)A/p)).
+        None => {
+            let gamma = 1.0 / (s.l + s.l_tilde * ((1.0 - p) * a / p).sqrt());
+            let rule = "1/(L + L̃·√((1−p)A/p)) (L_± ≤ L̃)";
+            (gamma, format!("{rule}, L = {:.6e}, L̃ = {:.6e}, {what}, p = {p:.6} [§H.1]", s.l, s.l_tilde))
+        }
+        Some(l_pm) => {
+            let variance = (a - b) * s.l_tilde * s.l_tilde + b * l_pm * l_pm;
+            let gamma = 1.0 / (s.l + ((1.0 - p) / p * variance).sqrt());
+            let rule = "1/(L + √((1−p)/p·((A−B)L̃² + B·L_±²)))";
+            let values = format!("L = {:.6e}, L̃ = {:.6e}, L_± = {l_pm:.6e}", s.l, s.l_tilde);
+            (gamma, format!("{rule}, {values}, {what}, p = {p:.6} [§H.1]"))
+        }
+    }
 }
 
 /// VR-MARINA (§H.1, the reference code's `i_use_vr_marina` branch): γ = 1/(L + √(ωL_max² +
@@ -135,7 +149,7 @@ mod tests {
     use super::*;
 
     fn s() -> Smoothness {
-        Smoothness { l: 2.0, l_i: vec![1.0, 3.0], l_tilde: 5f64.sqrt(), l_max: 3.0 }
+        Smoothness { l: 2.0, l_i: vec![1.0, 3.0], l_tilde: 5f64.sqrt(), l_max: 3.0, l_pm: None }
     }
 
     #[test]
@@ -163,7 +177,7 @@ mod tests {
         // L = 2, L_max = 3: 1/(2 + 6·3·2/4).
         assert!((diana(&s(), 2.0, 4.0).0 - 1.0 / 11.0).abs() < 1e-15);
         // Every L_i = L: the textbook 1/(L(1 + 6ω/n)).
-        let flat = Smoothness { l: 2.0, l_i: vec![2.0, 2.0], l_tilde: 2.0, l_max: 2.0 };
+        let flat = Smoothness { l: 2.0, l_i: vec![2.0, 2.0], l_tilde: 2.0, l_max: 2.0, l_pm: None };
         assert!((diana(&flat, 2.0, 4.0).0 - 1.0 / (2.0 * 4.0)).abs() < 1e-15);
         assert!((diana_reference(&flat, 2.0, 4.0).0 - 1.0 / (2.0 * 2.0)).abs() < 1e-15);
     }
@@ -172,12 +186,12 @@ mod tests {
     /// independent case A = ω/n at p = 1/(1+ω) with L = L̃ = L_max.
     #[test]
     fn marina_rule_reduces_to_gd_and_to_the_reference_code() {
-        assert_eq!(marina(&s(), 3.0, 1.0, "").0, 0.5);
-        assert_eq!(marina(&s(), 0.0, 0.3, "").0, 0.5);
-        let flat = Smoothness { l: 3.0, l_i: vec![3.0], l_tilde: 3.0, l_max: 3.0 };
+        assert_eq!(marina(&s(), (3.0, 0.0), 1.0, "").0, 0.5);
+        assert_eq!(marina(&s(), (0.0, 0.0), 0.3, "").0, 0.5);
+        let flat = Smoothness { l: 3.0, l_i: vec![3.0], l_tilde: 3.0, l_max: 3.0, l_pm: None };
         let (omega, n): (f64, f64) = (7.0, 5.0);
         let reference = 1.0 / (3.0 * (1.0 + (omega * omega / n).sqrt()));
-        assert!((marina(&flat, omega / n, 1.0 / (1.0 + omega), "").0 - reference).abs() < 1e-15);
+        assert!((marina(&flat, (omega / n, 0.0), 1.0 / (1.0 + omega), "").0 - reference).abs() < 1e-15);
     }
 
     #[test]

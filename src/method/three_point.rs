@@ -62,6 +62,7 @@ pub const EF21: Entry = Entry {
     keys: &[INIT],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("ef21", "top-k:k=10"), ("ef21:init=compressed", "rand-k:k=20,shared")],
     build: |setup, spec| build(setup, spec, RuleName::Ef21),
 };
@@ -72,6 +73,7 @@ pub const CLAG: Entry = Entry {
     keys: &[ZETA, INIT],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("clag:zeta=0.5", "top-k:k=10"), ("clag:zeta=2", "identity")],
     build: |setup, spec| build(setup, spec, RuleName::Clag),
 };
@@ -82,6 +84,7 @@ pub const LAG: Entry = Entry {
     keys: &[ZETA, INIT],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("lag:zeta=1", "identity")],
     build: |setup, spec| build(setup, spec, RuleName::Lag),
 };
@@ -92,6 +95,7 @@ pub const V1: Entry = Entry {
     keys: &[INIT],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("3pcv1", "top-k:k=10")],
     build: |setup, spec| build(setup, spec, RuleName::V1),
 };
@@ -102,6 +106,7 @@ pub const V2: Entry = Entry {
     keys: &[INIT],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("3pcv2", "top-k:k=10;rand-k:k=20")],
     build: |setup, spec| build(setup, spec, RuleName::V2),
 };
@@ -112,6 +117,7 @@ pub const V4: Entry = Entry {
     keys: &[INIT],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("3pcv4", "top-k:k=10;top-k:k=5")],
     build: |setup, spec| build(setup, spec, RuleName::V4),
 };
@@ -122,6 +128,7 @@ pub const V5: Entry = Entry {
     keys: &[("p", "probability of the exact round (default: α of C, the reference's k/d)"), INIT],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("3pcv5:p=0.1", "top-k:k=10")],
     build: |setup, spec| build(setup, spec, RuleName::V5),
 };
@@ -141,6 +148,7 @@ pub const MARINA: Entry = Entry {
     ],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: true,
     examples: &[("marina:p=0.2", "rand-k:k=20")],
     build: |setup, spec| build(setup, spec, RuleName::Marina),
 };
@@ -151,6 +159,7 @@ pub const ADACGD: Entry = Entry {
     keys: &[ZETA, INIT],
     dense_downlink: true,
     smoothness_matrices: false,
+    hessian_variance: false,
     examples: &[("adacgd:zeta=1", "top-k:k=2;top-k:k=8;top-k:k=32")],
     build: |setup, spec| build(setup, spec, RuleName::AdaCgd),
 };
@@ -335,14 +344,14 @@ fn plan(setup: &Setup, spec: &mut Spec, name: RuleName) -> Result<ThreePointPlan
             step_size::vr_marina(setup.smoothness, omega, n, b, p)
         }
         Rule::Marina { p } => {
-            let (a, what) = match parts[0].codec.ab() {
-                Some((a, b)) => (a, format!("A = {a}, B = {b} ({}), L_± ≤ L̃", parts[0].codec.spec())),
+            let (ab, what) = match parts[0].codec.ab() {
+                Some((a, b)) => ((a, b), format!("A = {a}, B = {b} ({})", parts[0].codec.spec())),
                 None => {
                     let (omega, n) = (omega()?, setup.effective_workers());
-                    (omega / n, format!("A = ω/n, ω = {omega:.6}, n = {n:.3}"))
+                    ((omega / n, 0.0), format!("A = ω/n, ω = {omega:.6}, n = {n:.3}"))
                 }
             };
-            step_size::marina(setup.smoothness, a, p, &what)
+            step_size::marina(setup.smoothness, ab, p, &what)
         }
         _ => {
             let (a, b, what) = constants(rule, &parts)?;
@@ -910,7 +919,7 @@ mod tests {
     const D: usize = 24;
 
     fn plan_of(method: &str, compressor: &str) -> ThreePointPlan {
-        let smoothness = Smoothness { l: 1.0, l_i: vec![1.0], l_tilde: 1.0, l_max: 1.0 };
+        let smoothness = Smoothness { l: 1.0, l_i: vec![1.0], l_tilde: 1.0, l_max: 1.0, l_pm: None };
         let setup = Setup {
             compressor,
             dim: D,

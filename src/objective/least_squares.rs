@@ -18,4 +18,8 @@ impl Loss for Squared {
     fn curvature_bound(&self) -> f64 {
         1.0
     }
+
+    fn has_constant_curvature(&self) -> bool {
+        true
+    }
 }

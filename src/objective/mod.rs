@@ -43,6 +43,11 @@ pub trait Loss: Send + Sync {
     /// sup_t |∂²φ/∂t²|: the factor c in the smoothness matrix c·AᵀA/m (+ regulariser).
     fn curvature_bound(&self) -> f64;
 
+    /// Whether φ'' is the same everywhere (the squared loss): the Hessian is then c·AᵀA/m.
+    fn has_constant_curvature(&self) -> bool {
+        false
+    }
+
     /// Whether φ is convex in t.
     fn is_convex(&self) -> bool {
         true
@@ -64,6 +69,11 @@ pub trait Regularizer: Send + Sync {
 
     /// The smoothness constant of R (sup |r''|).
     fn smoothness(&self) -> f64;
+
+    /// Whether r'' is the same everywhere (ridge).
+    fn has_constant_curvature(&self) -> bool {
+        false
+    }
 
     fn is_convex(&self) -> bool;
 }
@@ -117,6 +127,11 @@ impl Objective {
 
     pub fn regularizer_smoothness(&self) -> f64 {
         self.regularizer.smoothness()
+    }
+
+    /// Whether every f_i is quadratic: constant Hessians c·A_iᵀA_i/m_i + L_R·I.
+    pub fn is_quadratic(&self) -> bool {
+        self.loss.has_constant_curvature() && self.regularizer.has_constant_curvature()
     }
 
     /// Whether f is convex (the Newton solver's f* is the optimum only then).

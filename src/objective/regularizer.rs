@@ -32,6 +32,10 @@ impl Regularizer for Ridge {
         self.lambda
     }
 
+    fn has_constant_curvature(&self) -> bool {
+        true
+    }
+
     fn is_convex(&self) -> bool {
         true
     }

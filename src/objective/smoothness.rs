@@ -25,6 +25,9 @@ pub struct Smoothness {
     /// Weighted quadratic mean √(Σ w_i L_i²) (√((1/W) Σ L_i²) for uniform weights).
     pub l_tilde: f64,
     pub l_max: f64,
+    /// The Hessian variance L_± (§H.1), for quadratic objectives when the method asks
+    /// for it (MARINA's AB rule); None elsewhere (the rules then bound it by L̃).
+    pub l_pm: Option<f64>,
 }
 
 pub fn estimate(comm: &mut Comm, workers: &[Worker], obj: &Objective, seed: u64) -> Smoothness {
@@ -70,7 +73,52 @@ pub fn estimate(comm: &mut Comm, workers: &[Worker], obj: &Objective, seed: u64)
     // f = Σ w_i f_i (√((1/W) Σ L_i²) for uniform weights).
     let l_tilde = l_i.iter().zip(&weights).map(|(l, w)| w * l * l).sum::<f64>().sqrt();
     let l_max = l_i.iter().copied().fold(0.0, f64::max);
-    Smoothness { l: c * global + reg, l_i, l_tilde, l_max }
+    Smoothness { l: c * global + reg, l_i, l_tilde, l_max, l_pm: None }
+}
+
+/// The Hessian variance of f = Σ w_i f_i with constant Hessians H_i (§H.1, Szlendak et al.):
+/// the smallest L_± with Σ w_i‖∇f_i(x) − ∇f_i(y)‖² − ‖∇f(x) − ∇f(y)‖² ≤ L_±²‖x − y‖², i.e.
+/// L_±² = λ_max(Σ w_i H_i² − H̄²), H̄ = Σ w_i H_i — a variance, so positive semi-definite; the
+/// ridge part cancels (Σ w_i = 1). Power iteration over MPI, three layout-independent sums
+/// per product. None unless the objective is quadratic.
+pub fn hessian_variance(comm: &mut Comm, workers: &[Worker], obj: &Objective, seed: u64) -> Option<f64> {
+    if !obj.is_quadratic() {
+        return None;
+    }
+    let d = workers[0].grad.len();
+    let c = obj.loss_curvature_bound();
+    let mut start = vec![0.0; d];
+    let mut shared = rng::shared(seed, Purpose::PowerIteration);
+    for v in start.iter_mut() {
+        *v = 0.5 + shared.random::<f64>();
+    }
+    let total_workers = comm.sum_u64(workers.len() as u64) as usize;
+    let mut scratch: Vec<Vec<f64>> = workers.iter().map(|w| vec![0.0; w.rows()]).collect();
+    let mut parts = vec![vec![0.0; d]; workers.len()];
+    let (mut hv, mut h2v, mut once) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
+    // Σ_i w_i G_i u over all workers, G_i = c·A_iᵀA_i/m_i.
+    let mut weighted_sum = |comm: &mut Comm, u: &[f64], out: &mut [f64], twice: bool| {
+        for ((w, s), part) in workers.iter().zip(scratch.iter_mut()).zip(parts.iter_mut()) {
+            part.fill(0.0);
+            let scale = c / w.rows() as f64;
+            if twice {
+                once.fill(0.0);
+                gram_product(&w.a, u, scale, s, &mut once);
+                gram_product(&w.a, &once, w.weight * scale, s, part);
+            } else {
+                gram_product(&w.a, u, w.weight * scale, s, part);
+            }
+        }
+        comm.reproducible_sum(&parts, total_workers, out);
+    };
+    let variance = power_iteration(&start, |v, out, converged| {
+        weighted_sum(comm, v, &mut hv, false);
+        weighted_sum(comm, v, &mut h2v, true);
+        weighted_sum(comm, &hv, out, false);
+        out.iter_mut().zip(&h2v).for_each(|(o, s)| *o = s - *o);
+        comm.max_u64(u64::from(converged)) == 1
+    });
+    Some(variance.max(0.0).sqrt())
 }
 
 /// out += scale · AᵀA v (scratch has one entry per row).

@@ -26,7 +26,7 @@ use crate::comm::Comm;
 use crate::data::checksum;
 use crate::error::{Error, Result};
 use crate::metrics::hdf5_file::{self, Attr};
-use crate::objective::smoothness::{self, Smoothness};
+use crate::objective::smoothness::Smoothness;
 use crate::objective::smoothness_matrix::Matrices;
 use crate::problem::Problem;
 use crate::train::{self, Ending};
@@ -102,7 +102,7 @@ fn plan(comm: &mut Comm, args: &SweepArgs, axes: &[Axis]) -> Result<(Vec<Planned
     if let Some(b) = train.batch {
         comm.agree(problem.use_minibatches(b))?;
     }
-    let smooth = smoothness::estimate(comm, &problem.workers, &problem.objective, train.seed);
+    let smooth = train::estimate_smoothness(comm, train, &problem)?;
     let points = comm.agree(plan_points(args, axes, problem.dim))?;
     let dataset_sha = checksum::of_source(comm, &problem.source)?;
     // The method name is the same at every point, so one set of matrices checks them all.

@@ -105,3 +105,61 @@ fn vr_marina_reaches_1e_6_on_a9a_with_1_percent_minibatches() {
     let msg = crate::errors::fails(2, &strs(&to_1e_6_on_a9a(&data, &refused, "marina:vr", "rand-k:k=12", &[])));
     assert!(msg.contains("--batch"), "{msg}");
 }
+
+/// §H.1: for a quadratic objective (least squares with ridge) the Hessian variance
+/// L_±² = λ_max(Σ w_i H_i² − H̄²) is computed over MPI and enters MARINA's AB rule; checked
+/// against a dense computation from the file (the same split, from the `workers/rows`
+/// dataset) by power iteration, and below L̃.
+#[test]
+fn the_hessian_variance_of_least_squares_matches_a_dense_computation() {
+    let dir = TempDir::new("hessian-variance");
+    let out = dir.path("pm.h5");
+    let rest = ["--objective", "least-squares", "--method", "marina", "--compressor", "perm-k", "--iters", "5"];
+    let args = train_args(out.to_str().unwrap(), &[&rest[..], &["--workers", "4"]].concat());
+    mpirun(2, &strs(&args)).expect_ok();
+    let (rows, _) = read_dense(&embedded("agaricus.txt.train"));
+    let counts = hdf5::File::open(&out).unwrap().dataset("workers/rows").unwrap().read_raw::<u64>().unwrap();
+    let d = rows[0].len();
+    let weights: Vec<f64> = counts.iter().map(|&m| m as f64 / rows.len() as f64).collect();
+    // G_i = A_iᵀA_i/m_i as dense matrices, then Σ w_i G_i² − Ḡ².
+    let mut start = 0;
+    let grams: Vec<Vec<Vec<f64>>> = counts
+        .iter()
+        .map(|&m| {
+            let block = &rows[start..start + m as usize];
+            start += m as usize;
+            (0..d)
+                .map(|i| (0..d).map(|j| block.iter().map(|r| r[i] * r[j]).sum::<f64>() / m as f64).collect())
+                .collect()
+        })
+        .collect();
+    let product = |a: &Vec<Vec<f64>>, v: &[f64]| -> Vec<f64> {
+        a.iter().map(|r| r.iter().zip(v).map(|(x, y)| x * y).sum()).collect()
+    };
+    let apply = |v: &[f64]| -> Vec<f64> {
+        let mut out = vec![0.0; d];
+        let mut mean = vec![0.0; d];
+        for (g, w) in grams.iter().zip(&weights) {
+            let gv = product(g, v);
+            product(g, &gv).iter().zip(out.iter_mut()).for_each(|(x, o)| *o += w * x);
+            gv.iter().zip(mean.iter_mut()).for_each(|(x, m)| *m += w * x);
+        }
+        let mut twice = vec![0.0; d];
+        for (g, w) in grams.iter().zip(&weights) {
+            product(g, &mean).iter().zip(twice.iter_mut()).for_each(|(x, t)| *t += w * x);
+        }
+        out.iter().zip(&twice).map(|(a, b)| a - b).collect()
+    };
+    let mut v = vec![1.0; d];
+    let mut variance = 0.0;
+    for _ in 0..3000 {
+        let w = apply(&v);
+        variance = w.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>() / v.iter().map(|x| x * x).sum::<f64>();
+        let n = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v = w.iter().map(|x| x / n).collect();
+    }
+    let l_pm = attr_f64(&out, "L_pm");
+    assert!((l_pm - variance.sqrt()).abs() <= 1e-6 * l_pm, "L_± = {l_pm}, dense {}", variance.sqrt());
+    assert!(l_pm < attr_f64(&out, "L_tilde"), "L_± = {l_pm} ≥ L̃");
+    assert!(attr_str(&out, "step_rule").contains("L_± = "), "{}", attr_str(&out, "step_rule"));
+}
