@@ -1061,6 +1061,9 @@ catalogue_tests! {
     qsgd_l2 => "qsgd:s=4", Kind::Qsgd { s: 4, inf: false, elias: false };
     qsgd_inf => "qsgd:s=2,norm=inf", Kind::Qsgd { s: 2, inf: true, elias: false };
     qsgd_one_level => "qsgd:s=1,norm=2", Kind::Qsgd { s: 1, inf: false, elias: false };
+    // Q_(δ,b) of §B.1 is ∞-norm QSGD with s = 2^{b−1} − 1 (qsgd.rs, `low_precision`).
+    lowp_two_bits => "lowp:b=2", Kind::Qsgd { s: 1, inf: true, elias: false };
+    lowp_eight_bits => "lowp:b=8", Kind::Qsgd { s: 127, inf: true, elias: false };
     natural => "natural", Kind::Natural;
     natural_nearest => "natural:nearest", Kind::NaturalNearest;
     qsgd_elias => "qsgd:s=4,elias", Kind::Qsgd { s: 4, inf: false, elias: true };

@@ -335,6 +335,24 @@ impl Qsgd {
         let coding = Coding::from_spec(spec)?;
         Ok(Qsgd { spec: spec.text().to_string(), levels: Dithering::new(NAME, d, s as u32, norm, coding) })
     }
+
+    /// The low-precision representation Q_(δ,b) of AsyLPG (ALGORITHMS.md §B.1, `lowp:b=B`,
+    /// 2 ≤ B ≤ 21): the grid δ·{−2^{b−1}, …, 2^{b−1} − 1} with δ = ‖x‖_∞/(2^{b−1} − 1), the
+    /// smallest δ that never clips, and stochastic rounding. That is
+    /// `qsgd:s=2^{b−1}−1,norm=inf` exactly: the same two grid points around every x_j with
+    /// the same probabilities (−2^{b−1}δ is never reached), δ·s = the f32 norm on the wire,
+    /// and the same 32 + b·d paper bits (a sign and b − 1 level bits per coordinate).
+    pub fn low_precision(spec: &mut Spec, d: usize) -> Result<Self> {
+        let b = spec.take_usize("b")?;
+        if !(2..=21).contains(&b) {
+            return Err(Error::config(
+                format!("compressor '{}': b = {b} bits per coordinate", spec.text()),
+                "choose 2 ≤ b ≤ 21 (b = 1 leaves no nonzero level: δ = ‖x‖_∞/(2^{b−1} − 1) is undefined)",
+            ));
+        }
+        let s = (1u32 << (b - 1)) - 1;
+        Ok(Qsgd { spec: spec.text().to_string(), levels: Dithering::new("lowp", d, s, Norm::Inf, Coding::Fixed) })
+    }
 }
 
 /// Stochastic rounding of s·y to the integers below and above (§1.6):
