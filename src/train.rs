@@ -113,9 +113,10 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
         None => vec![0.0; d],
     };
     let fstar = optimum(comm, &mut problem, fstar_mode)?;
-    let smooth = estimate_smoothness(comm, args, &problem)?;
+    let entry = method_entry(comm, args)?;
+    let smooth = estimate_smoothness(comm, args, &problem, entry);
 
-    let matrices = smoothness_matrices(comm, args, &problem)?;
+    let matrices = smoothness_matrices(comm, args, &problem, entry)?;
     let setup = method_setup(args, &problem, &smooth, matrices.as_ref(), comm.rank());
     let mut method = comm.agree(method::build(&args.method, &setup))?;
     log::info!("step size γ = {:.6e}: {}", method.step_size().gamma, method.step_size().rule);
@@ -167,26 +168,30 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
 }
 
 /// The registry entry of `--method` (agreed: a bad name fails on every rank).
-fn method_entry(comm: &mut Comm, args: &TrainArgs) -> Result<&'static method::Entry> {
+pub fn method_entry(comm: &mut Comm, args: &TrainArgs) -> Result<&'static method::Entry> {
     comm.agree(Spec::parse_method(&args.method).and_then(|spec| method::entry(&spec)))
 }
 
 /// L, L_i, L̃, L_max, and the Hessian variance L_± when the method reads it (logged).
-pub fn estimate_smoothness(comm: &mut Comm, args: &TrainArgs, problem: &Problem) -> Result<Smoothness> {
+pub fn estimate_smoothness(comm: &mut Comm, args: &TrainArgs, problem: &Problem, entry: &method::Entry) -> Smoothness {
     let mut smooth = smoothness::estimate(comm, &problem.workers, &problem.objective, args.seed);
     log::info!("smoothness: L = {:.6e}, L̃ = {:.6e}, L_max = {:.6e}", smooth.l, smooth.l_tilde, smooth.l_max);
-    if method_entry(comm, args)?.hessian_variance {
+    if entry.hessian_variance {
         smooth.l_pm = smoothness::hessian_variance(comm, &problem.workers, &problem.objective, args.seed);
         if let Some(l_pm) = smooth.l_pm {
             log::info!("Hessian variance L_± = {l_pm:.6e} (quadratic objective)");
         }
     }
-    Ok(smooth)
+    smooth
 }
 
 /// The workers' smoothness matrices, when the method asks for them (§A.3 set-up).
-pub fn smoothness_matrices(comm: &mut Comm, args: &TrainArgs, problem: &Problem) -> Result<Option<Matrices>> {
-    let entry = method_entry(comm, args)?;
+pub fn smoothness_matrices(
+    comm: &mut Comm,
+    args: &TrainArgs,
+    problem: &Problem,
+    entry: &method::Entry,
+) -> Result<Option<Matrices>> {
     if !entry.smoothness_matrices {
         return Ok(None);
     }

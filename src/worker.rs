@@ -122,16 +122,14 @@ impl Worker {
     /// private minibatch stream. Returns the seconds it took and whether they were spent
     /// before, by `evaluate_round` (reused).
     pub fn round_gradient(&mut self, obj: &Objective, x: &[f64], t: u64) -> (f64, bool) {
-        match (&mut self.batch, self.full_at) {
-            (None, Some((round, seconds))) if round == t => (seconds, true),
-            (batch, _) => {
-                let start = Instant::now();
-                let rows = batch.as_mut().map(|s| s.draw(&mut self.batch_rng));
-                gradient(obj, &self.a, &self.b, x, rows, &mut self.grad, &mut self.margins);
-                self.full_at = None;
-                (start.elapsed().as_secs_f64(), false)
-            }
-        }
+        let Some(batch) = self.batch.as_mut() else {
+            return self.full_gradient(obj, x, t);
+        };
+        let start = Instant::now();
+        let rows = batch.draw(&mut self.batch_rng);
+        gradient(obj, &self.a, &self.b, x, Some(rows), &mut self.grad, &mut self.margins);
+        self.full_at = None;
+        (start.elapsed().as_secs_f64(), false)
     }
 
     /// The full ∇f_i(x) of round t into `grad`, whatever `--batch` says (reused from

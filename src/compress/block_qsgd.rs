@@ -20,7 +20,7 @@
 //! * Wire and paper bits: the dithering payload ([`Dithering`]) with B f32 norms and level
 //!   indices in 0..=max ⌈1/h_l⌉: 32B + d(1 + ⌈log₂(s+1)⌉) fixed, or 32B + the Elias-ω code.
 
-use super::qsgd::{Coding, Dithering, Norm};
+use super::qsgd::{round_to_step, Coding, Dithering, Norm};
 use super::smoothness_aware::{norm, Curvature, PerWorker, Rule, SmoothnessAware};
 use super::{Class, Compressor, Spec};
 use crate::error::{Error, Result};
@@ -120,10 +120,9 @@ impl SmoothnessAware for BlockQsgd {
         if adapted {
             let h = self.optimal_steps(c)?;
             self.steps.set(worker, h);
-            let top = self.steps.all().flatten().map(|h| (1.0 / h).ceil()).fold(1.0, f64::max);
             let blocks = self.levels.blocks();
-            self.levels = Dithering::new(NAME, self.d, top.min(u32::MAX as f64) as u32, Norm::Inf, self.coding)
-                .with_blocks(blocks);
+            self.levels =
+                Dithering::new(NAME, self.d, self.steps.largest_level(), Norm::Inf, self.coding).with_blocks(blocks);
         }
         let h = self.steps.of(worker);
         let l_tilde = self.block_norms(c.diag).iter().zip(h).map(|(n, h)| h * n).fold(0.0, f64::max);
@@ -157,11 +156,7 @@ impl Compressor for BlockQsgd {
         let h = self.steps.current();
         let block_len = (self.d / h.len()).max(1);
         let step = |j: usize| h[(j / block_len).min(h.len() - 1)];
-        self.levels.encode_by(x, rng, out, |j, y, u| {
-            let scaled = y / step(j);
-            let low = scaled.floor();
-            low as u32 + (u < scaled - low) as u32
-        });
+        self.levels.encode_by(x, rng, out, |j, y, u| round_to_step(y, step(j), u));
     }
 
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {

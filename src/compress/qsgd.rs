@@ -355,6 +355,14 @@ impl Qsgd {
     }
 }
 
+/// Stochastic rounding of y to the multiples of a step h below and above it (§A.2a): the
+/// index ⌊y/h⌋, plus one with probability y/h − ⌊y/h⌋, so E[index]·h = y.
+pub fn round_to_step(y: f64, h: f64, u: f64) -> u32 {
+    let scaled = y / h;
+    let low = scaled.floor();
+    low as u32 + (u < scaled - low) as u32
+}
+
 /// Stochastic rounding of s·y to the integers below and above (§1.6):
 /// up with probability s·y − ⌊s·y⌋, which makes E[level]/s = y.
 fn round_to_grid(s: u32, y: f64, u: f64) -> u32 {

@@ -19,7 +19,7 @@
 //!   in 0..=max_j ⌈1/h_j⌉ over every worker's steps: the f32 norm, then fixed-width fields or,
 //!   with `elias`, the Elias-ω code the reference code counts.
 
-use super::qsgd::{Coding, Dithering, Norm};
+use super::qsgd::{round_to_step, Coding, Dithering, Norm};
 use super::smoothness_aware::{norm, Curvature, PerWorker, Rule, SmoothnessAware};
 use super::{Class, Compressor, Spec};
 use crate::error::{Error, Result};
@@ -77,8 +77,7 @@ impl SmoothDither {
 
     /// Rebuilds the payload for the largest level index any worker's steps reach.
     fn resize_levels(&mut self) {
-        let top = self.steps.all().flatten().map(|h| (1.0 / h).ceil()).fold(1.0, f64::max);
-        self.levels = Dithering::new(NAME, self.d, top.min(u32::MAX as f64) as u32, Norm::Inf, self.coding);
+        self.levels = Dithering::new(NAME, self.d, self.steps.largest_level(), Norm::Inf, self.coding);
     }
 }
 
@@ -129,11 +128,7 @@ impl Compressor for SmoothDither {
 
     fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
         let h = self.steps.current();
-        self.levels.encode_by(x, rng, out, |j, y, u| {
-            let scaled = y / h[j];
-            let low = scaled.floor();
-            low as u32 + (u < scaled - low) as u32
-        });
+        self.levels.encode_by(x, rng, out, |j, y, u| round_to_step(y, h[j], u));
     }
 
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {

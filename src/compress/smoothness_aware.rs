@@ -96,6 +96,12 @@ impl PerWorker {
         self.adapted[worker] = values;
     }
 
+    /// The largest level index ⌈1/h⌉ any step in use reaches (at least 1), for step
+    /// parameters h.
+    pub fn largest_level(&self) -> u32 {
+        self.all().flatten().map(|h| (1.0 / h).ceil()).fold(1.0, f64::max).min(u32::MAX as f64) as u32
+    }
+
     /// Every parameter vector in use (the default alone when none is adapted).
     pub fn all(&self) -> impl Iterator<Item = &[f64]> {
         let adapted = self.adapted.iter().filter(|v| !v.is_empty()).map(Vec::as_slice);

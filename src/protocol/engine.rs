@@ -392,7 +392,6 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Method for Protocol<P, W, S> {
         let oracle = self.plan.oracle();
         for w in data.iter_mut() {
             let (seconds, reused) = match oracle {
-                Oracle::Nothing => (0.0, false),
                 Oracle::Round => w.round_gradient(obj, x, t),
                 Oracle::Full => w.full_gradient(obj, x, t),
                 Oracle::Pair => (w.pair_gradients(obj, x, &self.io.previous_x), false),

@@ -49,8 +49,6 @@ pub enum Phase {
 /// monitor").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Oracle {
-    /// None: the roles compute nothing from ∇f_i this round.
-    Nothing,
     /// ∇f_i(x^t) into `Worker::grad`: full, or the mean over a minibatch with `--batch`.
     Round,
     /// The full ∇f_i(x^t) whatever `--batch` says (VR-MARINA's exact rounds).

@@ -102,11 +102,12 @@ fn plan(comm: &mut Comm, args: &SweepArgs, axes: &[Axis]) -> Result<(Vec<Planned
     if let Some(b) = train.batch {
         comm.agree(problem.use_minibatches(b))?;
     }
-    let smooth = train::estimate_smoothness(comm, train, &problem)?;
+    let entry = train::method_entry(comm, train)?;
+    let smooth = train::estimate_smoothness(comm, train, &problem, entry);
     let points = comm.agree(plan_points(args, axes, problem.dim))?;
     let dataset_sha = checksum::of_source(comm, &problem.source)?;
     // The method name is the same at every point, so one set of matrices checks them all.
-    let matrices = train::smoothness_matrices(comm, train, &problem)?;
+    let matrices = train::smoothness_matrices(comm, train, &problem, entry)?;
     let context = (&problem, &smooth, matrices.as_ref());
     let planned = comm.agree(check_points(comm, args, points, context, &dataset_sha))?;
     let fstar = match train.fstar.as_deref() {
