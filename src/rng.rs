@@ -42,6 +42,8 @@ pub enum Purpose {
     DownlinkSupport = 9,
     /// Coins every worker shares (3PCv5's full-gradient round, §G.1).
     SharedCoin = 10,
+    /// Coins of the server's model quantizer (shared: every replica, or rank 0 alone; §B.2).
+    ModelQuantizer = 11,
 }
 
 /// SplitMix64: a bijective mixer used to expand (seed, purpose) into a ChaCha key.

@@ -22,6 +22,7 @@ pub mod correlated;
 pub mod count_sketch;
 pub mod elias;
 pub mod identity;
+pub mod model_quant;
 pub mod nat_dither;
 pub mod natural;
 pub mod opt_sparse;
@@ -33,6 +34,7 @@ pub mod sign;
 pub mod smooth_dither;
 pub mod smoothness_aware;
 pub mod sparse;
+pub mod sparse_lowp;
 pub mod summable;
 pub mod terngrad;
 pub mod top_k;
@@ -184,6 +186,7 @@ pub fn build_for(spec: &str, d: usize, seed: u64, workers: usize) -> Result<Box<
         "topk-nd" => Box::new(topk_nd::TopKNatDither::from_spec(&mut spec, d)?),
         "qsgd" => Box::new(qsgd::Qsgd::from_spec(&mut spec, d)?),
         "lowp" => Box::new(qsgd::Qsgd::low_precision(&mut spec, d)?),
+        "sparse-lowp" => Box::new(sparse_lowp::SparseLowPrecision::from_spec(&mut spec, d)?),
         "natural" => Box::new(natural::Natural::from_spec(&mut spec, d)?),
         "nat-dither" => Box::new(nat_dither::NatDither::from_spec(&mut spec, d)?),
         "smooth-dither" => Box::new(smooth_dither::SmoothDither::from_spec(&mut spec, d, workers)?),
@@ -247,6 +250,7 @@ pub const NAMES: &[&str] = &[
     "topk-nd",
     "qsgd",
     "lowp",
+    "sparse-lowp",
     "natural",
     "nat-dither",
     "smooth-dither",

@@ -132,7 +132,7 @@ impl OptSparse {
 }
 
 /// §F.3's greedy rescaling, tracked as the common factor C of the unsaturated p_j = C|g_j|.
-fn density_budget_magnitude(g: &[f64], rho: f64) -> f64 {
+pub(super) fn density_budget_magnitude(g: &[f64], rho: f64) -> f64 {
     let l1: f64 = g.iter().map(|v| v.abs()).sum();
     let target = rho * g.len() as f64;
     let mut factor = target / l1;

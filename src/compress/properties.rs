@@ -111,6 +111,12 @@ enum Kind {
     RandTau {
         tau: usize,
     },
+    /// Sparse-AsyLPG's uplink (§B.3): the density-budget sparsifier with Σp = k, then the
+    /// b-bit grid δ·{−s..s} on the kept values, δ = max(saturated |x_j|, m)/s.
+    SparseLowp {
+        k: usize,
+        b: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -190,7 +196,23 @@ impl Kind {
                 Class::Unbiased { omega }
             }
             Kind::RandTau { tau } => Class::Unbiased { omega: df / tau as f64 - 1.0 },
+            // The density budget's (d/k − 1), plus k kept values' rounding δ²/4 each with
+            // δ ≤ max(‖x‖_∞, ‖x‖₁/k)/s ≤ max(1, √d/k)‖x‖/s (§B.3), and the f32 slack.
+            Kind::SparseLowp { k, b } => {
+                let (k, s) = (k as f64, ((1u64 << (b - 1)) - 1) as f64);
+                Class::Unbiased { omega: (df / k - 1.0 + k * (df / (k * k)).max(1.0) / (4.0 * s * s)) * (1.0 + 1e-6) }
+            }
         }
+    }
+
+    /// Sparse-lowp's (m, p_j, the value v_j sent when kept, δ) for x (§B.3).
+    fn sparse_lowp_grid(self, x: &[f64]) -> (Vec<f64>, Vec<f64>, f64) {
+        let Kind::SparseLowp { k, b } = self else { unreachable!("sparse-lowp only") };
+        let m = f32_up(opt_sparse_magnitude(OptBudget::Density(k as f64 / x.len() as f64), x));
+        let p: Vec<f64> = x.iter().map(|v| (v.abs() / m).min(1.0)).collect();
+        let v: Vec<f64> = x.iter().map(|&v| if v.abs() >= m { v } else { m.copysign(v) }).collect();
+        let carried = x.iter().zip(&v).filter(|(x, _)| **x != 0.0).map(|(_, v)| v.abs()).fold(0.0, f64::max);
+        (p, v, f32_up(carried / ((1u64 << (b - 1)) - 1) as f64))
     }
 
     /// The plain ∞-norm quantizer each block of a `BlockQsgd` is.
@@ -255,6 +277,12 @@ impl Kind {
                 (32 * blocks as u64 + d64 * field, 4 * blocks + packed(d, field))
             }
             Kind::AdaptiveRand => (32 + b, 4 + packed(1, b)),
+            Kind::SparseLowp { b: bits, .. } => {
+                let n = nonzeros(out);
+                let positions = (n as u64 * b).min(d64);
+                let layout = if n as u64 * b > d64 { packed(d, 1) } else { packed(n, b) };
+                (32 + positions + n as u64 * bits as u64, 9 + layout + packed(n, bits as u64))
+            }
             // Saturated entries decode to x_j (as f32); the others to ±m, and |x_j| < m.
             Kind::OptSparse { .. } => {
                 let sat = out.iter().zip(x).filter(|(o, v)| **o != 0.0 && **o == **v as f32 as f64).count();
@@ -361,6 +389,18 @@ impl Kind {
             Kind::OptSparse { budget } => {
                 let m = f32_up(opt_sparse_magnitude(budget, x));
                 x.iter().map(|v| v.abs()).filter(|&a| a > 0.0 && a < m).map(|a| a * m - a * a).sum()
+            }
+            // Sparsification (1/p − 1)x² plus, when kept, the grid's two-point variance.
+            Kind::SparseLowp { .. } => {
+                let (p, v, delta) = self.sparse_lowp_grid(x);
+                (0..x.len())
+                    .filter(|&j| x[j] != 0.0)
+                    .map(|j| {
+                        let t = v[j].abs();
+                        let low = (t / delta).floor() * delta;
+                        (1.0 / p[j] - 1.0) * x[j] * x[j] + p[j] * (t - low) * (low + delta - t)
+                    })
+                    .sum()
             }
             Kind::Sign => dot(x, x) - x.iter().map(|v| v.abs()).sum::<f64>().powi(2) / d,
             Kind::TernGrad => {
@@ -496,6 +536,19 @@ impl Kind {
                 let m = (x.iter().map(|v| v.abs()).sum::<f64>() / d as f64) as f32 as f64;
                 let want: Vec<f64> = x.iter().map(|&v| if v < 0.0 { -m } else { m }).collect();
                 assert_bitwise(out, &want, ctx);
+            }
+            Kind::SparseLowp { b, .. } => {
+                let (_, v, delta) = self.sparse_lowp_grid(x);
+                for (j, &o) in out.iter().enumerate() {
+                    let (lo, hi) = ((v[j].abs() / delta).floor() * delta, ((v[j].abs() / delta).floor() + 1.0) * delta);
+                    let on_grid =
+                        o == 0.0 || (x[j] != 0.0 && (o.abs() == lo || o.abs() == hi) && (o < 0.0) == (x[j] < 0.0));
+                    assert!(
+                        on_grid && o.abs() <= delta * ((1u64 << (b - 1)) - 1) as f64,
+                        "{ctx}: out[{j}] = {o} for {}",
+                        x[j]
+                    );
+                }
             }
             Kind::TernGrad => {
                 let n = f32_up(norm_p(x, true));
@@ -1064,6 +1117,8 @@ catalogue_tests! {
     // Q_(δ,b) of §B.1 is ∞-norm QSGD with s = 2^{b−1} − 1 (qsgd.rs, `low_precision`).
     lowp_two_bits => "lowp:b=2", Kind::Qsgd { s: 1, inf: true, elias: false };
     lowp_eight_bits => "lowp:b=8", Kind::Qsgd { s: 127, inf: true, elias: false };
+    sparse_lowp => "sparse-lowp:k=10,b=4", Kind::SparseLowp { k: 10, b: 4 };
+    sparse_lowp_eight_bits => "sparse-lowp:k=3,b=8", Kind::SparseLowp { k: 3, b: 8 };
     natural => "natural", Kind::Natural;
     natural_nearest => "natural:nearest", Kind::NaturalNearest;
     qsgd_elias => "qsgd:s=4,elias", Kind::Qsgd { s: 4, inf: false, elias: true };
@@ -1085,7 +1140,8 @@ catalogue_tests! {
 // Tiny dimensions and non-finite input, over the whole catalogue.
 
 /// The catalogue with k = 1, legal down to d = 1.
-const SMALL: [Expect; 29] = [
+const SMALL: [Expect; 30] = [
+    Expect { spec: "sparse-lowp:k=1,b=3", kind: Kind::SparseLowp { k: 1, b: 3 } },
     Expect { spec: "identity", kind: Kind::Identity },
     Expect { spec: "rand-k:k=1", kind: Kind::RandK { k: 1, scaled: true } },
     Expect { spec: "rand-k:k=1,unscaled", kind: Kind::RandK { k: 1, scaled: false } },

@@ -343,16 +343,21 @@ impl Qsgd {
     /// the same probabilities (−2^{b−1}δ is never reached), δ·s = the f32 norm on the wire,
     /// and the same 32 + b·d paper bits (a sign and b − 1 level bits per coordinate).
     pub fn low_precision(spec: &mut Spec, d: usize) -> Result<Self> {
-        let b = spec.take_usize("b")?;
-        if !(2..=21).contains(&b) {
-            return Err(Error::config(
-                format!("compressor '{}': b = {b} bits per coordinate", spec.text()),
-                "choose 2 ≤ b ≤ 21 (b = 1 leaves no nonzero level: δ = ‖x‖_∞/(2^{b−1} − 1) is undefined)",
-            ));
-        }
-        let s = (1u32 << (b - 1)) - 1;
+        let s = low_precision_levels(spec)?;
         Ok(Qsgd { spec: spec.text().to_string(), levels: Dithering::new("lowp", d, s, Norm::Inf, Coding::Fixed) })
     }
+}
+
+/// 2^{b−1} − 1, the largest level of the b-bit grid of §B.1, from the SPEC key `b`.
+pub fn low_precision_levels(spec: &mut Spec) -> Result<u32> {
+    let b = spec.take_usize("b")?;
+    if !(2..=21).contains(&b) {
+        return Err(Error::config(
+            format!("compressor '{}': b = {b} bits per coordinate", spec.text()),
+            "choose 2 ≤ b ≤ 21 (b = 1 leaves no nonzero level: δ = ‖x‖_∞/(2^{b−1} − 1) is undefined)",
+        ));
+    }
+    Ok((1u32 << (b - 1)) - 1)
 }
 
 /// Stochastic rounding of y to the multiples of a step h below and above it (§A.2a): the

@@ -28,6 +28,17 @@ pub fn f32_round_up(v: f64) -> f32 {
     }
 }
 
+/// The largest f32 that is ≤ `v` (v ≥ 0, finite): a grid step sent as f32 rounded *down*
+/// keeps an error bound proportional to the step (the model quantizer, §B.2).
+pub fn f32_round_down(v: f64) -> f32 {
+    let r = v as f32;
+    if (r as f64) > v {
+        f32::from_bits(r.to_bits() - 1)
+    } else {
+        r
+    }
+}
+
 pub fn put_f32(out: &mut Vec<u8>, v: f32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
