@@ -209,13 +209,15 @@ pub struct TrainArgs {
     /// lag-wk[:D=N,xi=F], lag-ps[:D=N,xi=F], laq[:bits=B,D=N,xi=F,tbar=T],
     /// marina[:p=F|auto][,vr], diana[:rule=…], dcgd-plus, diana-plus, bl-dcgd, bl-diana,
     /// scalecom[:beta=F,warmup=N], sketched-sgd:k=K[,p2=P,momentum=F,heavymix,
-    /// gamma-at=update|accumulator] (README "Methods"; `qtrain methods` lists every key).
+    /// gamma-at=update|accumulator], asylpg[:mu=F,epoch=M,model=…], sparse-asylpg,
+    /// acc-asylpg:unverified (README "Methods"; `qtrain methods` lists every key).
     #[arg(long, value_name = "SPEC", default_value = "gd")]
     pub method: String,
     /// Compressor SPEC: identity, rand-k:k=K[,unscaled][,shared], top-k:k=K, topk-nd:k=K,s=S,
     /// qsgd:s=S[,norm=inf], natural, nat-dither:s=S[,norm=inf], sign, terngrad, perm-k,
     /// corr-q, indep-q, opt-sparse:budget=F, smooth-dither, block-qsgd[:blocks=B],
-    /// rand-tau-plus (README "Compressors"; `qtrain compressors` lists them);
+    /// rand-tau-plus, lowp:b=B, sparse-lowp:k=K,b=B (README "Compressors"; `qtrain
+    /// compressors` lists them);
     /// clt-k:k=K (scalecom); sketch:rows=R,cols=C (sketched-sgd). A ';'-separated list
     /// for the methods that take several (3pcv2 'C;Q', 3pcv4 'C1;C2', adacgd 'C1;…;Cm').
     #[arg(long, value_name = "SPEC", default_value = "identity")]

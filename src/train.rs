@@ -220,6 +220,7 @@ pub fn method_setup<'a>(
         collective: args.collective,
         topology: args.topology,
         batch: args.batch,
+        ridge: problem.objective.ridge(),
         rows: &problem.rows_per_worker,
         down_compressor: &args.down_compressor,
         seed: args.seed,

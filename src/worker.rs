@@ -144,6 +144,15 @@ impl Worker {
         (start.elapsed().as_secs_f64(), false)
     }
 
+    /// The full ∇f_i(point) into `grad`, at a point that is not the round's model; its
+    /// seconds.
+    pub fn gradient_at(&mut self, obj: &Objective, point: &[f64]) -> f64 {
+        let start = Instant::now();
+        gradient(obj, &self.a, &self.b, point, None, &mut self.grad, &mut self.margins);
+        self.full_at = None;
+        start.elapsed().as_secs_f64()
+    }
+
     /// ∇f_I(x) into `grad` and ∇f_I(previous) into `pair` on one minibatch I drawn from
     /// the private minibatch stream (full gradients without `--batch`); its seconds.
     pub fn pair_gradients(&mut self, obj: &Objective, x: &[f64], previous: &[f64]) -> f64 {

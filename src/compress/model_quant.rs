@@ -16,6 +16,9 @@
 //!   log₂(‖x‖_∞/‖x − x̃‖) as x approaches x̃. [`Mode::Delta`] (our construction, §B.2
 //!   "kept from the old spec"): x − x̃ on the same δ, added to x̃ by the worker; since
 //!   ‖x − x̃‖_∞ ≤ ‖x − x̃‖₂ its width is the constant 1 + ⌈log₂(⌈½√(d/μ)⌉ + 1)⌉.
+//! * [`Mode::Fixed`]`(b_x)`: the model at a fixed width with δ = ‖x‖_∞/(2^{b_x−1} − 1)
+//!   rounded up (the baseline of §B.6 that stalls at a floor: its error does not shrink
+//!   with ‖x − x̃‖). Paper bits 32 + b_x·d.
 //! * At x = x̃ the message is empty (the worker holds x̃). A width above 32 bits (μ tiny,
 //!   or μ = 0: the quantizer off) sends the model exactly as f64.
 //! * Randomness: one uniform f64 per coordinate from the stream the caller passes (the
@@ -23,11 +26,14 @@
 //! * Wire: empty; or a width byte b ∈ 1..=32, δ as f32, then d fields of b bits holding
 //!   k + 2^{b−1} (byte-padded); or the byte 64 and d f64.
 //! * Paper bits (§B.2): 0 for the empty message; Direct 32 + 8 + b·d (δ and its dynamic
-//!   width); Delta 32 + b·d; exact 8 + 64·d.
+//!   width); Delta 32 + b·d; exact 8 + 32·d (§B.2's cap "b_x = 32 → fp32": the paper's
+//!   float convention, §0.6, for what travels as f64 here).
 
 use rand::Rng;
 
-use super::wire::{ceil_log2, f32_round_down, packed_len, put_f32, put_f64, BitReader, BitWriter, Reader};
+use super::wire::{
+    ceil_log2, f32_round_down, f32_round_up, packed_len, put_f32, put_f64, BitReader, BitWriter, Reader,
+};
 use crate::error::{Error, Result};
 use crate::rng::Stream;
 
@@ -44,6 +50,9 @@ pub enum Mode {
     Direct,
     /// x − x̃, which the worker adds to its snapshot (our construction, §B.2).
     Delta,
+    /// The model at a fixed width b_x with δ = ‖x‖_∞/(2^{b_x−1} − 1) (HALP-style
+    /// model-only quantization, §B.6): not μ-bounded, a floor the others do not have.
+    Fixed(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +67,11 @@ impl ModelQuantizer {
     pub fn new(mode: Mode, mu: f64, d: usize) -> Result<Self> {
         if !(mu.is_finite() && mu >= 0.0) {
             return Err(Error::config(format!("model error constant mu = {mu}"), "use mu ≥ 0 (0: exact models)"));
+        }
+        if let Mode::Fixed(b) = mode {
+            if !(2..=MAX_WIDTH).contains(&b) {
+                return Err(Error::config(format!("a fixed model width of {b} bits"), "choose 2 ≤ bx ≤ 32"));
+            }
         }
         Ok(ModelQuantizer { mode, mu, d })
     }
@@ -77,17 +91,22 @@ impl ModelQuantizer {
         if distance == 0.0 {
             return 0;
         }
-        let delta = f32_round_down(2.0 * (self.mu / self.d as f64).sqrt() * distance);
+        let largest = || x.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        let delta = match self.mode {
+            Mode::Fixed(b) => f32_round_up(largest() / ((1u64 << (b - 1)) - 1) as f64),
+            _ => f32_round_down(2.0 * (self.mu / self.d as f64).sqrt() * distance),
+        };
         let offset = |j: usize| if self.mode == Mode::Delta { snapshot[j] } else { 0.0 };
         let width = match self.mode {
             _ if delta == 0.0 => None,
             Mode::Delta => self.delta_width(),
-            Mode::Direct => width_for(x.iter().map(|v| v.abs()).fold(0.0, f64::max) / delta as f64),
+            Mode::Direct => width_for(largest() / delta as f64),
+            Mode::Fixed(b) => Some(b),
         };
         let Some(b) = width else {
             out.push(EXACT);
             x.iter().for_each(|&v| put_f64(out, v));
-            return 8 + 64 * self.d as u64;
+            return 8 + 32 * self.d as u64;
         };
         out.push(b as u8);
         put_f32(out, delta);
@@ -101,6 +120,10 @@ impl ModelQuantizer {
         }
         fields.finish();
         let width_field = if self.mode == Mode::Direct { 8 } else { 0 };
+        debug_assert!(
+            self.mode != Mode::Delta
+                || (0..self.d).all(|j| ((x[j] - snapshot[j]) / delta).abs() <= ((1u64 << (b - 1)) - 1) as f64)
+        );
         32 + width_field + b as u64 * self.d as u64
     }
 
@@ -231,8 +254,8 @@ mod tests {
     }
 
     /// §B.6: Direct's width shrinks (never grows) as x moves away from x̃ and the message is
-    /// empty at x = x̃; Delta's width is constant; each unbiased coordinate-wise (mean of
-    /// the decoded views within 4σ/√N of x).
+    /// empty at x = x̃; Delta's width is constant, and Fixed's is its own; Direct is unbiased
+    /// coordinate-wise (mean of the decoded views within 4σ/√N of x).
     #[test]
     fn direct_widths_follow_the_distance_and_delta_widths_are_constant() {
         let mut g = Stream::seed_from_u64(5);
@@ -240,7 +263,7 @@ mod tests {
         let snapshot = random(d, 2.0, &mut g);
         let direction = random(d, 1.0, &mut g);
         let (mut msg, mut rng) = (Vec::new(), Stream::seed_from_u64(1));
-        for mode in [Mode::Direct, Mode::Delta] {
+        for mode in [Mode::Direct, Mode::Delta, Mode::Fixed(6)] {
             let q = ModelQuantizer::new(mode, 0.5, d).unwrap();
             assert_eq!(q.encode(&snapshot, &snapshot, &mut rng, &mut msg), 0);
             assert!(msg.is_empty());
@@ -255,6 +278,7 @@ mod tests {
             match mode {
                 Mode::Direct => assert!(widths.windows(2).all(|w| w[1] <= w[0]) && widths[0] > widths[4], "{widths:?}"),
                 Mode::Delta => assert!(widths.iter().all(|&b| b as u32 == q.delta_width().unwrap()), "{widths:?}"),
+                Mode::Fixed(b) => assert!(widths.iter().all(|&w| w == b as u64), "{widths:?}"),
             }
         }
         let x: Vec<f64> = snapshot.iter().zip(&direction).map(|(s, v)| s + 0.3 * v).collect();
@@ -280,7 +304,7 @@ mod tests {
         let snapshot = random(d, 1.0, &mut g);
         let x = random(d, 1.0, &mut g);
         let q = ModelQuantizer::new(Mode::Direct, 0.0, d).unwrap();
-        assert_eq!(q.encode(&x, &snapshot, &mut g, &mut msg), 8 + 64 * d as u64);
+        assert_eq!(q.encode(&x, &snapshot, &mut g, &mut msg), 8 + 32 * d as u64);
         let mut view = vec![0.0; d];
         q.decode(&msg, &snapshot, &mut view).unwrap();
         assert_eq!(view, x);

@@ -5,6 +5,7 @@
 //! (`--method NAME:key=value,…`), and an [`Entry`] listed in [`METHODS`]. Methods never
 //! print, write files, test `rank == 0`, or call MPI.
 
+pub mod asylpg;
 pub mod codec;
 pub mod dcgd;
 pub mod diana;
@@ -89,6 +90,8 @@ pub struct Setup<'a> {
     pub topology: Topology,
     /// `--batch` (None: full gradients).
     pub batch: Option<usize>,
+    /// λ of the objective's ridge (λ/2)‖x‖², when it has one.
+    pub ridge: Option<f64>,
     /// Rows of every worker, by global id.
     pub rows: &'a [u64],
     /// `--down-compressor` SPEC.
@@ -184,6 +187,9 @@ pub const METHODS: &[Entry] = &[
     smoothness_aware::DIANA_PLUS,
     scalecom::ENTRY,
     sketched_sgd::ENTRY,
+    asylpg::ASYLPG,
+    asylpg::SPARSE_ASYLPG,
+    asylpg::ACC_ASYLPG,
 ];
 
 /// `qtrain methods`: every entry with its keys, or (`examples`) its example pairs as

@@ -932,6 +932,7 @@ mod tests {
             collective: None,
             topology: Topology::Replicated,
             batch: None,
+            ridge: None,
             rows: &[10],
             down_compressor: "identity",
             seed: 5,

@@ -134,6 +134,13 @@ impl Objective {
         self.loss.has_constant_curvature() && self.regularizer.has_constant_curvature()
     }
 
+    /// λ of the ridge (λ/2)‖x‖², when that is the regulariser (a method may then treat it
+    /// as a proximal term, AsyLPG's `ridge=prox`).
+    pub fn ridge(&self) -> Option<f64> {
+        (self.regularizer.has_constant_curvature() && self.regularizer.is_convex())
+            .then(|| self.regularizer.smoothness())
+    }
+
     /// Whether f is convex (the Newton solver's f* is the optimum only then).
     pub fn is_convex(&self) -> bool {
         self.loss.is_convex() && self.regularizer.is_convex()

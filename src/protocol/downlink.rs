@@ -172,6 +172,7 @@ impl Downlink {
     pub fn paper_bits(&self, down: &Down) -> u64 {
         let update = match (&self.compression, down.update) {
             (_, Update::None) => 0,
+            _ if down.mirrored => 0,
             (Some(c), Update::Dense(_)) if !self.sent_exact => c.compressor.paper_bits(&self.message),
             (_, Update::Dense(v)) => 32 * v.len() as u64,
             (_, Update::Sparse { indices, .. }) => indices.len() as u64 * (32 + self.index_bits),
@@ -270,7 +271,7 @@ impl Downlink {
             (EXACT_STATE | COMPRESSED, Some(c)) => Update::Dense(&c.state),
             _ => Update::None,
         };
-        Down { step: self.received_step, update, extra: &self.extra, extra_bits: 0, counted: false }
+        Down { step: self.received_step, update, extra: &self.extra, extra_bits: 0, counted: false, mirrored: false }
     }
 }
 

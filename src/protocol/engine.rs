@@ -395,6 +395,11 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Method for Protocol<P, W, S> {
                 Oracle::Round => w.round_gradient(obj, x, t),
                 Oracle::Full => w.full_gradient(obj, x, t),
                 Oracle::Pair => (w.pair_gradients(obj, x, &self.io.previous_x), false),
+                Oracle::FullAt => (w.gradient_at(obj, self.plan.oracle_points().0), false),
+                Oracle::PairAt => {
+                    let (a, b) = self.plan.oracle_points();
+                    (w.pair_gradients(obj, a, b), false)
+                }
             };
             round.stats.t_compute += seconds;
             if reused {

@@ -56,6 +56,12 @@ pub enum Oracle {
     /// ∇f_I(x^t) into `grad` and ∇f_I(x^{t−1}) into `Worker::pair`, on one minibatch I
     /// (VR-MARINA's compressed rounds; full gradients without `--batch`).
     Pair,
+    /// The full ∇f_i at the plan's first point (`Plan::oracle_points`): a snapshot that is
+    /// not x^t (accelerated AsyLPG).
+    FullAt,
+    /// ∇f_I at the plan's two points into `grad` and `pair`, on one minibatch I (AsyLPG:
+    /// the quantized model and the snapshot).
+    PairAt,
 }
 
 /// What a worker did in an uplink phase.
@@ -110,12 +116,16 @@ pub struct Down<'a> {
     /// Counted in `bits_down` on the replicated topology too, because the method's paper
     /// counts this downlink (§0.4: Sketched-SGD's update broadcast).
     pub counted: bool,
+    /// The update reaches the other ranks only so that every rank holds the server's x
+    /// (for the monitor); the method's workers never read it, so its bits are not the
+    /// method's downlink (AsyLPG's workers see the quantized model in `extra`).
+    pub mirrored: bool,
 }
 
 impl<'a> Down<'a> {
     /// Nothing to apply (an upload-only phase, or a server that only stores).
     pub fn nothing() -> Down<'static> {
-        Down { step: 0.0, update: Update::None, extra: &[], extra_bits: 0, counted: false }
+        Down { step: 0.0, update: Update::None, extra: &[], extra_bits: 0, counted: false, mirrored: false }
     }
 
     /// x ← x − step·v.
@@ -136,6 +146,11 @@ impl<'a> Down<'a> {
     /// Marked as counted in `bits_down` on the replicated topology.
     pub fn counted(self) -> Down<'a> {
         Down { counted: true, ..self }
+    }
+
+    /// The update marked as a mirror of the server's model, not counted in `bits_down`.
+    pub fn mirrored(self) -> Down<'a> {
+        Down { mirrored: true, ..self }
     }
 }
 
@@ -173,6 +188,11 @@ pub trait Plan {
     /// (asked once, at construction).
     fn two_point(&self) -> bool {
         false
+    }
+
+    /// The points of `Oracle::FullAt` (the first) and `Oracle::PairAt`.
+    fn oracle_points(&self) -> (&[f64], &[f64]) {
+        unreachable!("a plan that asks for FullAt or PairAt gives its points")
     }
 
     /// Diagnostics of the last round from `monitored` = Σ_i w_i × each worker role's

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary under real `mpirun` (OpenMPI), real HDF5 files,
 //! real LIBSVM data. One test crate (faster to link than one per file).
 
+mod asylpg;
 mod cluster;
 mod errors;
 mod faults;

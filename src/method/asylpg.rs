@@ -1,0 +1,494 @@
+//! Double quantization (Yu, Wu, Huang, NeurIPS 2019; ALGORITHMS.md §B): AsyLPG,
+//! Sparse-AsyLPG and accelerated AsyLPG, synchronous execution on the round protocol.
+//!
+//! Prox-SVRG epochs with both directions quantized (§B.2):
+//! ```text
+//! epoch s:   x̃ (snapshot), ∇f(x̃) in full precision (one Sum of the workers' full gradients)
+//! inner t:   server → workers  Q(x_t), μ-bounded: E‖Q(x_t) − x_t‖² ≤ μ‖x_t − x̃‖²
+//!            worker i          α_i = ∇f_{i,I}(Q(x_t)) − ∇f_{i,I}(x̃) + ∇f(x̃) on a minibatch I
+//!                              of --batch rows, sends Q_(δ,b)(α_i) (--compressor)
+//!            server            x_{t+1} = prox_{ηh}(x_t − η Σ_i w_i Q(α_i))
+//! x̃^{s+1} = x_m (the last iterate)
+//! ```
+//! Synchronous: every worker contributes every inner step, so this is deterministic and
+//! bit-identical across rank layouts; `staleness=0` of the asynchronous execution is the
+//! same algorithm.
+//!
+//! What follows the paper and what is ours (§B tags; README "Double quantization"):
+//! * [secondary] the structure above, the model quantized directly with a μ-bounded
+//!   error (`model=direct`, `compress::model_quant`), the gradient on the b-bit grid
+//!   (`lowp:b=B`), Sparse-AsyLPG's sparsify-then-quantize (`sparse-lowp:k=K,b=B`).
+//! * [recall/ours] δ_x = 2√(μ/d)‖x − x̃‖ with the smallest unclipped width; the last
+//!   iterate as the next snapshot; one minibatch per worker per inner step (the sync
+//!   execution: every worker, every step); the default η = 1/(4·L_max·(1 + ω/n)) (no
+//!   theory default was readable) and m = one pass over a worker's rows.
+//! * Accelerated AsyLPG: the coefficients of the paper's box were not read; the MiG
+//!   template of §B.4 is behind the flag `unverified` (θ_s = 2/(s+4), η_s = 1/(c·L_max·θ_s);
+//!   the quantized point is x_t = θ_s y_t + (1 − θ_s)x̃, the server steps y, and
+//!   x̃^{s+1} = θ_s·mean(y_1..y_m) + (1 − θ_s)x̃^s).
+//! * Ridge: `ridge=smooth` keeps (λ/2)‖x‖² inside f (h = 0, the prox is the identity);
+//!   `ridge=prox` makes it h: the workers' α leave λx out and the server steps
+//!   x ← (x − ηḡ)/(1 + ηλ) (§B.6: a floor from the gradient noise at ∇f(x*) ≠ 0).
+//!
+//! Rounds: one snapshot round (phases: Sum(d) of w_i∇f_i(x̃), then Serve of Q(x_0)), then
+//! m inner rounds (the uplink phase, then Serve of the next Q(x), except in the last).
+//! Bits (§B.2): uplink the compressor's paper bits per inner step, 32d per worker for the
+//! snapshot gradient; downlink n × the model message (empty at x = x̃) per inner step,
+//! n × 64d per snapshot (x̃ and ∇f(x̃) in fp32). The exact model update x ← x − η·ḡ only
+//! mirrors the server's x to every rank for the monitor (`Down::mirrored`): not counted.
+
+use super::codec::Codec;
+use super::step_size::StepSize;
+use super::{require_family, require_unbiased, Entry, Method, Setup};
+use crate::checkpoint::{StateReader, StateWriter};
+use crate::compress::model_quant::{Mode, ModelQuantizer};
+use crate::compress::wire;
+use crate::error::{Error, Result};
+use crate::protocol::{Down, Oracle, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
+use crate::rng::{self, Purpose, Stream};
+use crate::spec::Spec;
+use crate::worker::Worker;
+
+const KEYS: &[(&str, &str)] = &[
+    ("eta", "step η (default 1/(4·L_max·(1 + ω/n)), our SVRG-type choice; or --step / --step-factor)"),
+    ("epoch", "inner steps m per epoch (default ⌈mean rows/B⌉ with --batch B: one pass; 1 without --batch)"),
+    ("mu", "model error constant μ: E‖Q(x) − x‖² ≤ μ‖x − x̃‖² (default 0.5)"),
+    ("model", "direct (default: the model on its own grid, §B.2), delta (x − x̃, our construction), exact (fp32 models) or fixed (width bx, not μ-bounded)"),
+    ("bx", "the model width of model=fixed (δ = ‖x‖_∞/(2^{bx−1} − 1), HALP-style)"),
+    ("ridge", "smooth (default: λ inside f) or prox (the ridge as h, through prox_ηh)"),
+];
+
+const ACC_KEYS: &[(&str, &str)] = &[
+    ("eta", "step η_0 of the first epoch (default 1/(c·L_max·θ_0)); later epochs η_s = η_0·θ_0/θ_s"),
+    ("epoch", "inner steps m per epoch (default ⌈mean rows/B⌉ with --batch B; 1 without)"),
+    ("mu", "model error constant μ (default 0.5)"),
+    ("model", "direct (default), delta, exact or fixed"),
+    ("bx", "the model width of model=fixed"),
+    ("ridge", "smooth (default) or prox"),
+    ("theta", "a constant momentum weight θ in (0, 1] (default θ_s = 2/(s+4), the MiG template)"),
+    ("c", "the constant of η_s = 1/(c·L_max·θ_s) (default 3)"),
+    ("unverified", "required flag: the coefficients are the MiG template of §B.4, not the paper's box"),
+];
+
+pub const ASYLPG: Entry = Entry {
+    name: "asylpg",
+    about: "AsyLPG (§B.2): prox-SVRG epochs, the μ-bounded quantized model down, Q_(δ,b) of the SVRG gradient up",
+    keys: KEYS,
+    dense_downlink: false,
+    smoothness_matrices: false,
+    hessian_variance: false,
+    examples: &[("asylpg:epoch=4", "lowp:b=8"), ("asylpg:epoch=3,model=delta,ridge=prox", "identity")],
+    build: |setup, spec| build(setup, spec, Variant::Plain),
+};
+
+pub const SPARSE_ASYLPG: Entry = Entry {
+    name: "sparse-asylpg",
+    about: "Sparse-AsyLPG (§B.3): AsyLPG with the gradient sparsified before quantizing (--compressor sparse-lowp)",
+    keys: KEYS,
+    dense_downlink: false,
+    smoothness_matrices: false,
+    hessian_variance: false,
+    examples: &[("sparse-asylpg:epoch=4", "sparse-lowp:k=20,b=8")],
+    build: |setup, spec| {
+        require_family(setup, "sparse-asylpg", "sparse-lowp")?;
+        build(setup, spec, Variant::Plain)
+    },
+};
+
+pub const ACC_ASYLPG: Entry = Entry {
+    name: "acc-asylpg",
+    about: "accelerated AsyLPG (§B.4, unverified coefficients: the MiG template): momentum on double quantization",
+    keys: ACC_KEYS,
+    dense_downlink: false,
+    smoothness_matrices: false,
+    hessian_variance: false,
+    examples: &[("acc-asylpg:unverified,epoch=4", "lowp:b=8")],
+    build: |setup, spec| build(setup, spec, Variant::Accelerated),
+};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Variant {
+    Plain,
+    Accelerated,
+}
+
+/// The momentum weight of accelerated AsyLPG.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Theta {
+    /// θ_s = 2/(s + 4) (§B.4 template, non-strongly convex).
+    Schedule,
+    Constant(f64),
+}
+
+impl Theta {
+    fn at(self, epoch: u64) -> f64 {
+        match self {
+            Theta::Schedule => 2.0 / (epoch as f64 + 4.0),
+            Theta::Constant(theta) => theta,
+        }
+    }
+}
+
+/// The method's parameters from its SPEC.
+struct Params {
+    epoch: u64,
+    quantizer: ModelQuantizer,
+    /// λ of h = (λ/2)‖x‖² with `ridge=prox`.
+    prox: Option<f64>,
+    /// None: plain AsyLPG.
+    momentum: Option<Theta>,
+}
+
+fn build(setup: &Setup, spec: &mut Spec, variant: Variant) -> Result<Box<dyn Method>> {
+    let name = spec.name.clone();
+    let codec = Codec::new(setup, &name)?;
+    let omega = require_unbiased(codec.class(), &name, setup.compressor)?;
+    let params = parse(setup, spec, variant, &name)?;
+    let (gamma, rule) = match params.momentum {
+        None => {
+            let n = setup.effective_workers();
+            let gamma = 1.0 / (4.0 * setup.smoothness.l_max * (1.0 + omega / n));
+            let rule = format!(
+                "1/(4·L_max·(1 + ω/n)), L_max = {:.6e}, ω = {omega:.6}, n = {n:.3} [ours: §B.2 gives no theory default]",
+                setup.smoothness.l_max
+            );
+            (gamma, rule)
+        }
+        Some(theta) => {
+            let c = spec.take_f64_or("c", 3.0)?;
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::config(format!("{name}: c = {c}"), "choose c > 0 (the template uses 3–4)"));
+            }
+            let theta0 = theta.at(0);
+            let gamma = 1.0 / (c * setup.smoothness.l_max * theta0);
+            let rule = format!(
+                "1/(c·L_max·θ_0), c = {c}, L_max = {:.6e}, θ_0 = {theta0} [§B.4 MiG template, unverified]",
+                setup.smoothness.l_max
+            );
+            (gamma, rule)
+        }
+    };
+    let step = match spec.take_f64_or("eta", f64::NAN)? {
+        eta if eta.is_nan() => StepSize::resolve(gamma, &rule, setup.step),
+        eta if setup.step.step.is_some() || setup.step.factor != 1.0 => {
+            return Err(Error::config(
+                format!("{name}:eta={eta} together with --step or --step-factor"),
+                "give the step once: the eta key or --step",
+            ))
+        }
+        eta if eta > 0.0 && eta.is_finite() => {
+            StepSize { gamma: eta, rule: format!("eta = {eta} (default would be {rule} = {gamma:.6e})") }
+        }
+        eta => return Err(Error::config(format!("{name}:eta={eta}"), "choose η > 0")),
+    };
+    let d = setup.dim;
+    let plan = AsyLpgPlan {
+        step,
+        codec,
+        epoch: params.epoch,
+        round: 0,
+        quantizer: params.quantizer,
+        prox: params.prox,
+        momentum: params.momentum,
+        snapshot: vec![0.0; d],
+        full: vec![0.0; d],
+        view: vec![0.0; d],
+        mean_y: vec![0.0; d],
+    };
+    let workers = (0..setup.local_workers).map(|_| AsyLpgWorker { alpha: vec![0.0; d], own: Vec::new() }).collect();
+    let server = setup.server(|| AsyLpgServer {
+        coins: rng::shared(setup.seed, Purpose::ModelQuantizer),
+        sum: vec![0.0; d],
+        point: vec![0.0; d],
+        wire: Vec::new(),
+    });
+    Ok(Box::new(Protocol::new(&setup.layout(), plan, workers, server)?))
+}
+
+fn parse(setup: &Setup, spec: &mut Spec, variant: Variant, name: &str) -> Result<Params> {
+    let batch = setup.batch.unwrap_or(usize::MAX).max(1);
+    let mean_rows = setup.rows.iter().sum::<u64>() as f64 / setup.rows.len() as f64;
+    let one_pass = (mean_rows / batch as f64).ceil().max(1.0) as usize;
+    let epoch = spec.take_usize_or("epoch", one_pass)?;
+    if epoch == 0 {
+        return Err(Error::config(format!("{name}:epoch=0"), "an epoch needs at least one inner step: epoch ≥ 1"));
+    }
+    let mu = spec.take_f64_or("mu", 0.5)?;
+    let mode = spec.take_choice("model", &["direct", "delta", "exact", "fixed"], "direct")?;
+    let fixed_width = spec.take_usize_opt("bx")?;
+    let quantizer = match (mode.as_str(), fixed_width) {
+        ("direct", None) => ModelQuantizer::new(Mode::Direct, mu, setup.dim)?,
+        ("delta", None) => ModelQuantizer::new(Mode::Delta, mu, setup.dim)?,
+        ("fixed", Some(b)) => ModelQuantizer::new(Mode::Fixed(b.min(64) as u32), mu, setup.dim)?,
+        ("fixed", None) => {
+            return Err(Error::config(format!("{name}:model=fixed without bx"), "give the width: model=fixed,bx=8"))
+        }
+        (_, None) => ModelQuantizer::new(Mode::Direct, 0.0, setup.dim)?, // exact
+        (_, Some(_)) => {
+            return Err(Error::config(format!("{name}:bx with model={mode}"), "bx is the width of model=fixed only"))
+        }
+    };
+    let prox = match spec.take_choice("ridge", &["smooth", "prox"], "smooth")?.as_str() {
+        "prox" => Some(setup.ridge.ok_or_else(|| {
+            Error::config(
+                format!("{name}:ridge=prox with this objective"),
+                "ridge=prox needs the ridge (λ/2)‖x‖² (--objective logistic or least-squares); use ridge=smooth",
+            )
+        })?),
+        _ => None,
+    };
+    let momentum = match variant {
+        Variant::Plain => None,
+        Variant::Accelerated => {
+            if !spec.take_flag("unverified")? {
+                return Err(Error::config(
+                    format!("--method {}", spec.text()),
+                    "acc-asylpg's coefficients are the MiG template of ALGORITHMS.md §B.4, not the paper's \
+                     (unread) box: write --method acc-asylpg:unverified to run them",
+                ));
+            }
+            Some(match spec.take_f64_or("theta", f64::NAN)? {
+                t if t.is_nan() => Theta::Schedule,
+                t if t > 0.0 && t <= 1.0 => Theta::Constant(t),
+                t => return Err(Error::config(format!("{name}:theta={t}"), "choose 0 < θ ≤ 1")),
+            })
+        }
+    };
+    Ok(Params { epoch: epoch as u64, quantizer, prox, momentum })
+}
+
+/// Where round t falls: the snapshot round of an epoch, or inner step r = 1..=m.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stage {
+    Snapshot { epoch: u64 },
+    Inner { epoch: u64, r: u64 },
+}
+
+struct AsyLpgPlan {
+    step: StepSize,
+    codec: Codec,
+    epoch: u64,
+    /// The round in progress (set by `begin_round`).
+    round: u64,
+    quantizer: ModelQuantizer,
+    prox: Option<f64>,
+    momentum: Option<Theta>,
+    /// x̃ and ∇f(x̃) of the epoch, and the workers' view Q(x_t) of the model to step from.
+    snapshot: Vec<f64>,
+    full: Vec<f64>,
+    view: Vec<f64>,
+    /// Accelerated: the mean of y_1..y_r of the epoch so far.
+    mean_y: Vec<f64>,
+}
+
+impl AsyLpgPlan {
+    fn stage(&self) -> Stage {
+        let (epoch, r) = (self.round / (self.epoch + 1), self.round % (self.epoch + 1));
+        if r == 0 {
+            Stage::Snapshot { epoch }
+        } else {
+            Stage::Inner { epoch, r }
+        }
+    }
+
+    /// Whether the epoch's snapshot is the model itself (AsyLPG; the first epoch of the
+    /// accelerated variant), rather than the accelerated variant's own combination.
+    fn snapshot_is_model(&self, epoch: u64) -> bool {
+        self.momentum.is_none() || epoch == 0
+    }
+
+    /// θ_s of the accelerated variant (1 for AsyLPG: the point quantized is the model).
+    fn theta(&self, epoch: u64) -> f64 {
+        self.momentum.map_or(1.0, |m| m.at(epoch))
+    }
+
+    /// The step of this epoch: η, or η_0·θ_0/θ_s for the accelerated variant.
+    fn eta(&self, epoch: u64) -> f64 {
+        self.step.gamma * self.theta(0) / self.theta(epoch)
+    }
+}
+
+impl Plan for AsyLpgPlan {
+    fn begin_round(&mut self, t: u64) -> usize {
+        self.round = t;
+        match self.stage() {
+            Stage::Snapshot { .. } => 2,
+            Stage::Inner { r, .. } => {
+                self.codec.begin_round();
+                if r == self.epoch {
+                    1
+                } else {
+                    2
+                }
+            }
+        }
+    }
+
+    fn phase(&self, i: usize) -> Phase {
+        match (self.stage(), i) {
+            (Stage::Snapshot { .. }, 0) => Phase::Sum { len: self.snapshot.len() },
+            (Stage::Inner { .. }, 0) => self.codec.phase(),
+            _ => Phase::Serve,
+        }
+    }
+
+    fn oracle(&self) -> Oracle {
+        match self.stage() {
+            Stage::Snapshot { epoch } if self.snapshot_is_model(epoch) => Oracle::Full,
+            Stage::Snapshot { .. } => Oracle::FullAt,
+            Stage::Inner { .. } => Oracle::PairAt,
+        }
+    }
+
+    fn oracle_points(&self) -> (&[f64], &[f64]) {
+        match self.stage() {
+            Stage::Snapshot { .. } => (&self.snapshot, &self.snapshot),
+            Stage::Inner { .. } => (&self.view, &self.snapshot),
+        }
+    }
+
+    fn on_downlink(&mut self, i: usize, down: &Down, x: &mut [f64]) -> Result<()> {
+        match (self.stage(), i) {
+            (Stage::Snapshot { epoch }, 0) => {
+                if self.snapshot_is_model(epoch) {
+                    self.snapshot.copy_from_slice(x);
+                }
+                read_f64s(down.extra, &mut self.full)
+            }
+            (Stage::Inner { epoch, r }, 0) => {
+                let Some(theta) = self.momentum.map(|m| m.at(epoch)) else { return Ok(()) };
+                // mean_y ← mean of y_1..y_r; at the epoch's end the next snapshot.
+                let weight = 1.0 / r as f64;
+                self.mean_y.iter_mut().zip(x.iter()).for_each(|(m, y)| *m += weight * (y - *m));
+                if r == self.epoch {
+                    for (s, m) in self.snapshot.iter_mut().zip(&self.mean_y) {
+                        *s = theta * m + (1.0 - theta) * *s;
+                    }
+                }
+                Ok(())
+            }
+            _ => self.quantizer.decode(down.extra, &self.snapshot, &mut self.view),
+        }
+    }
+
+    fn step_size(&self) -> &StepSize {
+        &self.step
+    }
+
+    fn save(&self, w: &mut StateWriter) {
+        self.codec.save(w);
+        w.f64s("snapshot", &self.snapshot);
+        w.f64s("snapshot gradient", &self.full);
+        w.f64s("quantized model", &self.view);
+        w.f64s("mean of y", &self.mean_y);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        self.codec.load(r)?;
+        r.f64s_into("snapshot", &mut self.snapshot)?;
+        r.f64s_into("snapshot gradient", &mut self.full)?;
+        r.f64s_into("quantized model", &mut self.view)?;
+        r.f64s_into("mean of y", &mut self.mean_y)
+    }
+}
+
+struct AsyLpgWorker {
+    alpha: Vec<f64>,
+    /// The codec's copy of a summed message (unused feedback).
+    own: Vec<f64>,
+}
+
+impl WorkerRole<AsyLpgPlan> for AsyLpgWorker {
+    fn uplink(&mut self, plan: &mut AsyLpgPlan, _i: usize, data: &mut Worker, up: Uplink) -> Result<Sent> {
+        if let Stage::Snapshot { .. } = plan.stage() {
+            let Uplink::Sum { weight, acc } = up else { unreachable!("the snapshot gradient is summed") };
+            crate::vector::add_scaled(acc, weight, &data.grad);
+            return Ok(Sent::Bits(32 * data.grad.len() as u64));
+        }
+        svrg_direction(plan, data, &mut self.alpha);
+        Ok(plan.codec.encode(data.id, &self.alpha, &mut data.rng, up, &mut self.own))
+    }
+
+    /// The workers keep nothing between rounds: the snapshot and the view are the plan's.
+    fn save(&self, _w: &mut StateWriter) {}
+
+    fn load(&mut self, _r: &mut StateReader) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// α = ∇f_I(Q(x)) − ∇f_I(x̃) + ∇f(x̃) from the oracle's pair (`grad` at the view, `pair`
+/// at the snapshot), less the ridge's λ·Q(x) with `ridge=prox` (h is the server's).
+fn svrg_direction(plan: &AsyLpgPlan, data: &Worker, alpha: &mut [f64]) {
+    let ridge = plan.prox.unwrap_or(0.0);
+    for (j, a) in alpha.iter_mut().enumerate() {
+        *a = data.grad[j] - data.pair[j] + plan.full[j] - ridge * plan.view[j];
+    }
+}
+
+struct AsyLpgServer {
+    /// The model quantizer's coins (shared: every replica draws the same).
+    coins: Stream,
+    /// ∇f(x̃), then Σ_i w_i Q(α_i), or with the ridge as h, that plus λx.
+    sum: Vec<f64>,
+    /// The point quantized for the workers.
+    point: Vec<f64>,
+    wire: Vec<u8>,
+}
+
+impl ServerRole<AsyLpgPlan> for AsyLpgServer {
+    fn serve(&mut self, plan: &mut AsyLpgPlan, i: usize, received: Received, x: &[f64]) -> Result<Down<'_>> {
+        let d = x.len() as u64;
+        match (plan.stage(), i) {
+            (Stage::Snapshot { .. }, 0) => {
+                let Received::Sum(sum) = received else { unreachable!("the snapshot gradient is summed") };
+                self.wire.clear();
+                sum.iter().for_each(|&v| wire::put_f64(&mut self.wire, v));
+                // x̃ and ∇f(x̃) to every worker, fp32 each (§B.2).
+                Ok(Down::nothing().with_extra(&self.wire, 64 * d).counted())
+            }
+            (Stage::Inner { epoch, .. }, 0) => {
+                self.sum.fill(0.0);
+                plan.codec.aggregate(received, 1.0, &mut self.sum)?;
+                let eta = plan.eta(epoch);
+                let step = match plan.prox {
+                    None => eta,
+                    // prox_ηh(x − ηḡ) = (x − ηḡ)/(1 + ηλ) = x − η/(1 + ηλ)·(ḡ + λx).
+                    Some(lambda) => {
+                        crate::vector::add_scaled(&mut self.sum, lambda, x);
+                        eta / (1.0 + eta * lambda)
+                    }
+                };
+                Ok(Down::dense(step, &self.sum).mirrored())
+            }
+            (stage, _) => {
+                let epoch = match stage {
+                    Stage::Snapshot { epoch } | Stage::Inner { epoch, .. } => epoch,
+                };
+                let theta = plan.theta(epoch);
+                for ((p, &y), &s) in self.point.iter_mut().zip(x).zip(&plan.snapshot) {
+                    *p = if theta == 1.0 { y } else { theta * y + (1.0 - theta) * s };
+                }
+                let bits = plan.quantizer.encode(&self.point, &plan.snapshot, &mut self.coins, &mut self.wire);
+                Ok(Down::nothing().with_extra(&self.wire, bits).counted())
+            }
+        }
+    }
+
+    fn save(&self, w: &mut StateWriter) {
+        w.stream("model quantizer coins", &self.coins);
+    }
+
+    fn load(&mut self, r: &mut StateReader) -> Result<()> {
+        r.stream("model quantizer coins", &mut self.coins)
+    }
+}
+
+/// d f64 from the snapshot downlink.
+fn read_f64s(bytes: &[u8], out: &mut [f64]) -> Result<()> {
+    wire::expect_len("snapshot gradient", bytes, 8 * out.len())?;
+    for (o, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+        *o = f64::from_le_bytes(b.try_into().expect("8-byte chunk"));
+    }
+    Ok(())
+}
