@@ -22,23 +22,7 @@ DATA_DIR=${DATA_DIR:-../shared/data}
 DOC=docs/evidence-smoothness-tables.md
 mkdir -p "$OUT"
 
-# One run; prints "round|bits|seconds" at f − f* ≤ 1e-6 (or "—||" when not reached).
-run() {
-  local name=$1 data=$2 method=$3 compressor=$4
-  shift 4
-  "$QTRAIN_MPIRUN" -n "$RANKS" "$QTRAIN" train --data "$DATA_DIR/$data.txt" \
-    --method "$method" --compressor "$compressor" --fstar auto --eval-every 20 --log-every 100000 \
-    --out "$OUT/$name.h5" --force "$@" >"$OUT/$name.log" 2>&1
-  "$QTRAIN" report --target 1e-6 "$OUT/$name.h5" 2>/dev/null |
-    awk -F'|' -v n="$name" '$2 == " "n" " && $3 ~ /^ *[0-9]+ *$/ { gsub(/ /, ""); print $3 "|" $4 "|" $5; found = 1 }
-      $2 == " "n" " && $3 ~ /not reached/ { print "—||"; found = 1 }
-      END { if (!found) print "—||" }'
-}
-
-# The model dimension of a result file (its `features` attribute).
-features() {
-  h5dump -a features "$1" | awk '/\(0\)/ { print $2 }'
-}
+source docs/evidence-common.sh
 
 {
   echo "# Evidence: smoothness-aware compression and MARINA (tables)"
@@ -107,7 +91,7 @@ done
 for spec in "marina|corr-q" "marina|indep-q" "diana|indep-q" "marina|perm-k" "diana|qsgd:s=1,norm=inf"; do
   IFS='|' read -r method compressor <<<"$spec"
   name="marina-$method-${compressor//[:=,]/_}"
-  IFS='|' read -r rounds total seconds <<<"$(run "$name" a9a "$method" "$compressor" --lambda 0.1 --tol 2e-7 --workers 8 --iters 60000)"
+  IFS='|' read -r rounds total _ seconds <<<"$(run "$name" a9a "$method" "$compressor" --lambda 0.1 --tol 2e-7 --workers 8 --iters 60000)"
   echo "| \`$method\` | \`$compressor\` | $rounds | $total | $seconds |" >>"$DOC"
 done
 echo "wrote $DOC"

@@ -27,9 +27,9 @@ pub struct RunSummary {
     pub bytes_per_rank_round: f64,
     /// Median over rounds of the method bytes rank 0 received.
     pub recv_bytes_round: f64,
-    /// The first evaluated round with f − f* ≤ the `--target`: (round, bits up, training
-    /// seconds); None when no target was asked or the run never got there.
-    pub reached: Option<(u64, u64, f64)>,
+    /// The first evaluated round with f − f* ≤ the `--target`: (round, bits up, bits
+    /// down, training seconds); None when no target was asked or the run never got there.
+    pub reached: Option<(u64, u64, u64, f64)>,
     /// Medians over rounds, in seconds.
     pub t_compute: f64,
     pub t_compress: f64,
@@ -68,7 +68,8 @@ pub fn read(path: &Path, target: Option<f64>) -> Result<RunSummary> {
     let iters = u64s("iter")?;
     let rounds = iters.last().copied().unwrap_or(0);
     let time = f64s("time")?;
-    let reached = target.and_then(|t| gap.iter().position(|&g| g <= t)).map(|i| (iters[i], bits[i], time[i]));
+    let down = u64s("bits_down")?;
+    let reached = target.and_then(|t| gap.iter().position(|&g| g <= t)).map(|i| (iters[i], bits[i], down[i], time[i]));
     let median_of = |name: &str| -> Result<f64> { Ok(median(f64s(name)?.into_iter().skip(1).collect())) };
     // Files of earlier versions have neither the method's keys nor a topology.
     let optional = |name: &str| text(name).ok();
@@ -90,7 +91,7 @@ pub fn read(path: &Path, target: Option<f64>) -> Result<RunSummary> {
         final_loss: loss.last().copied().unwrap_or(f64::NAN),
         final_gap: gap.last().copied().unwrap_or(f64::NAN),
         bits_up: bits.last().copied().unwrap_or(0),
-        bits_down: u64s("bits_down")?.last().copied().unwrap_or(0),
+        bits_down: down.last().copied().unwrap_or(0),
         reached,
         bytes_per_rank_round: median(wire),
         // Absent from files written before it was recorded.
@@ -140,15 +141,16 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 
 /// Rounds, bits and training time to reach f − f* ≤ `target`, one line per run.
 pub fn target_table(runs: &[RunSummary], target: f64) -> String {
-    let mut out =
-        format!("\n| run | round with f − f* ≤ {target:e} | bits up | training time (s) |\n|---|---:|---:|---:|\n");
+    let mut out = format!(
+        "\n| run | round with f − f* ≤ {target:e} | bits up | bits down | training time (s) |\n|---|---:|---:|---:|---:|\n"
+    );
     for r in runs {
         let name = r.path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
         match r.reached {
-            Some((round, bits, time)) => {
-                out.push_str(&format!("| {name} | {round} | {:.3e} | {time:.3} |\n", bits as f64))
+            Some((round, up, down, time)) => {
+                out.push_str(&format!("| {name} | {round} | {:.3e} | {:.3e} | {time:.3} |\n", up as f64, down as f64))
             }
-            None => out.push_str(&format!("| {name} | not reached in {} rounds | | |\n", r.rounds)),
+            None => out.push_str(&format!("| {name} | not reached in {} rounds | | | |\n", r.rounds)),
         }
     }
     out

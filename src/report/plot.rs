@@ -358,7 +358,7 @@ pub fn convergence_figures(dir: &Path, runs: &[RunCurves]) -> Result<Vec<PathBuf
     let use_gap = runs.iter().all(|r| r.gap.iter().any(|g| g.is_finite()));
     let (name, y_label) = if use_gap { ("f − f*", "f(x) − f*") } else { ("‖∇f‖²", "‖∇f(x)‖²") };
     let value = |r: &RunCurves| if use_gap { r.gap.clone() } else { r.grad_norm_sq.clone() };
-    let curves_over = |x: &dyn Fn(&RunCurves) -> &Vec<f64>, positive_x: bool| -> Vec<Curve> {
+    let curves_over = |x: &dyn Fn(&RunCurves) -> Vec<f64>, positive_x: bool| -> Vec<Curve> {
         runs.iter()
             .map(|r| Curve {
                 label: r.label.clone(),
@@ -372,9 +372,9 @@ pub fn convergence_figures(dir: &Path, runs: &[RunCurves]) -> Result<Vec<PathBuf
             .collect()
     };
     let mut written = Vec::new();
-    let by_iter = curves_over(&|r| &r.iter, false);
-    let by_bits = curves_over(&|r| &r.bits, true);
-    let by_time = curves_over(&|r| &r.time, true);
+    let by_iter = curves_over(&|r| r.iter.clone(), false);
+    let by_bits = curves_over(&|r| r.bits.clone(), true);
+    let by_time = curves_over(&|r| r.time.clone(), true);
     let ys = |c: &[Curve]| log_bounds(c.iter().flat_map(|c| c.points.iter().map(|p| &p.1)));
     let xs_lin = |c: &[Curve]| linear_bounds(c.iter().flat_map(|c| c.points.iter().map(|p| &p.0)));
     let xs_log = |c: &[Curve]| log_bounds(c.iter().flat_map(|c| c.points.iter().map(|p| &p.0)));
@@ -397,6 +397,20 @@ pub fn convergence_figures(dir: &Path, runs: &[RunCurves]) -> Result<Vec<PathBuf
     for (file, title, x_label, curves, x) in figures {
         let chart = Chart { title, x_label, y_label, curves };
         written.extend(save(dir, file, &Figure::Line { chart, x, y: log(ys(curves)) })?);
+    }
+    // Methods whose papers count the downlink (double quantization, bidirectional
+    // compression, Sketched-SGD): against the bits of both directions too.
+    if runs.iter().any(|r| r.bits_down.iter().any(|&b| b > 0.0)) {
+        let by_total = curves_over(&|r| r.bits.iter().zip(&r.bits_down).map(|(u, d)| u + d).collect(), true);
+        let title = format!("{name} against bits sent up and down");
+        let chart = Chart {
+            title: &title,
+            x_label: "bits up + down (paper convention, cumulative)",
+            y_label,
+            curves: &by_total,
+        };
+        let figure = Figure::Line { chart, x: log(xs_log(&by_total)), y: log(ys(&by_total)) };
+        written.extend(save(dir, "convergence_bits_total", &figure)?);
     }
     Ok(written)
 }

@@ -168,6 +168,14 @@ fn asylpg_counts_the_bits_of_section_b2() {
         }
     }
     assert!(widths.len() >= 6 && widths.iter().all(|&b| (1..=32).contains(&b)), "{widths:?}");
+    // Both directions count (§0.4: double quantization counts the model broadcast), so
+    // the report draws f − f* against their sum too and lists bits down at the target.
+    let figs = dir.path("figs");
+    let run =
+        mpirun(1, &["report", out.to_str().unwrap(), "--target", "1", "--out", figs.to_str().unwrap()]).expect_ok();
+    assert!(run.stdout.contains("| bits up | bits down | training time (s) |"), "{}", run.stdout);
+    let svg = std::fs::read_to_string(figs.join("convergence_bits_total.svg")).unwrap();
+    assert!(svg.contains("bits up + down"), "the total-bits figure labels its axis");
 }
 
 /// §B.6 convergence on a9a (λ = 0.1 inside f, strongly convex): AsyLPG with lowp:b=8 and

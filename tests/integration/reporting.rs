@@ -32,6 +32,7 @@ fn report_writes_labelled_figures_and_a_table() {
             run.stdout
         );
     }
+    assert!(!figs.join("convergence_bits_total.png").exists(), "no downlink bits, no figure against them");
     let expected = [
         ("convergence_rounds", "round t"),
         ("convergence_bits", "bits sent by all workers"),

@@ -1,0 +1,21 @@
+# Helpers of the evidence scripts (sourced): they need OUT, RANKS, QTRAIN, DATA_DIR and
+# QTRAIN_MPIRUN (scripts/mpi-env.sh). EVAL_EVERY (20) is how often f is evaluated.
+
+# One run NAME DATA METHOD COMPRESSOR [flags…]; prints "round|bits up|bits down|seconds" at the
+# first evaluated f − f* ≤ 1e-6 (or "—|||" when not reached), from `qtrain report --target`.
+run() {
+  local name=$1 data=$2 method=$3 compressor=$4
+  shift 4
+  "$QTRAIN_MPIRUN" -n "$RANKS" "$QTRAIN" train --data "$DATA_DIR/$data.txt" \
+    --method "$method" --compressor "$compressor" --fstar auto --eval-every "${EVAL_EVERY:-20}" --log-every 100000 \
+    --out "$OUT/$name.h5" --force "$@" >"$OUT/$name.log" 2>&1
+  "$QTRAIN" report --target 1e-6 "$OUT/$name.h5" 2>/dev/null |
+    awk -F'|' -v n="$name" '$2 == " "n" " && $3 ~ /^ *[0-9]+ *$/ { gsub(/ /, ""); print $3 "|" $4 "|" $5 "|" $6; found = 1 }
+      $2 == " "n" " && $3 ~ /not reached/ { print "—|||"; found = 1 }
+      END { if (!found) print "—|||" }'
+}
+
+# The model dimension of a result file (its `features` attribute).
+features() {
+  h5dump -a features "$1" | awk '/\(0\)/ { print $2 }'
+}
