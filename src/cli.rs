@@ -248,6 +248,11 @@ pub struct TrainArgs {
     /// The metrics still hold the full ‖∇f‖².
     #[arg(long, value_name = "B")]
     pub batch: Option<usize>,
+    /// Straggler emulation (a test and benchmark aid): rank RANK computes every gradient
+    /// FACTOR times slower (it sleeps FACTOR − 1 times each computation's duration after
+    /// it), which changes the timings and never the iterates.
+    #[arg(long, value_name = "RANK:FACTOR", value_parser = parse_straggler)]
+    pub straggler: Option<Straggler>,
     /// Number of rounds.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub iters: u64,
@@ -605,5 +610,20 @@ mod tests {
         std::fs::write(&path, "no equals sign\n").unwrap();
         let err = expand_config(vec!["qtrain".into(), "--config".into(), path.to_str().unwrap().into()]).unwrap_err();
         assert!(err.contains("run.conf:1"), "{err}");
+    }
+}
+
+/// `--straggler RANK:FACTOR`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Straggler {
+    pub rank: usize,
+    pub factor: f64,
+}
+
+fn parse_straggler(text: &str) -> std::result::Result<Straggler, String> {
+    let parsed = text.split_once(':').and_then(|(r, f)| Some((r.trim().parse().ok()?, f.trim().parse().ok()?)));
+    match parsed {
+        Some((rank, factor)) if f64::is_finite(factor) && factor >= 1.0 => Ok(Straggler { rank, factor }),
+        _ => Err(format!("'{text}': expected RANK:FACTOR with FACTOR ≥ 1, e.g. 1:3 (rank 1 computes 3× slower)")),
     }
 }

@@ -21,6 +21,17 @@ pub fn workers(args: &DataArgs, ranks: usize) -> Result<usize> {
     Ok(w)
 }
 
+/// `--straggler RANK:FACTOR` names a rank of the run.
+pub fn straggler(s: crate::cli::Straggler, ranks: usize) -> Result<()> {
+    if s.rank < ranks {
+        return Ok(());
+    }
+    Err(Error::config(
+        format!("--straggler {}:{} with {ranks} MPI ranks", s.rank, s.factor),
+        format!("name a rank from 0 to {}", ranks - 1),
+    ))
+}
+
 pub fn lambda(lambda: f64) -> Result<f64> {
     if !(lambda.is_finite() && lambda >= 0.0) {
         return Err(Error::config(format!("--lambda {lambda}"), "λ must be a finite number ≥ 0"));

@@ -99,6 +99,13 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
         comm.agree(problem.use_minibatches(b))?;
         log::info!("minibatches of {b} rows per worker and round, without replacement");
     }
+    if let Some(s) = args.straggler {
+        comm.agree(config::straggler(s, comm.size()))?;
+        if s.rank == comm.rank() {
+            problem.workers.iter_mut().for_each(|w| w.set_slowdown(s.factor));
+        }
+        log::info!("straggler emulation: rank {} computes every gradient {}× slower (--straggler)", s.rank, s.factor);
+    }
     let d = problem.dim;
     let test = match &args.test {
         Some(t) if args.data.bias => {

@@ -60,6 +60,8 @@ pub struct Worker {
     /// the seconds it took: a full-batch method reuses it.
     full_at: Option<(u64, f64)>,
     margins: Vec<f64>,
+    /// `--straggler`: every gradient of the round takes this many times as long (≥ 1).
+    slowdown: f64,
 }
 
 impl Worker {
@@ -79,6 +81,7 @@ impl Worker {
             pair: Vec::new(),
             full_at: None,
             margins: vec![0.0; m],
+            slowdown: 1.0,
         }
     }
 
@@ -102,6 +105,21 @@ impl Worker {
         self.batch = (b < self.rows()).then(|| SubsetSampler::new(self.rows(), b));
     }
 
+    /// Emulates a slower machine (`--straggler`): every round gradient from now on takes
+    /// `factor` times its duration.
+    pub fn set_slowdown(&mut self, factor: f64) {
+        self.slowdown = factor;
+    }
+
+    /// The seconds since `start`, stretched by the slowdown (sleeping the difference).
+    fn finish(&self, start: Instant) -> f64 {
+        let spent = start.elapsed();
+        if self.slowdown > 1.0 {
+            std::thread::sleep(spent.mul_f64(self.slowdown - 1.0));
+        }
+        start.elapsed().as_secs_f64()
+    }
+
     /// Computes f_i(x) and ∇f_i(x) into `loss` and `grad` (no allocation).
     pub fn evaluate(&mut self, obj: &Objective, x: &[f64]) {
         self.loss = value_and_gradient(obj, &self.a, &self.b, x, &mut self.grad, &mut self.margins);
@@ -113,7 +131,7 @@ impl Worker {
     pub fn evaluate_round(&mut self, obj: &Objective, x: &[f64], t: u64) {
         let start = Instant::now();
         self.evaluate(obj, x);
-        self.full_at = Some((t, start.elapsed().as_secs_f64()));
+        self.full_at = Some((t, self.finish(start)));
     }
 
     /// The method's gradient at the model x of round t into `grad`: the full ∇f_i(x)
@@ -129,7 +147,7 @@ impl Worker {
         let rows = batch.draw(&mut self.batch_rng);
         gradient(obj, &self.a, &self.b, x, Some(rows), &mut self.grad, &mut self.margins);
         self.full_at = None;
-        (start.elapsed().as_secs_f64(), false)
+        (self.finish(start), false)
     }
 
     /// The full ∇f_i(x) of round t into `grad`, whatever `--batch` says (reused from
@@ -141,7 +159,7 @@ impl Worker {
         let start = Instant::now();
         gradient(obj, &self.a, &self.b, x, None, &mut self.grad, &mut self.margins);
         self.full_at = None;
-        (start.elapsed().as_secs_f64(), false)
+        (self.finish(start), false)
     }
 
     /// The full ∇f_i(point) into `grad`, at a point that is not the round's model; its
@@ -150,7 +168,7 @@ impl Worker {
         let start = Instant::now();
         gradient(obj, &self.a, &self.b, point, None, &mut self.grad, &mut self.margins);
         self.full_at = None;
-        start.elapsed().as_secs_f64()
+        self.finish(start)
     }
 
     /// ∇f_I(x) into `grad` and ∇f_I(previous) into `pair` on one minibatch I drawn from
@@ -162,7 +180,7 @@ impl Worker {
         gradient(obj, &self.a, &self.b, x, rows, &mut self.grad, &mut self.margins);
         gradient(obj, &self.a, &self.b, previous, rows, &mut self.pair, &mut self.margins);
         self.full_at = None;
-        start.elapsed().as_secs_f64()
+        self.finish(start)
     }
 
     /// acc += w_i (1/m_i) A_iᵀ diag(φ''(A_i x)) A_i v: the data part of this worker's

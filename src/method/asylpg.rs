@@ -168,7 +168,7 @@ fn build(setup: &Setup, spec: &mut Spec, variant: Variant) -> Result<Box<dyn Met
             (gamma, rule)
         }
     };
-    let step = match spec.take_f64_or("eta", f64::NAN)? {
+    let mut step = match spec.take_f64_or("eta", f64::NAN)? {
         eta if eta.is_nan() => StepSize::resolve(gamma, &rule, setup.step),
         eta if setup.step.step.is_some() || setup.step.factor != 1.0 => {
             return Err(Error::config(
@@ -181,6 +181,11 @@ fn build(setup: &Setup, spec: &mut Spec, variant: Variant) -> Result<Box<dyn Met
         }
         eta => return Err(Error::config(format!("{name}:eta={eta}"), "choose η > 0")),
     };
+    // §B.6: which split is used decides whether a gradient-noise floor remains.
+    step.rule.push_str(&match params.prox {
+        Some(lambda) => format!("; the ridge (λ = {lambda}) is the prox term h"),
+        None => "; the regulariser is inside f (h = 0)".into(),
+    });
     let d = setup.dim;
     let plan = AsyLpgPlan {
         step,

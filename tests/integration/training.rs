@@ -181,3 +181,26 @@ fn ef_sgd_with_top_k_natural_dithering_reaches_1e_4_on_phishing() {
     eprintln!("bits to ‖∇f‖² ≤ 1e-4: Top-k∘ND {} against Top-k {}", bits[0], bits[1]);
     assert!(bits[0] < bits[1], "{bits:?}");
 }
+
+/// `--straggler RANK:FACTOR` slows one rank's gradients and nothing else: the iterates are
+/// bit for bit those of the run without it; a rank outside the run is refused.
+#[test]
+fn a_straggler_changes_timings_not_iterates() {
+    let dir = TempDir::new("straggler");
+    let mut finals = Vec::new();
+    for (name, extra) in [("plain", &[][..]), ("slow", &["--straggler", "1:4"][..])] {
+        let out = dir.path(&format!("{name}.h5"));
+        let mut rest = vec!["--method", "asylpg:epoch=4", "--compressor", "lowp:b=8", "--batch", "20", "--iters", "30"];
+        rest.extend_from_slice(extra);
+        let run = mpirun(2, &strs(&train_args(out.to_str().unwrap(), &rest))).expect_ok();
+        if !extra.is_empty() {
+            assert!(run.stderr.contains("rank 1 computes every gradient 4× slower"), "{}", run.stderr);
+        }
+        finals.push(final_x(&out));
+    }
+    assert!(finals[0].iter().zip(&finals[1]).all(|(a, b)| a.to_bits() == b.to_bits()), "the straggler changed x");
+    let out = dir.path("refused.h5");
+    let run = mpirun(2, &strs(&train_args(out.to_str().unwrap(), &["--straggler", "2:3"])));
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("name a rank from 0 to 1"), "{}", run.stderr);
+}
