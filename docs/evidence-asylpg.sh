@@ -15,12 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/mpi-env.sh
 OUT=${1:-results/evidence-asylpg}
-RANKS=${RANKS:-2}
-QTRAIN=${QTRAIN:-target/release/qtrain}
-DATA_DIR=${DATA_DIR:-../shared/data}
 EVAL_EVERY=10
 DOC=docs/evidence-asylpg-tables.md
-mkdir -p "$OUT"
 source docs/evidence-common.sh
 
 {

@@ -1,5 +1,11 @@
-# Helpers of the evidence scripts (sourced): they need OUT, RANKS, QTRAIN, DATA_DIR and
-# QTRAIN_MPIRUN (scripts/mpi-env.sh). EVAL_EVERY (20) is how often f is evaluated.
+# What the evidence scripts share (sourced after OUT is set and scripts/mpi-env.sh is
+# sourced): the defaults of RANKS (2), QTRAIN (target/release/qtrain) and DATA_DIR
+# (../shared/data), the OUT folder, and the run helpers. EVAL_EVERY (20) is how often f is
+# evaluated.
+RANKS=${RANKS:-2}
+QTRAIN=${QTRAIN:-target/release/qtrain}
+DATA_DIR=${DATA_DIR:-../shared/data}
+mkdir -p "$OUT"
 
 # One run NAME DATA METHOD COMPRESSOR [flags…]; prints "round|bits up|bits down|seconds" at the
 # first evaluated f − f* ≤ 1e-6 (or "—|||" when not reached), from `qtrain report --target`.

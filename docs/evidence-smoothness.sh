@@ -16,12 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/mpi-env.sh
 OUT=${1:-results/evidence-smoothness}
-RANKS=${RANKS:-2}
-QTRAIN=${QTRAIN:-target/release/qtrain}
-DATA_DIR=${DATA_DIR:-../shared/data}
 DOC=docs/evidence-smoothness-tables.md
-mkdir -p "$OUT"
-
 source docs/evidence-common.sh
 
 {
