@@ -20,9 +20,7 @@ DOC=docs/evidence-asylpg-tables.md
 source docs/evidence-common.sh
 
 {
-  echo "# Evidence: double quantization (tables)"
-  echo
-  echo "Made by \`bash docs/evidence-asylpg.sh\` on $(uname -n) ($(nproc) cores), $(date -u +%Y-%m-%d),"
+  made_by "double quantization" docs/evidence-asylpg.sh
   echo "$RANKS MPI ranks, 4 logical workers (the iterates do not depend on the layout)."
   echo
   echo "Logistic regression, λ = 0.1 inside f, \`--batch 16\`, the default η = 1/(4·L_max·(1 + ω/n)), one"

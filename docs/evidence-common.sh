@@ -25,3 +25,10 @@ run() {
 features() {
   h5dump -a features "$1" | awk '/\(0\)/ { print $2 }'
 }
+
+# The tables page's title and provenance line: made_by TITLE SCRIPT.
+made_by() {
+  echo "# Evidence: $1 (tables)"
+  echo
+  echo "Made by \`bash $2\` on $(uname -n) ($(nproc) cores), $(date -u +%Y-%m-%d),"
+}

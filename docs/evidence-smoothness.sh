@@ -20,9 +20,7 @@ DOC=docs/evidence-smoothness-tables.md
 source docs/evidence-common.sh
 
 {
-  echo "# Evidence: smoothness-aware compression and MARINA (tables)"
-  echo
-  echo "Made by \`bash docs/evidence-smoothness.sh\` on $(uname -n) ($(nproc) cores), $(date -u +%Y-%m-%d),"
+  made_by "smoothness-aware compression and MARINA" docs/evidence-smoothness.sh
   echo "$RANKS MPI ranks (n logical workers on them: the iterates do not depend on the layout)."
   echo
   echo "## 1. DIANA+ and its baselines: bits to f − f* ≤ 1e-6"
