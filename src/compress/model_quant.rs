@@ -91,16 +91,18 @@ impl ModelQuantizer {
         if distance == 0.0 {
             return 0;
         }
-        let largest = || x.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        let largest = x.iter().map(|v| v.abs()).fold(0.0, f64::max);
         let delta = match self.mode {
-            Mode::Fixed(b) => f32_round_up(largest() / ((1u64 << (b - 1)) - 1) as f64),
+            // The smallest positive step for the zero model: every level is 0.
+            Mode::Fixed(b) => f32_round_up(largest / ((1u64 << (b - 1)) - 1) as f64).max(f32::MIN_POSITIVE),
             _ => f32_round_down(2.0 * (self.mu / self.d as f64).sqrt() * distance),
         };
         let offset = |j: usize| if self.mode == Mode::Delta { snapshot[j] } else { 0.0 };
         let width = match self.mode {
-            _ if delta == 0.0 => None,
+            // A diverged model (NaN or ∞) travels as it is, so the monitor sees it.
+            _ if delta == 0.0 || !distance.is_finite() || !largest.is_finite() => None,
             Mode::Delta => self.delta_width(),
-            Mode::Direct => width_for(largest() / delta as f64),
+            Mode::Direct => width_for(largest / delta as f64),
             Mode::Fixed(b) => Some(b),
         };
         let Some(b) = width else {
@@ -113,17 +115,12 @@ impl ModelQuantizer {
         let (delta, bias) = (delta as f64, 1i64 << (b - 1));
         let mut fields = BitWriter::new(out);
         for (j, &v) in x.iter().enumerate() {
-            let scaled = (v - offset(j)) / delta;
-            let low = scaled.floor();
-            let level = low as i64 + i64::from(rng.random::<f64>() < scaled - low);
+            // The width leaves no level past ±(2^{b−1} − 1) but for an ulp of v/δ.
+            let level = signed_stochastic_round((v - offset(j)) / delta, rng.random()).clamp(1 - bias, bias - 1);
             fields.put((level + bias) as u32, b);
         }
         fields.finish();
         let width_field = if self.mode == Mode::Direct { 8 } else { 0 };
-        debug_assert!(
-            self.mode != Mode::Delta
-                || (0..self.d).all(|j| ((x[j] - snapshot[j]) / delta).abs() <= ((1u64 << (b - 1)) - 1) as f64)
-        );
         32 + width_field + b as u64 * self.d as u64
     }
 
@@ -160,6 +157,12 @@ impl ModelQuantizer {
         }
         Ok(())
     }
+}
+
+/// ⌊y⌋, plus one with probability y − ⌊y⌋ (`u` uniform in [0, 1)): E = y (§B.1's rounding).
+pub fn signed_stochastic_round(y: f64, u: f64) -> i64 {
+    let low = y.floor();
+    low as i64 + i64::from(u < y - low)
 }
 
 /// The smallest b with 2^{b−1} − 1 ≥ ⌈ratio⌉ (no clipping of |v|/δ ≤ ratio), if b ≤ 32.
@@ -254,8 +257,9 @@ mod tests {
     }
 
     /// §B.6: Direct's width shrinks (never grows) as x moves away from x̃ and the message is
-    /// empty at x = x̃; Delta's width is constant, and Fixed's is its own; Direct is unbiased
-    /// coordinate-wise (mean of the decoded views within 4σ/√N of x).
+    /// empty at x = x̃; Delta's width is constant, and Fixed's is its own; Direct and Fixed are
+    /// unclipped and unbiased coordinate-wise (mean of the decoded views within 4σ/√N of x);
+    /// a non-finite model is sent exactly.
     #[test]
     fn direct_widths_follow_the_distance_and_delta_widths_are_constant() {
         let mut g = Stream::seed_from_u64(5);
@@ -282,17 +286,30 @@ mod tests {
             }
         }
         let x: Vec<f64> = snapshot.iter().zip(&direction).map(|(s, v)| s + 0.3 * v).collect();
-        let q = ModelQuantizer::new(Mode::Direct, 1.0, d).unwrap();
-        let n = 20000;
-        let (mut mean, mut view) = (vec![0.0; d], vec![0.0; d]);
-        for _ in 0..n {
-            q.encode(&x, &snapshot, &mut rng, &mut msg);
-            q.decode(&msg, &snapshot, &mut view).unwrap();
-            mean.iter_mut().zip(&view).for_each(|(m, v)| *m += v / n as f64);
+        for mode in [Mode::Direct, Mode::Fixed(6)] {
+            let q = ModelQuantizer::new(mode, 1.0, d).unwrap();
+            let n = 20000;
+            let (mut mean, mut view) = (vec![0.0; d], vec![0.0; d]);
+            for _ in 0..n {
+                q.encode(&x, &snapshot, &mut rng, &mut msg);
+                q.decode(&msg, &snapshot, &mut view).unwrap();
+                mean.iter_mut().zip(&view).for_each(|(m, v)| *m += v / n as f64);
+            }
+            let delta = f32::from_le_bytes(msg[1..5].try_into().unwrap()) as f64;
+            // Unclipped: within one step of x; unbiased: per-coordinate σ ≤ δ/2.
+            assert!(view.iter().zip(&x).all(|(v, x)| (v - x).abs() <= delta), "{mode:?}: clipped");
+            assert!(
+                mean.iter().zip(&x).all(|(m, x)| (m - x).abs() <= 4.0 * 0.5 * delta / (n as f64).sqrt()),
+                "{mode:?}"
+            );
         }
-        let delta = f32::from_le_bytes(msg[1..5].try_into().unwrap()) as f64;
-        // Per-coordinate σ ≤ δ/2.
-        assert!(mean.iter().zip(&x).all(|(m, x)| (m - x).abs() <= 4.0 * 0.5 * delta / (n as f64).sqrt()));
+        // A diverged model travels exactly in every mode (the monitor then sees it).
+        let mut diverged = x.clone();
+        diverged[3] = f64::NAN;
+        for mode in [Mode::Direct, Mode::Delta, Mode::Fixed(6)] {
+            ModelQuantizer::new(mode, 0.5, d).unwrap().encode(&diverged, &snapshot, &mut rng, &mut msg);
+            assert_eq!(width(&msg), EXACT, "{mode:?}");
+        }
     }
 
     /// μ = 0 (the quantizer off) and widths past 32 bits send the exact model; malformed

@@ -200,7 +200,10 @@ impl Kind {
             // δ ≤ max(‖x‖_∞, ‖x‖₁/k)/s ≤ max(1, √d/k)‖x‖/s (§B.3), and the f32 slack.
             Kind::SparseLowp { k, b } => {
                 let (k, s) = (k as f64, ((1u64 << (b - 1)) - 1) as f64);
-                Class::Unbiased { omega: (df / k - 1.0 + k * (df / (k * k)).max(1.0) / (4.0 * s * s)) * (1.0 + 1e-6) }
+                let rounding = 2f64.powi(-23) * df / k; // m's f32 round-up lowers the p_j
+                Class::Unbiased {
+                    omega: (df / k - 1.0 + k * (df / (k * k)).max(1.0) / (4.0 * s * s) + rounding) * (1.0 + 1e-6),
+                }
             }
         }
     }
@@ -1119,6 +1122,8 @@ catalogue_tests! {
     lowp_eight_bits => "lowp:b=8", Kind::Qsgd { s: 127, inf: true, elias: false };
     sparse_lowp => "sparse-lowp:k=10,b=4", Kind::SparseLowp { k: 10, b: 4 };
     sparse_lowp_eight_bits => "sparse-lowp:k=3,b=8", Kind::SparseLowp { k: 3, b: 8 };
+    // K close to d with a fine grid: the bound is then mostly m's f32 rounding.
+    sparse_lowp_fine => "sparse-lowp:k=9,b=21", Kind::SparseLowp { k: 9, b: 21 };
     natural => "natural", Kind::Natural;
     natural_nearest => "natural:nearest", Kind::NaturalNearest;
     qsgd_elias => "qsgd:s=4,elias", Kind::Qsgd { s: 4, inf: false, elias: true };

@@ -49,22 +49,35 @@ use crate::rng::{self, Purpose, Stream};
 use crate::spec::Spec;
 use crate::worker::Worker;
 
+/// The keys both variants share.
+const EPOCH: (&str, &str) =
+    ("epoch", "inner steps m per epoch (default ⌈mean rows/B⌉ with --batch B: one pass; 1 without --batch)");
+const MU: (&str, &str) =
+    ("mu", "model error constant μ: E‖Q(x) − x‖² ≤ μ‖x − x̃‖² (default 0.5; direct and delta only)");
+const MODEL: (&str, &str) = (
+    "model",
+    "direct (default: the model on its own grid, §B.2), delta (x − x̃, our construction), exact (fp32 models) \
+     or fixed (width bx, not μ-bounded)",
+);
+const BX: (&str, &str) = ("bx", "the model width of model=fixed (δ = ‖x‖_∞/(2^{bx−1} − 1), HALP-style)");
+const RIDGE: (&str, &str) = ("ridge", "smooth (default: λ inside f) or prox (the ridge as h, through prox_ηh)");
+
 const KEYS: &[(&str, &str)] = &[
     ("eta", "step η (default 1/(4·L_max·(1 + ω/n)), our SVRG-type choice; or --step / --step-factor)"),
-    ("epoch", "inner steps m per epoch (default ⌈mean rows/B⌉ with --batch B: one pass; 1 without --batch)"),
-    ("mu", "model error constant μ: E‖Q(x) − x‖² ≤ μ‖x − x̃‖² (default 0.5)"),
-    ("model", "direct (default: the model on its own grid, §B.2), delta (x − x̃, our construction), exact (fp32 models) or fixed (width bx, not μ-bounded)"),
-    ("bx", "the model width of model=fixed (δ = ‖x‖_∞/(2^{bx−1} − 1), HALP-style)"),
-    ("ridge", "smooth (default: λ inside f) or prox (the ridge as h, through prox_ηh)"),
+    EPOCH,
+    MU,
+    MODEL,
+    BX,
+    RIDGE,
 ];
 
 const ACC_KEYS: &[(&str, &str)] = &[
     ("eta", "step η_0 of the first epoch (default 1/(c·L_max·θ_0)); later epochs η_s = η_0·θ_0/θ_s"),
-    ("epoch", "inner steps m per epoch (default ⌈mean rows/B⌉ with --batch B; 1 without)"),
-    ("mu", "model error constant μ (default 0.5)"),
-    ("model", "direct (default), delta, exact or fixed"),
-    ("bx", "the model width of model=fixed"),
-    ("ridge", "smooth (default) or prox"),
+    EPOCH,
+    MU,
+    MODEL,
+    BX,
+    RIDGE,
     ("theta", "a constant momentum weight θ in (0, 1] (default θ_s = 2/(s+4), the MiG template)"),
     ("c", "the constant of η_s = 1/(c·L_max·θ_s) (default 3)"),
     ("unverified", "required flag: the coefficients are the MiG template of §B.4, not the paper's box"),
@@ -90,7 +103,7 @@ pub const SPARSE_ASYLPG: Entry = Entry {
     hessian_variance: false,
     examples: &[("sparse-asylpg:epoch=4", "sparse-lowp:k=20,b=8")],
     build: |setup, spec| {
-        require_family(setup, "sparse-asylpg", "sparse-lowp")?;
+        require_family(setup, "sparse-asylpg", "sparse-lowp:k=K,b=B")?;
         build(setup, spec, Variant::Plain)
     },
 };
@@ -215,11 +228,20 @@ fn parse(setup: &Setup, spec: &mut Spec, variant: Variant, name: &str) -> Result
     let mean_rows = setup.rows.iter().sum::<u64>() as f64 / setup.rows.len() as f64;
     let one_pass = (mean_rows / batch as f64).ceil().max(1.0) as usize;
     let epoch = spec.take_usize_or("epoch", one_pass)?;
-    if epoch == 0 {
-        return Err(Error::config(format!("{name}:epoch=0"), "an epoch needs at least one inner step: epoch ≥ 1"));
+    if !(1..=1 << 40).contains(&epoch) {
+        return Err(Error::config(format!("{name}:epoch={epoch}"), "choose 1 ≤ epoch ≤ 2^40 inner steps"));
     }
-    let mu = spec.take_f64_or("mu", 0.5)?;
     let mode = spec.take_choice("model", &["direct", "delta", "exact", "fixed"], "direct")?;
+    let mu = match spec.take_f64_or("mu", f64::NAN)? {
+        mu if mu.is_nan() => 0.5,
+        mu if mode == "direct" || mode == "delta" => mu,
+        mu => {
+            return Err(Error::config(
+                format!("{name}:mu={mu} with model={mode}"),
+                "mu bounds model=direct or delta only: drop it",
+            ))
+        }
+    };
     let fixed_width = spec.take_usize_opt("bx")?;
     let quantizer = match (mode.as_str(), fixed_width) {
         ("direct", None) => ModelQuantizer::new(Mode::Direct, mu, setup.dim)?,

@@ -32,7 +32,7 @@ pub const BL_DCGD: Entry = Entry {
     hessian_variance: false,
     examples: &[("bl-dcgd", "block-qsgd")],
     build: |setup, spec| {
-        super::require_family(setup, "bl-dcgd", "block-qsgd")?;
+        super::require_family(setup, "bl-dcgd", "block-qsgd[:blocks=B,s=S]")?;
         build(setup, spec)
     },
 };

@@ -42,7 +42,7 @@ pub const BL_DIANA: Entry = Entry {
     hessian_variance: false,
     examples: &[("bl-diana", "block-qsgd")],
     build: |setup, spec| {
-        super::require_family(setup, "bl-diana", "block-qsgd")?;
+        super::require_family(setup, "bl-diana", "block-qsgd[:blocks=B,s=S]")?;
         build_with(setup, spec, "reference")
     },
 };

@@ -266,14 +266,16 @@ pub fn require_unbiased(class: Class, method: &str, spec: &str) -> Result<f64> {
     }
 }
 
-/// Fails unless `--compressor` is of compressor family `family` (the block baselines).
-pub fn require_family(setup: &Setup, method: &str, family: &str) -> Result<()> {
+/// Fails unless `--compressor` is of the compressor family that `example` (a SPEC such as
+/// `block-qsgd[:blocks=B,s=S]`) names: the methods defined with one compressor.
+pub fn require_family(setup: &Setup, method: &str, example: &str) -> Result<()> {
+    let family = example.split([':', '[']).next().unwrap_or(example);
     if crate::spec::Spec::parse_compressor(setup.compressor)?.name == family {
         return Ok(());
     }
     Err(Error::config(
         format!("--method {method} --compressor {}", setup.compressor),
-        format!("{method} is defined with {family}: write --compressor {family}[:blocks=B,s=S]"),
+        format!("{method} is defined with {family}: write --compressor {example}"),
     ))
 }
 
