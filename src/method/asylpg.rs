@@ -11,8 +11,9 @@
 //! x̃^{s+1} = x_m (the last iterate)
 //! ```
 //! Synchronous: every worker contributes every inner step, so this is deterministic and
-//! bit-identical across rank layouts; `staleness=0` of the asynchronous execution is the
-//! same algorithm.
+//! bit-identical across rank layouts. The asynchronous execution (a parameter server on
+//! rank 0, updates applied as they arrive) is planned in docs/architecture.md,
+//! "Asynchronous execution"; it is not built yet.
 //!
 //! What follows the paper and what is ours (§B tags; README "Double quantization"):
 //! * [secondary] the structure above, the model quantized directly with a μ-bounded
