@@ -108,45 +108,53 @@ fn long_run<'a>(out: &'a str, rest: &[&'a str]) -> Vec<String> {
 
 /// What the launcher says when a rank dies outside qtrain's control: its exit code and
 /// words of its message. The two MPIs differ: OpenMPI's mpirun exits 128 + the signal and
-/// names the rank; MPICH's Hydra exits with the signal's number and names the PID.
+/// names the rank; MPICH's Hydra exits with the signal's number and names the PID. Where
+/// a launcher has more than one way to report a fault, each is listed (the one whose code
+/// was observed is checked).
 struct Expect<'a> {
-    openmpi: (i32, &'a [&'a str]),
-    mpich: (i32, &'a [&'a str]),
+    openmpi: &'a [(i32, &'a [&'a str])],
+    mpich: &'a [(i32, &'a [&'a str])],
 }
 
 fn process_fault(fault: &str, injected: &str, ranks: usize, expect: Expect) {
     let dir = TempDir::new("fault");
     let out = dir.path("run.h5");
     let o = launch(ranks, &strs(&long_run(out.to_str().unwrap(), &[])), injected);
-    let (code, cause) =
-        if std::env::var("QTRAIN_MPI").is_ok_and(|m| m == "mpich") { expect.mpich } else { expect.openmpi };
+    let ways = if std::env::var("QTRAIN_MPI").is_ok_and(|m| m == "mpich") { expect.mpich } else { expect.openmpi };
+    let &(code, cause) = ways.iter().find(|(c, _)| Some(*c) == o.code).unwrap_or(&ways[0]);
     let row = check(fault, &format!("QTRAIN_FAULT={injected}"), &o, &[code], cause, &out);
     assert!(!out.exists(), "{fault}: no result under the final name: {row}");
 }
 
 #[test]
 fn a_rank_killed_by_sigkill_stops_every_rank() {
-    let expect = Expect { openmpi: (137, &["rank 1", "signal 9"]), mpich: (9, &["Killed (signal 9)"]) };
+    let expect = Expect { openmpi: &[(137, &["rank 1", "signal 9"])], mpich: &[(9, &["Killed (signal 9)"])] };
     process_fault("rank killed (SIGKILL)", "kill@1:20", 3, expect);
 }
 
 #[test]
 fn a_rank_that_crashes_stops_every_rank() {
-    let expect = Expect { openmpi: (139, &["rank 1", "signal 11"]), mpich: (11, &["Segmentation fault (signal 11)"]) };
+    let expect =
+        Expect { openmpi: &[(139, &["rank 1", "signal 11"])], mpich: &[(11, &["Segmentation fault (signal 11)"])] };
     process_fault("rank crashes (SIGSEGV)", "segv@1:20", 2, expect);
 }
 
 #[test]
 fn a_rank_that_aborts_stops_every_rank() {
-    let expect = Expect { openmpi: (134, &["rank 0", "signal 6"]), mpich: (6, &["Aborted (signal 6)"]) };
+    let expect = Expect { openmpi: &[(134, &["rank 0", "signal 6"])], mpich: &[(6, &["Aborted (signal 6)"])] };
     process_fault("rank aborts (SIGABRT)", "abort@0:20", 2, expect);
 }
 
 #[test]
 fn a_rank_that_exits_without_mpi_stops_every_rank() {
     // mpirun names the process by job and rank: "[[JOB,1],1]" is rank 1. Hydra reports
-    // the SIGKILL it sent to the others.
-    let expect = Expect { openmpi: (1, &["],1]", "Exit code: 1"]), mpich: (9, &["Killed (signal 9)"]) };
+    // the SIGKILL it sent to the others — or, seen once on a loaded machine (CI of
+    // 2026-12-01, 4 oversubscribed ranks), exits with the rank's own code 1 and prints
+    // nothing, leaving the rank's own last line (the injected exit) as the explanation.
+    let expect = Expect {
+        openmpi: &[(1, &["],1]", "Exit code: 1"])],
+        mpich: &[(9, &["Killed (signal 9)"]), (1, &["Exit at round 20"])],
+    };
     process_fault("rank exits without leaving MPI", "exit@1:20", 4, expect);
 }
 
