@@ -24,6 +24,11 @@ fn main() {
             let first = library.lines().next().unwrap_or("an unknown MPI").split(',').next().unwrap_or_default();
             let library = first.split_whitespace().collect::<Vec<_>>().join(" ");
             eprintln!("qtrain: error: {}", m.explain(&library));
+        } else {
+            // A launcher tears the job down at the first non-zero exit: the others wait, so
+            // that the first process's message is out before then (on a loaded machine a
+            // silent process could otherwise exit first and the message be lost).
+            std::thread::sleep(std::time::Duration::from_secs(2));
         }
         std::process::exit(2);
     }
