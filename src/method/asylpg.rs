@@ -38,12 +38,11 @@
 //! n × 64d per snapshot (x̃ and ∇f(x̃) in fp32). The exact model update x ← x − η·ḡ only
 //! mirrors the server's x to every rank for the monitor (`Down::mirrored`): not counted.
 
-use super::codec::Codec;
+use super::codec::{add_exact_message, write_exact, Codec};
 use super::step_size::StepSize;
 use super::{require_family, require_unbiased, Entry, Method, Setup};
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::compress::model_quant::{Mode, ModelQuantizer};
-use crate::compress::wire;
 use crate::error::{Error, Result};
 use crate::protocol::{Down, Oracle, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::rng::{self, Purpose, Stream};
@@ -381,7 +380,8 @@ impl Plan for AsyLpgPlan {
                 if self.snapshot_is_model(epoch) {
                     self.snapshot.copy_from_slice(x);
                 }
-                read_f64s(down.extra, &mut self.full)
+                self.full.fill(0.0);
+                add_exact_message(down.extra, 1.0, &mut self.full)
             }
             (Stage::Inner { epoch, r }, 0) => {
                 let Some(theta) = self.momentum.map(|m| m.at(epoch)) else { return Ok(()) };
@@ -470,8 +470,7 @@ impl ServerRole<AsyLpgPlan> for AsyLpgServer {
         match (plan.stage(), i) {
             (Stage::Snapshot { .. }, 0) => {
                 let Received::Sum(sum) = received else { unreachable!("the snapshot gradient is summed") };
-                self.wire.clear();
-                sum.iter().for_each(|&v| wire::put_f64(&mut self.wire, v));
+                write_exact(sum, &mut self.wire);
                 // x̃ and ∇f(x̃) to every worker, fp32 each (§B.2).
                 Ok(Down::nothing().with_extra(&self.wire, 64 * d).counted())
             }
@@ -510,13 +509,4 @@ impl ServerRole<AsyLpgPlan> for AsyLpgServer {
     fn load(&mut self, r: &mut StateReader) -> Result<()> {
         r.stream("model quantizer coins", &mut self.coins)
     }
-}
-
-/// d f64 from the snapshot downlink.
-fn read_f64s(bytes: &[u8], out: &mut [f64]) -> Result<()> {
-    wire::expect_len("snapshot gradient", bytes, 8 * out.len())?;
-    for (o, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
-        *o = f64::from_le_bytes(b.try_into().expect("8-byte chunk"));
-    }
-    Ok(())
 }
