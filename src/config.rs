@@ -7,12 +7,27 @@ use crate::error::{Error, Result};
 use std::path::Path;
 
 /// Number of logical workers: `--workers` or one per rank; must be a multiple of ranks.
-pub fn workers(args: &DataArgs, ranks: usize) -> Result<usize> {
-    let w = args.workers.unwrap_or(ranks);
-    if w == 0 || !w.is_multiple_of(ranks) {
+pub fn workers(args: &DataArgs, ranks: usize, data_free: usize) -> Result<usize> {
+    if ranks <= data_free {
         return Err(Error::config(
-            format!("--workers {w} with {ranks} MPI ranks"),
-            format!("--workers must be a positive multiple of the rank count, e.g. {ranks} or {}", 2 * ranks),
+            format!("the asynchronous execution on {ranks} MPI rank{}", if ranks == 1 { "" } else { "s" }),
+            "rank 0 is the parameter server and the other ranks are the workers: launch at least 2 ranks \
+             (mpirun -n 4 …), or drop async for the synchronous execution",
+        ));
+    }
+    let data_ranks = ranks - data_free;
+    let w = args.workers.unwrap_or(data_ranks);
+    if w == 0 || !w.is_multiple_of(data_ranks) {
+        let (what, of) = match data_free {
+            0 => (format!("--workers {w} with {ranks} MPI ranks"), "the rank count".to_string()),
+            _ => (
+                format!("--workers {w} with {data_ranks} worker ranks (rank 0 is the asynchronous server)"),
+                "the worker ranks' count".to_string(),
+            ),
+        };
+        return Err(Error::config(
+            what,
+            format!("--workers must be a positive multiple of {of}, e.g. {data_ranks} or {}", 2 * data_ranks),
         ));
     }
     if args.features == Some(0) {
@@ -165,11 +180,22 @@ mod tests {
 
     #[test]
     fn workers_must_be_a_multiple_of_ranks() {
-        assert_eq!(workers(&data(None), 4).unwrap(), 4);
-        assert_eq!(workers(&data(Some(8)), 4).unwrap(), 8);
-        let e = workers(&data(Some(6)), 4).unwrap_err().to_string();
+        assert_eq!(workers(&data(None), 4, 0).unwrap(), 4);
+        assert_eq!(workers(&data(Some(8)), 4, 0).unwrap(), 8);
+        let e = workers(&data(Some(6)), 4, 0).unwrap_err().to_string();
         assert!(e.contains("--workers 6 with 4 MPI ranks"), "{e}");
-        assert!(workers(&data(Some(0)), 1).is_err());
+        assert!(workers(&data(Some(0)), 1, 0).is_err());
+    }
+
+    /// The asynchronous execution's data-free server: the workers divide over the others.
+    #[test]
+    fn a_data_free_server_rank_leaves_the_workers_to_the_others() {
+        assert_eq!(workers(&data(None), 4, 1).unwrap(), 3);
+        assert_eq!(workers(&data(Some(6)), 4, 1).unwrap(), 6);
+        let e = workers(&data(Some(4)), 4, 1).unwrap_err().to_string();
+        assert!(e.contains("--workers 4 with 3 worker ranks"), "{e}");
+        let e = workers(&data(None), 1, 1).unwrap_err().to_string();
+        assert!(e.contains("on 1 MPI rank") && e.contains("at least 2 ranks"), "{e}");
     }
 
     #[test]

@@ -176,7 +176,7 @@ fn run_solve(comm: &mut Comm, args: &SolveArgs) -> Result<()> {
         _ => Ok(()),
     };
     comm.agree(out_ok)?;
-    let mut problem = problem::Problem::load(comm, &args.data, &args.objective, 0)?;
+    let mut problem = problem::Problem::load(comm, &args.data, &args.objective, 0, 0)?;
     if !problem.objective.is_convex() {
         log::warn!("the objective is non-convex: the solver returns a stationary point, not necessarily f*");
     }

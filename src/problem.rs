@@ -15,6 +15,8 @@ pub struct Problem {
     pub workers: Vec<Worker>,
     /// Weights w_i of all W workers, by global id.
     pub weights: Vec<f64>,
+    /// The global id of this rank's first worker (0 on a data-free server rank).
+    pub first_worker: usize,
     pub rows_per_worker: Vec<u64>,
     pub dim: usize,
     pub labels: LabelMap,
@@ -22,11 +24,14 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn load(comm: &mut Comm, data: &DataArgs, obj: &ObjectiveArgs, seed: u64) -> Result<Problem> {
-        let checked = config::workers(data, comm.size()).and_then(|w| config::lambda(obj.lambda).map(|_| w));
+    /// `data_free`: ranks 0..data_free hold no rows (1 for the asynchronous execution's
+    /// parameter server).
+    pub fn load(comm: &mut Comm, data: &DataArgs, obj: &ObjectiveArgs, seed: u64, data_free: usize) -> Result<Problem> {
+        let checked = config::workers(data, comm.size(), data_free).and_then(|w| config::lambda(obj.lambda).map(|_| w));
         let workers = comm.agree(checked)?;
         let source = Source::new(&data.data);
-        let layout = Layout { workers, split: data.split, features: data.features };
+        let layout = Layout { workers, split: data.split, features: data.features, data_free };
+        let first_worker = layout.workers_of(comm.rank(), comm.size()).0;
         let Dataset { workers: mut shards, rows_per_worker, mut dim, labels } =
             shard::load_training(comm, &source, layout)?;
         if data.bias {
@@ -45,6 +50,7 @@ impl Problem {
             source,
             workers,
             weights,
+            first_worker,
             rows_per_worker,
             dim,
             labels,
@@ -54,10 +60,6 @@ impl Problem {
 
     pub fn total_workers(&self) -> usize {
         self.weights.len()
-    }
-
-    pub fn first_worker(&self) -> usize {
-        self.workers[0].id
     }
 
     pub fn total_rows(&self) -> u64 {

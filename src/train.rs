@@ -83,7 +83,7 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     };
     comm.agree(target_ok)?;
 
-    let mut problem = Problem::load(comm, &args.data, &args.objective, args.seed)?;
+    let mut problem = Problem::load(comm, &args.data, &args.objective, args.seed, data_free_ranks(args))?;
     log::info!(
         "{}: {} rows, d = {}, {} workers on {} ranks ({} split, {} weighting), {}",
         problem.source.describe(),
@@ -124,7 +124,7 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     let smooth = estimate_smoothness(comm, args, &problem, entry);
 
     let matrices = smoothness_matrices(comm, args, &problem, entry)?;
-    let setup = method_setup(args, &problem, &smooth, matrices.as_ref(), comm.rank());
+    let setup = method_setup(args, &problem, &smooth, matrices.as_ref(), (comm.rank(), comm.size()));
     let mut method = comm.agree(method::build(&args.method, &setup))?;
     log::info!("step size γ = {:.6e}: {}", method.step_size().gamma, method.step_size().rule);
 
@@ -170,8 +170,21 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
         faults,
     };
     let outcome = training.train(start);
-    let Training { recorder, comm, .. } = training;
+    let Training { mut recorder, comm, method, .. } = training;
+    for (name, values) in method.records() {
+        recorder.write(|f| f.write_array("async", name, &values));
+    }
+    let outcome = match recorder.error.take() {
+        Some(e) => outcome.and(Err(e)),
+        None => outcome,
+    };
     finish(comm, recorder.file, args, outcome)
+}
+
+/// Ranks that hold no rows: 1 for the asynchronous execution (`async` in the method
+/// SPEC: rank 0 is its parameter server), else 0.
+pub fn data_free_ranks(args: &TrainArgs) -> usize {
+    usize::from(Spec::parse_method(&args.method).is_ok_and(|spec| spec.has_flag("async")))
 }
 
 /// The registry entry of `--method` (agreed: a bad name fails on every rank).
@@ -181,10 +194,10 @@ pub fn method_entry(comm: &mut Comm, args: &TrainArgs) -> Result<&'static method
 
 /// L, L_i, L̃, L_max, and the Hessian variance L_± when the method reads it (logged).
 pub fn estimate_smoothness(comm: &mut Comm, args: &TrainArgs, problem: &Problem, entry: &method::Entry) -> Smoothness {
-    let mut smooth = smoothness::estimate(comm, &problem.workers, &problem.objective, args.seed);
+    let mut smooth = smoothness::estimate(comm, &problem.workers, problem.dim, &problem.objective, args.seed);
     log::info!("smoothness: L = {:.6e}, L̃ = {:.6e}, L_max = {:.6e}", smooth.l, smooth.l_tilde, smooth.l_max);
     if entry.hessian_variance {
-        smooth.l_pm = smoothness::hessian_variance(comm, &problem.workers, &problem.objective, args.seed);
+        smooth.l_pm = smoothness::hessian_variance(comm, &problem.workers, problem.dim, &problem.objective, args.seed);
         if let Some(l_pm) = smooth.l_pm {
             log::info!("Hessian variance L_± = {l_pm:.6e} (quadratic objective)");
         }
@@ -213,13 +226,13 @@ pub fn method_setup<'a>(
     problem: &'a Problem,
     smooth: &'a Smoothness,
     matrices: Option<&'a Matrices>,
-    rank: usize,
+    (rank, ranks): (usize, usize),
 ) -> Setup<'a> {
     Setup {
         compressor: &args.compressor,
         dim: problem.dim,
         weights: &problem.weights,
-        first_worker: problem.first_worker(),
+        first_worker: problem.first_worker,
         local_workers: problem.workers.len(),
         smoothness: smooth,
         matrices,
@@ -232,6 +245,8 @@ pub fn method_setup<'a>(
         down_compressor: &args.down_compressor,
         seed: args.seed,
         rank,
+        ranks,
+        checkpoints: args.checkpoint_dir.is_some(),
     }
 }
 

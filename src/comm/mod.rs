@@ -15,6 +15,7 @@
 
 mod agree;
 mod gather;
+mod point;
 mod reproducible;
 
 pub use gather::Messages;
@@ -23,6 +24,7 @@ use gather::Dest;
 
 use crate::error::{Error, Result};
 use mpi::collective::SystemOperation;
+use mpi::datatype::PartitionMut;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
@@ -45,6 +47,8 @@ pub struct Meter {
     /// Gathers and reduces to one root (`--topology server`).
     pub gather: Op,
     pub reduce: Op,
+    /// Point-to-point sends of the asynchronous execution (payload bytes).
+    pub point: Op,
 }
 
 /// Calls of one kind of collective and their sizes.
@@ -280,10 +284,14 @@ impl Comm {
         out
     }
 
-    /// Each rank's fixed-length slice, concatenated in rank order (setup; allocates).
+    /// Each rank's slice, concatenated in rank order (setup; allocates). The lengths may
+    /// differ: the asynchronous execution's server rank contributes none of its workers'.
     pub fn all_gather_f64(&self, local: &[f64]) -> Vec<f64> {
-        let mut out = vec![0f64; local.len() * self.size];
-        self.world.all_gather_into(local, &mut out[..]);
+        let counts: Vec<i32> = self.all_gather_u64(local.len() as u64).into_iter().map(|n| n as i32).collect();
+        let displs: Vec<i32> = counts.iter().scan(0, |at, &n| Some(std::mem::replace(at, *at + n))).collect();
+        let mut out = vec![0f64; counts.iter().sum::<i32>() as usize];
+        let mut partition = PartitionMut::new(&mut out[..], &counts[..], &displs[..]);
+        self.world.all_gather_varcount_into(local, &mut partition);
         out
     }
 

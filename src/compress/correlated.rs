@@ -88,6 +88,10 @@ impl Compressor for OneBitQuantizer {
 
     /// `corr-q`: one permutation of the n workers per coordinate, each shuffled from the
     /// identity (so that it depends on the shared stream alone).
+    fn draws_shared(&self) -> bool {
+        true
+    }
+
     fn begin_round(&mut self, shared: &mut Stream) {
         if !self.correlated {
             return;

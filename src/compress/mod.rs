@@ -104,6 +104,12 @@ pub trait Compressor: Send {
     /// encode or decode of that round. Default: nothing to draw.
     fn begin_round(&mut self, _shared: &mut Stream) {}
 
+    /// Whether `begin_round` draws anything: such a compressor needs every rank in the
+    /// same round, which the asynchronous execution has not.
+    fn draws_shared(&self) -> bool {
+        false
+    }
+
     /// Names the worker (global id) whose vector the next `encode` compresses; called
     /// before every encode. For compressors whose workers differ by design (PermK's
     /// blocks). Default: nothing to do.

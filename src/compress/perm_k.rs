@@ -85,6 +85,10 @@ impl Compressor for PermK {
     /// π and σ, the same on every rank: a Fisher–Yates shuffle of the identity from the
     /// shared stream, so that they depend on the stream alone (a resumed run, which has
     /// only the stream's position, draws the same).
+    fn draws_shared(&self) -> bool {
+        true
+    }
+
     fn begin_round(&mut self, shared: &mut Stream) {
         self.coordinates.iter_mut().enumerate().for_each(|(j, c)| *c = j as u32);
         self.blocks.iter_mut().enumerate().for_each(|(b, c)| *c = b as u32);

@@ -67,6 +67,10 @@ impl Compressor for SharedRandK {
         }
     }
 
+    fn draws_shared(&self) -> bool {
+        true
+    }
+
     fn begin_round(&mut self, shared: &mut Stream) {
         if self.k < self.d {
             self.sampler.draw(shared);

@@ -90,13 +90,37 @@ pub struct Layout {
     pub split: SplitRule,
     /// `--features d`: the dimension, instead of the largest index found.
     pub features: Option<usize>,
+    /// Ranks 0..data_free hold no rows (1: the asynchronous parameter server on rank 0);
+    /// the workers are spread over the others.
+    pub data_free: usize,
+}
+
+impl Layout {
+    /// (the first worker of `rank`, how many it hosts) among `ranks`.
+    pub fn workers_of(&self, rank: usize, ranks: usize) -> (usize, usize) {
+        let per_rank = self.workers / (ranks - self.data_free);
+        match rank.checked_sub(self.data_free) {
+            Some(r) => (r * per_rank, per_rank),
+            None => (0, 0),
+        }
+    }
 }
 
 pub fn load_training(comm: &mut Comm, source: &Source, layout: Layout) -> Result<Dataset> {
     let (rows, blocks, first_worker) = match source {
         Source::File(path) => read_own_blocks(comm, path, layout)?,
+        Source::PerRank(pattern) if layout.data_free > 0 => {
+            return Err(comm_error(
+                comm,
+                Error::config(
+                    format!("--data {pattern} (one file per rank) with a data-free server rank"),
+                    "the asynchronous execution reads one file split over the worker ranks: give --data FILE",
+                ),
+            ))
+        }
         Source::PerRank(_) => read_own_file(comm, source, layout)?,
     };
+    let local_workers = layout.workers_of(comm.rank(), comm.size()).1;
     let path = source.path_for(comm.rank());
     let dim = agree_dimension(comm, &rows, layout.features, &path)?;
     let labels = agree_label_map(comm, &rows.labels, source)?;
@@ -104,7 +128,7 @@ pub fn load_training(comm: &mut Comm, source: &Source, layout: Layout) -> Result
     let mapped = labels.apply(&mut raw, &lines, &path);
     comm.agree(mapped)?;
     matrix.cols = dim;
-    let local = &blocks[first_worker..first_worker + layout.workers / comm.size() + 1];
+    let local = &blocks[first_worker..first_worker + local_workers + 1];
     let base = local[0];
     let workers = local
         .windows(2)
@@ -173,9 +197,8 @@ fn read_own_blocks(comm: &mut Comm, path: &Path, layout: Layout) -> Result<(Rows
         ));
     }
     let blocks = comm.agree(split::bounds(total, layout.workers, layout.split))?;
-    let per_rank = layout.workers / ranks;
-    let first_worker = rank * per_rank;
-    let (lo, hi) = (blocks[first_worker], blocks[first_worker + per_rank]);
+    let (first_worker, local_workers) = layout.workers_of(rank, ranks);
+    let (lo, hi) = (blocks[first_worker], blocks[first_worker + local_workers]);
     let parsed = (|| {
         let mut rows = Rows::default();
         for j in 0..ranks {

@@ -10,10 +10,12 @@
 //!            server            x_{t+1} = prox_{ηh}(x_t − η Σ_i w_i Q(α_i))
 //! x̃^{s+1} = x_m (the last iterate)
 //! ```
-//! Synchronous: every worker contributes every inner step, so this is deterministic and
-//! bit-identical across rank layouts. The asynchronous execution (a parameter server on
-//! rank 0, updates applied as they arrive) is planned in docs/architecture.md,
-//! "Asynchronous execution"; it is not built yet.
+//! Synchronous: every worker contributes every inner step (`order=serial`: one worker
+//! per inner step, in worker order, m·W steps per epoch), so this is deterministic and
+//! bit-identical across rank layouts. Asynchronous (`async`, `staleness=τ`): the same
+//! pieces on `protocol::asynchronous` (a data-free parameter server on rank 0 applying
+//! each worker's term w_j·Q(α_j) as it arrives; docs/architecture.md, "Asynchronous
+//! execution"); with `order=serial` it is the synchronous serial schedule bit for bit.
 //!
 //! What follows the paper and what is ours (§B tags; README "Double quantization"):
 //! * [secondary] the structure above, the model quantized directly with a μ-bounded
@@ -44,7 +46,9 @@ use super::{require_family, require_unbiased, Entry, Method, Setup};
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::compress::model_quant::{Mode, ModelQuantizer};
 use crate::error::{Error, Result};
-use crate::protocol::{Down, Oracle, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
+use crate::objective::Objective;
+use crate::protocol::asynchronous::{Algorithm, Asynchronous, Options};
+use crate::protocol::{Down, Oracle, Phase, Plan, Protocol, Received, Sent, ServerRole, Topology, Uplink, WorkerRole};
 use crate::rng::{self, Purpose, Stream};
 use crate::spec::Spec;
 use crate::worker::Worker;
@@ -61,6 +65,18 @@ const MODEL: (&str, &str) = (
 );
 const BX: (&str, &str) = ("bx", "the model width of model=fixed (δ = ‖x‖_∞/(2^{bx−1} − 1), HALP-style)");
 const RIDGE: (&str, &str) = ("ridge", "smooth (default: λ inside f) or prox (the ridge as h, through prox_ηh)");
+const ASYNC: (&str, &str) = (
+    "async",
+    "flag: the asynchronous execution (rank 0 a data-free parameter server applying each update as it arrives; \
+     a round is then an epoch of m·W updates)",
+);
+const STALENESS: (&str, &str) =
+    ("staleness", "τ of async: an update computed on a model more than τ versions old is dropped (default P − 2)");
+const ORDER: (&str, &str) = (
+    "order",
+    "parallel (default: every worker every inner step; async: as updates arrive) or serial (one worker per inner \
+     step, in worker order; m·W steps per epoch)",
+);
 
 const KEYS: &[(&str, &str)] = &[
     ("eta", "step η (default 1/(4·L_max·(1 + ω/n)), our SVRG-type choice; or --step / --step-factor)"),
@@ -69,6 +85,9 @@ const KEYS: &[(&str, &str)] = &[
     MODEL,
     BX,
     RIDGE,
+    ASYNC,
+    STALENESS,
+    ORDER,
 ];
 
 const ACC_KEYS: &[(&str, &str)] = &[
@@ -78,6 +97,9 @@ const ACC_KEYS: &[(&str, &str)] = &[
     MODEL,
     BX,
     RIDGE,
+    ASYNC,
+    STALENESS,
+    ORDER,
     ("theta", "a constant momentum weight θ in (0, 1] (default θ_s = 2/(s+4), the MiG template)"),
     ("c", "the constant of η_s = 1/(c·L_max·θ_s) (default 3)"),
     ("unverified", "required flag: the coefficients are the MiG template of §B.4, not the paper's box"),
@@ -145,6 +167,10 @@ impl Theta {
 /// The method's parameters from its SPEC.
 struct Params {
     epoch: u64,
+    /// `order=serial`: one worker per inner step.
+    serial: bool,
+    /// `async` with its staleness bound τ.
+    asynchronous: Option<u64>,
     quantizer: ModelQuantizer,
     /// λ of h = (λ/2)‖x‖² with `ridge=prox`.
     prox: Option<f64>,
@@ -204,6 +230,7 @@ fn build(setup: &Setup, spec: &mut Spec, variant: Variant) -> Result<Box<dyn Met
         step,
         codec,
         epoch: params.epoch,
+        serial: params.serial.then_some(setup.workers() as u64),
         round: 0,
         quantizer: params.quantizer,
         prox: params.prox,
@@ -213,6 +240,9 @@ fn build(setup: &Setup, spec: &mut Spec, variant: Variant) -> Result<Box<dyn Met
         view: vec![0.0; d],
         mean_y: vec![0.0; d],
     };
+    if let Some(staleness) = params.asynchronous {
+        return build_async(setup, plan, Options { staleness, serial: params.serial });
+    }
     let workers = (0..setup.local_workers).map(|_| AsyLpgWorker { alpha: vec![0.0; d], own: Vec::new() }).collect();
     let server = setup.server(|| AsyLpgServer {
         coins: rng::shared(setup.seed, Purpose::ModelQuantizer),
@@ -281,7 +311,70 @@ fn parse(setup: &Setup, spec: &mut Spec, variant: Variant, name: &str) -> Result
             })
         }
     };
-    Ok(Params { epoch: epoch as u64, quantizer, prox, momentum })
+    let serial = spec.take_choice("order", &["parallel", "serial"], "parallel")? == "serial";
+    let asynchronous = match (spec.take_flag("async")?, spec.take_usize_opt("staleness")?) {
+        (true, tau) => Some(tau.map_or(setup.ranks.saturating_sub(2) as u64, |t| t as u64)),
+        (false, None) => None,
+        (false, Some(tau)) => {
+            return Err(Error::config(
+                format!("{name}:staleness={tau} without async"),
+                format!("staleness bounds the asynchronous execution: write {name}:async,staleness={tau}"),
+            ))
+        }
+    };
+    Ok(Params { epoch: epoch as u64, serial, asynchronous, quantizer, prox, momentum })
+}
+
+/// The asynchronous execution of the plan (`crate::protocol::asynchronous`), after the
+/// checks that only it needs.
+fn build_async(setup: &Setup, plan: AsyLpgPlan, options: Options) -> Result<Box<dyn Method>> {
+    let refuse = |what: String, fix: &str| Err(Error::config(what, fix));
+    if setup.checkpoints {
+        return refuse(
+            "--checkpoint-dir with an asynchronous run".into(),
+            "async runs cannot be resumed (their arrival order is not reproducible): drop --checkpoint-dir",
+        );
+    }
+    if setup.topology != Topology::Replicated {
+        return refuse(
+            "--topology server with async".into(),
+            "the asynchronous execution has its own layout (rank 0 serves): drop --topology",
+        );
+    }
+    if plan.codec.draws_shared() {
+        return refuse(
+            format!("--compressor {} with async", setup.compressor),
+            "it draws a shared support every round, which needs every rank in the same round: choose a compressor \
+             with private coins (lowp:b=B, sparse-lowp:k=K,b=B, qsgd, identity, …)",
+        );
+    }
+    if setup.rank == 0 && setup.local_workers > 0 {
+        return refuse(
+            "async with workers on rank 0".into(),
+            "the asynchronous execution needs rank 0 free of data, which `qtrain train` sets up from the SPEC",
+        );
+    }
+    log::info!(
+        "asynchronous execution: rank 0 serves, ranks 1..{} host {} workers; staleness τ = {}{}; a round is an epoch of \
+         {} applied updates",
+        setup.ranks - 1,
+        setup.workers(),
+        options.staleness,
+        if options.serial { ", serial order" } else { "" },
+        plan.epoch * setup.workers() as u64
+    );
+    let d = setup.dim;
+    let algorithm = AsyLpgAsync {
+        plan,
+        workers: setup.workers() as u64,
+        coins: rng::shared(setup.seed, Purpose::ModelQuantizer),
+        sum: vec![0.0; d],
+        point: vec![0.0; d],
+        alpha: vec![0.0; d],
+        own: Vec::new(),
+        wire: Vec::new(),
+    };
+    Ok(Box::new(Asynchronous::new(algorithm, options, setup.ranks, setup.first_worker, setup.weights, d)))
 }
 
 /// Where round t falls: the snapshot round of an epoch, or inner step r = 1..=m.
@@ -294,7 +387,10 @@ enum Stage {
 struct AsyLpgPlan {
     step: StepSize,
     codec: Codec,
+    /// m: inner steps of every worker per epoch.
     epoch: u64,
+    /// `order=serial`: W, and each inner round is one worker's (m·W rounds per epoch).
+    serial: Option<u64>,
     /// The round in progress (set by `begin_round`).
     round: u64,
     quantizer: ModelQuantizer,
@@ -309,8 +405,14 @@ struct AsyLpgPlan {
 }
 
 impl AsyLpgPlan {
+    /// Inner rounds per epoch: m, or m·W in the serial schedule.
+    fn inner_rounds(&self) -> u64 {
+        self.epoch * self.serial.unwrap_or(1)
+    }
+
     fn stage(&self) -> Stage {
-        let (epoch, r) = (self.round / (self.epoch + 1), self.round % (self.epoch + 1));
+        let per_epoch = self.inner_rounds() + 1;
+        let (epoch, r) = (self.round / per_epoch, self.round % per_epoch);
         if r == 0 {
             Stage::Snapshot { epoch }
         } else {
@@ -333,6 +435,43 @@ impl AsyLpgPlan {
     fn eta(&self, epoch: u64) -> f64 {
         self.step.gamma * self.theta(0) / self.theta(epoch)
     }
+
+    /// The factor of an inner step x ← x − factor·sum from sum = Σ w_i Q(α_i) (over the
+    /// workers of the step); with the ridge as h, sum becomes sum + λx:
+    /// prox_ηh(x − η·sum) = (x − η·sum)/(1 + ηλ) = x − η/(1 + ηλ)·(sum + λx).
+    fn step_factor(&self, epoch: u64, sum: &mut [f64], x: &[f64]) -> f64 {
+        let eta = self.eta(epoch);
+        match self.prox {
+            None => eta,
+            Some(lambda) => {
+                crate::vector::add_scaled(sum, lambda, x);
+                eta / (1.0 + eta * lambda)
+            }
+        }
+    }
+
+    /// After inner step r of the epoch (x = y_r): the accelerated variant's running mean
+    /// of y and, after the last step, its next snapshot θ·mean(y) + (1 − θ)x̃.
+    fn after_inner_step(&mut self, epoch: u64, r: u64, x: &[f64]) {
+        let Some(theta) = self.momentum.map(|m| m.at(epoch)) else { return };
+        let weight = 1.0 / r as f64;
+        self.mean_y.iter_mut().zip(x.iter()).for_each(|(m, y)| *m += weight * (y - *m));
+        if r == self.inner_rounds() {
+            for (s, m) in self.snapshot.iter_mut().zip(&self.mean_y) {
+                *s = theta * m + (1.0 - theta) * *s;
+            }
+        }
+    }
+
+    /// The server's model message: Q of θ·x + (1 − θ)x̃ (the model itself for AsyLPG)
+    /// into `wire`, with `point` as scratch; its paper bits.
+    fn encode_model(&self, epoch: u64, x: &[f64], point: &mut [f64], coins: &mut Stream, wire: &mut Vec<u8>) -> u64 {
+        let theta = self.theta(epoch);
+        for ((p, &y), &s) in point.iter_mut().zip(x).zip(&self.snapshot) {
+            *p = if theta == 1.0 { y } else { theta * y + (1.0 - theta) * s };
+        }
+        self.quantizer.encode(point, &self.snapshot, coins, wire)
+    }
 }
 
 impl Plan for AsyLpgPlan {
@@ -342,7 +481,7 @@ impl Plan for AsyLpgPlan {
             Stage::Snapshot { .. } => 2,
             Stage::Inner { r, .. } => {
                 self.codec.begin_round();
-                if r == self.epoch {
+                if r == self.inner_rounds() {
                     1
                 } else {
                     2
@@ -356,6 +495,13 @@ impl Plan for AsyLpgPlan {
             (Stage::Snapshot { .. }, 0) => Phase::Sum { len: self.snapshot.len() },
             (Stage::Inner { .. }, 0) => self.codec.phase(),
             _ => Phase::Serve,
+        }
+    }
+
+    fn takes_part(&self, worker: usize) -> bool {
+        match (self.stage(), self.serial) {
+            (Stage::Inner { r, .. }, Some(workers)) => (r - 1) % workers == worker as u64,
+            _ => true,
         }
     }
 
@@ -384,15 +530,7 @@ impl Plan for AsyLpgPlan {
                 add_exact_message(down.extra, 1.0, &mut self.full)
             }
             (Stage::Inner { epoch, r }, 0) => {
-                let Some(theta) = self.momentum.map(|m| m.at(epoch)) else { return Ok(()) };
-                // mean_y ← mean of y_1..y_r; at the epoch's end the next snapshot.
-                let weight = 1.0 / r as f64;
-                self.mean_y.iter_mut().zip(x.iter()).for_each(|(m, y)| *m += weight * (y - *m));
-                if r == self.epoch {
-                    for (s, m) in self.snapshot.iter_mut().zip(&self.mean_y) {
-                        *s = theta * m + (1.0 - theta) * *s;
-                    }
-                }
+                self.after_inner_step(epoch, r, x);
                 Ok(())
             }
             _ => self.quantizer.decode(down.extra, &self.snapshot, &mut self.view),
@@ -477,26 +615,14 @@ impl ServerRole<AsyLpgPlan> for AsyLpgServer {
             (Stage::Inner { epoch, .. }, 0) => {
                 self.sum.fill(0.0);
                 plan.codec.aggregate(received, 1.0, &mut self.sum)?;
-                let eta = plan.eta(epoch);
-                let step = match plan.prox {
-                    None => eta,
-                    // prox_ηh(x − ηḡ) = (x − ηḡ)/(1 + ηλ) = x − η/(1 + ηλ)·(ḡ + λx).
-                    Some(lambda) => {
-                        crate::vector::add_scaled(&mut self.sum, lambda, x);
-                        eta / (1.0 + eta * lambda)
-                    }
-                };
+                let step = plan.step_factor(epoch, &mut self.sum, x);
                 Ok(Down::dense(step, &self.sum).mirrored())
             }
             (stage, _) => {
                 let epoch = match stage {
                     Stage::Snapshot { epoch } | Stage::Inner { epoch, .. } => epoch,
                 };
-                let theta = plan.theta(epoch);
-                for ((p, &y), &s) in self.point.iter_mut().zip(x).zip(&plan.snapshot) {
-                    *p = if theta == 1.0 { y } else { theta * y + (1.0 - theta) * s };
-                }
-                let bits = plan.quantizer.encode(&self.point, &plan.snapshot, &mut self.coins, &mut self.wire);
+                let bits = plan.encode_model(epoch, x, &mut self.point, &mut self.coins, &mut self.wire);
                 Ok(Down::nothing().with_extra(&self.wire, bits).counted())
             }
         }
@@ -508,5 +634,81 @@ impl ServerRole<AsyLpgPlan> for AsyLpgServer {
 
     fn load(&mut self, r: &mut StateReader) -> Result<()> {
         r.stream("model quantizer coins", &mut self.coins)
+    }
+}
+
+/// AsyLPG for the asynchronous execution: the same plan, the server's pieces and one
+/// worker's scratch (a rank computes one update at a time).
+struct AsyLpgAsync {
+    plan: AsyLpgPlan,
+    /// W.
+    workers: u64,
+    coins: Stream,
+    sum: Vec<f64>,
+    point: Vec<f64>,
+    alpha: Vec<f64>,
+    own: Vec<f64>,
+    wire: Vec<u8>,
+}
+
+impl Algorithm for AsyLpgAsync {
+    /// m·W: as many gradient pairs as m synchronous inner steps.
+    fn updates_per_epoch(&self) -> u64 {
+        self.plan.epoch * self.workers
+    }
+
+    fn begin_epoch(&mut self, epoch: u64, x: &[f64]) {
+        if self.plan.snapshot_is_model(epoch) {
+            self.plan.snapshot.copy_from_slice(x);
+        }
+    }
+
+    fn snapshot_is_model(&self, epoch: u64) -> bool {
+        self.plan.snapshot_is_model(epoch)
+    }
+
+    fn snapshot_mut(&mut self) -> &mut [f64] {
+        &mut self.plan.snapshot
+    }
+
+    /// The same arithmetic as the synchronous snapshot's exact message (0 + 1·v).
+    fn set_snapshot_gradient(&mut self, full: &[f64]) {
+        self.plan.full.fill(0.0);
+        crate::vector::add_scaled(&mut self.plan.full, 1.0, full);
+    }
+
+    fn encode_model(&mut self, epoch: u64, x: &[f64], out: &mut Vec<u8>) -> u64 {
+        let bits = self.plan.encode_model(epoch, x, &mut self.point, &mut self.coins, &mut self.wire);
+        out.extend_from_slice(&self.wire);
+        bits
+    }
+
+    /// One worker's term of the synchronous step: x ← x − factor·w_j·Q(α_j).
+    fn apply(&mut self, epoch: u64, k: u64, weight: f64, msg: &[u8], x: &mut [f64]) -> Result<()> {
+        self.sum.fill(0.0);
+        self.plan.codec.decode_add(msg, weight, &mut self.sum)?;
+        let step = self.plan.step_factor(epoch, &mut self.sum, x);
+        crate::protocol::downlink::apply(&Down::dense(step, &self.sum), x);
+        self.plan.after_inner_step(epoch, k, x);
+        Ok(())
+    }
+
+    fn update(&mut self, model: &[u8], data: &mut Worker, obj: &Objective, out: &mut Vec<u8>) -> Result<(u64, f64)> {
+        let plan = &mut self.plan;
+        plan.quantizer.decode(model, &plan.snapshot, &mut plan.view)?;
+        let seconds = data.pair_gradients(obj, &plan.view, &plan.snapshot);
+        svrg_direction(plan, data, &mut self.alpha);
+        self.wire.clear();
+        let Sent::Bits(bits) =
+            plan.codec.encode(data.id, &self.alpha, &mut data.rng, Uplink::Bytes(&mut self.wire), &mut self.own)
+        else {
+            unreachable!("an encoded message has its bits")
+        };
+        out.extend_from_slice(&self.wire);
+        Ok((bits, seconds))
+    }
+
+    fn step_size(&self) -> &StepSize {
+        &self.plan.step
     }
 }

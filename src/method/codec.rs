@@ -156,6 +156,11 @@ impl Codec {
         r.stream("shared supports", &mut self.shared)
     }
 
+    /// Whether its compressor draws a shared support every round (all ranks in step).
+    pub fn draws_shared(&self) -> bool {
+        self.compressor.draws_shared()
+    }
+
     /// Every rank, every round the codec is used: this round's shared support.
     pub fn begin_round(&mut self) {
         self.compressor.begin_round(&mut self.shared);

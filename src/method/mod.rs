@@ -59,6 +59,12 @@ pub trait Method {
     /// Restores what `save` wrote: `common` from rank 0 of the checkpointed run, one state
     /// per local worker (from whichever rank hosted it then).
     fn load(&mut self, data: &mut [Worker], common: &[u8], workers: &[&[u8]]) -> Result<()>;
+
+    /// Arrays rank 0 stores under `/async/` when the run ends (the asynchronous
+    /// execution's arrival log); none for the round protocol.
+    fn records(&self) -> Vec<(&'static str, Vec<u64>)> {
+        Vec::new()
+    }
 }
 
 /// The collective a method's compressed messages go through (`--collective`).
@@ -98,6 +104,10 @@ pub struct Setup<'a> {
     pub down_compressor: &'a str,
     pub seed: u64,
     pub rank: usize,
+    /// MPI ranks of the run.
+    pub ranks: usize,
+    /// `--checkpoint-dir` was given (the asynchronous execution refuses it).
+    pub checkpoints: bool,
 }
 
 impl Setup<'_> {

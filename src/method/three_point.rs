@@ -937,6 +937,8 @@ mod tests {
             down_compressor: "identity",
             seed: 5,
             rank: 0,
+            ranks: 1,
+            checkpoints: false,
         };
         let mut spec = Spec::parse_method(method).unwrap();
         let name = match spec.name.as_str() {

@@ -30,8 +30,7 @@ pub struct Smoothness {
     pub l_pm: Option<f64>,
 }
 
-pub fn estimate(comm: &mut Comm, workers: &[Worker], obj: &Objective, seed: u64) -> Smoothness {
-    let d = workers[0].grad.len();
+pub fn estimate(comm: &mut Comm, workers: &[Worker], d: usize, obj: &Objective, seed: u64) -> Smoothness {
     let c = obj.loss_curvature_bound();
     let reg = obj.regularizer_smoothness();
     let mut start = vec![0.0; d];
@@ -81,11 +80,10 @@ pub fn estimate(comm: &mut Comm, workers: &[Worker], obj: &Objective, seed: u64)
 /// L_±² = λ_max(Σ w_i H_i² − H̄²), H̄ = Σ w_i H_i — a variance, so positive semi-definite; the
 /// ridge part cancels (Σ w_i = 1). Power iteration over MPI, three layout-independent sums
 /// per product. None unless the objective is quadratic.
-pub fn hessian_variance(comm: &mut Comm, workers: &[Worker], obj: &Objective, seed: u64) -> Option<f64> {
+pub fn hessian_variance(comm: &mut Comm, workers: &[Worker], d: usize, obj: &Objective, seed: u64) -> Option<f64> {
     if !obj.is_quadratic() {
         return None;
     }
-    let d = workers[0].grad.len();
     let c = obj.loss_curvature_bound();
     let mut start = vec![0.0; d];
     let mut shared = rng::shared(seed, Purpose::PowerIteration);

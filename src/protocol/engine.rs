@@ -255,6 +255,12 @@ impl Io {
         if !round.live() {
             return false;
         }
+        if !plan.takes_part(data.id) {
+            if self.activity[j] == Activity::NotAsked {
+                self.activity[j] = Activity::Skipped;
+            }
+            return false;
+        }
         match role.uplink(plan, i, data, up) {
             Ok(Sent::Bits(bits)) => {
                 round.stats.paper_bits_up += bits;
@@ -390,7 +396,7 @@ impl<P: Plan, W: WorkerRole<P>, S: ServerRole<P>> Method for Protocol<P, W, S> {
         let mut round = Round { stats: RoundStats::default(), failure: None, void: false, stop_vote };
         let phases = self.plan.begin_round(t);
         let oracle = self.plan.oracle();
-        for w in data.iter_mut() {
+        for w in data.iter_mut().filter(|w| self.plan.takes_part(w.id)) {
             let (seconds, reused) = match oracle {
                 Oracle::Round => w.round_gradient(obj, x, t),
                 Oracle::Full => w.full_gradient(obj, x, t),

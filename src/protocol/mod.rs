@@ -7,6 +7,7 @@
 //! phase's [`Phase`] kind, the server turns them into a [`Down`] (the model update and
 //! anything else the workers need), and every rank applies it.
 
+pub mod asynchronous;
 pub mod downlink;
 mod engine;
 mod transport;
@@ -188,6 +189,14 @@ pub trait Plan {
     /// (asked once, at construction).
     fn two_point(&self) -> bool {
         false
+    }
+
+    /// Whether global worker `worker` computes its gradients and sends this round
+    /// (default: every worker). A worker left out gets no oracle call, so its minibatch
+    /// stream does not move, and its uplink is not asked for (AsyLPG's serial schedule,
+    /// `order=serial`: one worker per inner round).
+    fn takes_part(&self, _worker: usize) -> bool {
+        true
     }
 
     /// The points of `Oracle::FullAt` (the first) and `Oracle::PairAt`.

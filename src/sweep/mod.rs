@@ -98,7 +98,7 @@ pub fn run(comm: &mut Comm, args: &SweepArgs) -> Result<Ending> {
 /// to every point as its value).
 fn plan(comm: &mut Comm, args: &SweepArgs, axes: &[Axis]) -> Result<(Vec<Planned>, Option<String>)> {
     let train = &args.train;
-    let mut problem = Problem::load(comm, &train.data, &train.objective, train.seed)?;
+    let mut problem = Problem::load(comm, &train.data, &train.objective, train.seed, 0)?;
     if let Some(b) = train.batch {
         comm.agree(problem.use_minibatches(b))?;
     }
@@ -191,7 +191,10 @@ fn check_points(
             a.checkpoint_dir = train.checkpoint_dir.as_ref().map(|d| d.join(&point.name));
             a.resume = a.checkpoint_dir.as_ref().map(|_| Resume::Auto);
             config::check_train(&a)?;
-            let built = method::build(&a.method, &train::method_setup(&a, problem, smooth, matrices, comm.rank()))?;
+            let built = method::build(
+                &a.method,
+                &train::method_setup(&a, problem, smooth, matrices, (comm.rank(), comm.size())),
+            )?;
             let settings = train::settings(&a, comm, problem, smooth, built.as_ref(), dataset_sha);
             Ok(Planned { point, args: a, settings })
         })

@@ -3,11 +3,12 @@
 //! precision stalls, and its bit counters follow the §B.2 formulas.
 
 use crate::util::{
-    attr_str, column, convergence_rank_counts, embedded, final_x, mpirun, read_dense, shared_data, strs,
-    to_1e_6_on_a9a, train_args, TempDir,
+    attr_str, column, convergence_rank_counts, embedded, final_x, mpirun, partial_of, read_dense, shared_data,
+    spawn_mpirun, strs, to_1e_6_on_a9a, train_args, TempDir,
 };
 use qtrain::compress::rand_k::SubsetSampler;
 use qtrain::rng::{self, Purpose};
+use std::time::{Duration, Instant};
 
 const SEED: u64 = 5;
 
@@ -56,6 +57,24 @@ impl Reference {
         prox: bool,
         accelerated: bool,
     ) -> Vec<f64> {
+        self.svrg(workers, batch, epoch, eta, rounds, prox, accelerated, false)
+    }
+
+    /// The same, `serial`: one worker per inner round, in worker order (epoch·W inner
+    /// rounds per epoch), stepping with its own term w_i·α_i.
+    #[allow(clippy::too_many_arguments)]
+    fn svrg(
+        &self,
+        workers: usize,
+        batch: usize,
+        epoch: usize,
+        eta: f64,
+        rounds: usize,
+        prox: bool,
+        accelerated: bool,
+        serial: bool,
+    ) -> Vec<f64> {
+        let epoch = if serial { epoch * workers } else { epoch };
         let (m, d) = (self.rows.len(), self.rows[0].len());
         let bounds: Vec<usize> = (0..=workers).map(|i| i * (m / workers) + i.min(m % workers)).collect();
         let weights: Vec<f64> = (0..workers).map(|i| (bounds[i + 1] - bounds[i]) as f64 / m as f64).collect();
@@ -85,7 +104,7 @@ impl Reference {
                 x.clone()
             };
             let mut step = vec![0.0; d];
-            for i in 0..workers {
+            for i in (0..workers).filter(|&i| !serial || i == (r - 1) % workers) {
                 let picked: Vec<usize> =
                     samplers[i].draw(&mut streams[i]).iter().map(|&r| bounds[i] + r as usize).collect();
                 let at_point = self.gradient(&point, picked.iter().copied(), ridge_in_f);
@@ -283,4 +302,202 @@ fn asylpg_refuses_what_it_cannot_run() {
         assert!(run.stderr.contains(fix), "{rest:?} should name the fix '{fix}':\n{}", run.stderr);
         assert!(!out.exists(), "{rest:?} left a result file");
     }
+}
+
+/// The serial schedule (`order=serial`: one worker per inner round) is serial prox-SVRG
+/// (identity, exact models, on 1 and 2 ranks); and the asynchronous execution with
+/// staleness 0 and serial service order is that synchronous run bit for bit, with the
+/// μ-bounded model and lowp:b=8, on 2 ranks (one worker rank) and 3 (two): the same final
+/// x, the same per-epoch f and the same bits up. Fails with a wrong worker turn, a worker
+/// whose minibatch stream moves out of turn, or a model quantized with other coins.
+#[test]
+fn asynchronous_serial_execution_equals_the_synchronous_serial_schedule() {
+    let dir = TempDir::new("asylpg-serial");
+    let reference = Reference::embedded(0.1);
+    let (workers, batch, epoch, eta) = (2, 5, 6, 0.5);
+    let rounds = 3 * (epoch * workers + 1);
+    let iters = rounds.to_string();
+    let want = reference.svrg(workers, batch, epoch, eta, rounds, false, false, true);
+    for ranks in [1, 2] {
+        let out = dir.path(&format!("reference-{ranks}.h5"));
+        let method = format!("asylpg:model=exact,epoch={epoch},order=serial");
+        let rest = ["--method", &method, "--compressor", "identity", "--workers", "2", "--batch", "5", "--step", "0.5"];
+        let rest = [&rest[..], &["--iters", &iters, "--seed", "5"]].concat();
+        mpirun(ranks, &strs(&train_args(out.to_str().unwrap(), &rest))).expect_ok();
+        let got = final_x(&out);
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst <= 1e-9 * scale, "serial schedule on {ranks} ranks: max |Δx| = {worst:e} (‖x‖_∞ = {scale:e})");
+    }
+
+    let common = ["--compressor", "lowp:b=8", "--workers", "2", "--batch", "5", "--eval-every", "1", "--seed", "5"];
+    for (variant, flag) in [("asylpg", ""), ("acc-asylpg", "unverified,")] {
+        let sync = dir.path(&format!("{variant}-sync.h5"));
+        let method = format!("{variant}:{flag}epoch={epoch},order=serial");
+        let rest = [&["--method", &method, "--iters", &iters][..], &common].concat();
+        mpirun(1, &strs(&train_args(sync.to_str().unwrap(), &rest))).expect_ok();
+        let sync_f = column::<f64>(&sync, "loss");
+        let sync_up = column::<u64>(&sync, "bits_up");
+        for ranks in [2, 3] {
+            let out = dir.path(&format!("{variant}-async-{ranks}.h5"));
+            let method = format!("{variant}:{flag}async,staleness=0,order=serial,epoch={epoch}");
+            let rest = [&["--method", &method, "--iters", "3"][..], &common].concat();
+            let run = mpirun(ranks, &strs(&train_args(out.to_str().unwrap(), &rest))).expect_ok();
+            assert_eq!(
+                attr_str(&out, "x_digest"),
+                attr_str(&sync, "x_digest"),
+                "{variant}: async serial on {ranks} ranks differs from the synchronous serial run\n{}",
+                run.stderr
+            );
+            let (f, up) = (column::<f64>(&out, "loss"), column::<u64>(&out, "bits_up"));
+            for s in 0..=3 {
+                let t = s * (epoch * workers + 1);
+                assert_eq!(f[s].to_bits(), sync_f[t].to_bits(), "{variant}, {ranks} ranks: f after epoch {s}");
+                assert_eq!(up[s], sync_up[t], "{variant}, {ranks} ranks: bits up after epoch {s}");
+            }
+            let outcome = async_record(&out, "outcome");
+            assert!(outcome.iter().all(|&o| o == 1), "serial order applies every update: {outcome:?}");
+        }
+    }
+}
+
+fn async_record(file: &std::path::Path, name: &str) -> Vec<u64> {
+    hdf5::File::open(file).unwrap().dataset(&format!("async/{name}")).unwrap().read_raw::<u64>().unwrap()
+}
+
+/// Asynchronous AsyLPG, 1 server + 3 workers with staleness 2, reaches f − f* ≤ 1e-6 on
+/// a9a (λ = 0.1; through ‖∇f‖² ≤ 1e-7) and its `/async/` records explain the run: every
+/// arrival applied exactly when its staleness is at most τ, the histogram and the
+/// per-worker counts are those of the log, and each epoch applies m·W updates.
+#[test]
+fn asynchronous_asylpg_converges_with_bounded_staleness() {
+    let Some(data) = shared_data("a9a.txt") else { return };
+    let dir = TempDir::new("asylpg-async");
+    let out = dir.path("async.h5");
+    let (tau, epoch, workers) = (2u64, 200u64, 3u64);
+    let method = format!("asylpg:async,staleness={tau},epoch={epoch}");
+    let mut args = to_1e_6_on_a9a(&data, &out, &method, "lowp:b=8", &["--workers", "3", "--batch", "16"]);
+    let at = |args: &[String], flag: &str| args.iter().position(|a| a == flag).unwrap() + 1;
+    let (iters, every) = (at(&args, "--iters"), at(&args, "--eval-every"));
+    args[iters] = "100".into();
+    args[every] = "1".into();
+    let run = mpirun(4, &strs(&args)).expect_ok();
+    assert_eq!(attr_str(&out, "status"), "converged", "{}", run.stderr);
+    let gap = *column::<f64>(&out, "f_gap").last().unwrap();
+    assert!(gap <= 1e-6, "f − f* = {gap:e}");
+
+    let (computed, arrived) = (async_record(&out, "computed_version"), async_record(&out, "arrival_version"));
+    let (outcome, worker) = (async_record(&out, "outcome"), async_record(&out, "worker"));
+    let mut histogram = vec![0u64; tau as usize + 1];
+    let mut per_worker = vec![0u64; workers as usize];
+    for i in 0..outcome.len() {
+        let staleness = arrived[i] - computed[i];
+        match outcome[i] {
+            1 => {
+                assert!(staleness <= tau, "arrival {i}: applied at staleness {staleness}");
+                histogram[staleness as usize] += 1;
+                per_worker[worker[i] as usize] += 1;
+            }
+            0 => assert!(staleness > tau, "arrival {i}: dropped at staleness {staleness}"),
+            2 => {}
+            other => panic!("arrival {i}: outcome {other}"),
+        }
+    }
+    assert_eq!(async_record(&out, "staleness_histogram"), histogram);
+    assert_eq!(async_record(&out, "applied_per_worker"), per_worker);
+    let epochs = attr_u64(&out, "rounds");
+    assert_eq!(per_worker.iter().sum::<u64>(), epochs * epoch * workers, "m·W updates per epoch");
+    assert!(histogram[1..].iter().sum::<u64>() > 0, "three worker ranks make some updates stale: {histogram:?}");
+}
+
+fn attr_u64(file: &std::path::Path, name: &str) -> u64 {
+    hdf5::File::open(file).unwrap().attr(name).unwrap().read_scalar::<u64>().unwrap()
+}
+
+/// What the asynchronous execution cannot run is refused before any epoch, on every rank,
+/// with the fix: one rank, checkpoints, the server topology, a shared-support compressor,
+/// staleness without async, workers that do not divide over the worker ranks.
+#[test]
+fn asynchronous_asylpg_refuses_what_it_cannot_run() {
+    let dir = TempDir::new("asylpg-async-refusals");
+    let out = dir.path("never.h5");
+    let ckpt = dir.path("ckpt");
+    let ckpt = ckpt.to_str().unwrap();
+    let lowp = ["--compressor", "lowp:b=8"];
+    let cases: [(usize, Vec<&str>, &str); 6] = [
+        (1, [&["--method", "asylpg:async"][..], &lowp].concat(), "launch at least 2 ranks"),
+        (2, [&["--method", "asylpg:async", "--checkpoint-dir", ckpt][..], &lowp].concat(), "drop --checkpoint-dir"),
+        (2, [&["--method", "asylpg:async", "--topology", "server"][..], &lowp].concat(), "drop --topology"),
+        (2, vec!["--method", "asylpg:async", "--compressor", "rand-k:k=5,shared"], "private coins"),
+        (2, [&["--method", "asylpg:staleness=2"][..], &lowp].concat(), "asylpg:async,staleness=2"),
+        (3, [&["--method", "asylpg:async", "--workers", "3"][..], &lowp].concat(), "multiple of the worker ranks"),
+    ];
+    for (ranks, rest, fix) in cases {
+        let args = train_args(out.to_str().unwrap(), &rest);
+        let run = mpirun(ranks, &strs(&args));
+        assert_eq!(run.code, Some(2), "{rest:?} on {ranks} ranks: {}", run.stderr);
+        assert!(run.stderr.contains(fix), "{rest:?} should name the fix '{fix}':\n{}", run.stderr);
+        let messages = run.stderr.lines().filter(|l| l.starts_with("qtrain: error")).count();
+        assert_eq!(messages, 1, "{rest:?}: one message, not one per rank:\n{}", run.stderr);
+        assert!(!out.exists(), "{rest:?} left a result file");
+    }
+}
+
+/// SIGKILL of a worker rank in the middle of an epoch's point-to-point exchange (the
+/// server waiting in its probe, the other worker in its receive): every rank is gone
+/// within 10 s, the launcher names the signal, and no result file is left under the final
+/// name (the OUT.partial, if any, is a valid HDF5 file). Found by its rank variable
+/// (OpenMPI's OMPI_COMM_WORLD_RANK, MPICH's PMI_RANK) and a tag only this launch has.
+#[test]
+fn a_killed_worker_rank_ends_the_asynchronous_run_within_10_s() {
+    let dir = TempDir::new("asylpg-async-kill");
+    let out = dir.path("killed.h5");
+    let tag = dir.0.to_str().unwrap().to_string();
+    // One epoch of 2·10⁶ updates: far longer than the test waits, so the kill lands in it.
+    let rest = ["--method", "asylpg:async,epoch=1000000", "--compressor", "lowp:b=8", "--workers", "2"];
+    let rest = [&rest[..], &["--batch", "5", "--iters", "1000", "--flush-every", "1"]].concat();
+    let mut job = spawn_mpirun(3, &strs(&train_args(out.to_str().unwrap(), &rest)), &[("QTRAIN_KILL_TAG", &tag)]);
+    let partial = partial_of(&out);
+    let waited = Instant::now();
+    while !partial.exists() && waited.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(partial.exists(), "the run did not start within 60 s");
+    std::thread::sleep(Duration::from_millis(1500));
+    let victim = process_of_rank(1, &tag).expect("rank 1 of the launch is running");
+    assert_eq!(std::process::Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap().code(), Some(0));
+    let killed = Instant::now();
+    let code = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(20), "the job still runs 20 s after the kill");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let seconds = killed.elapsed().as_secs_f64();
+    let output = job.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
+    assert!(seconds < 10.0, "the ranks took {seconds:.1} s to stop\n{text}");
+    assert!(code.is_some_and(|c| c != 0), "exit code {code:?}\n{text}");
+    assert!(text.contains("signal 9") || text.contains("Killed"), "the launcher names the signal:\n{text}");
+    assert!(process_of_rank(0, &tag).is_none() && process_of_rank(2, &tag).is_none(), "a rank outlived the job");
+    assert!(!out.exists(), "no result under the final name");
+    if partial.exists() {
+        hdf5::File::open(&partial).expect("OUT.partial is a valid HDF5 file");
+    }
+}
+
+/// The PID of the live process of `rank` whose environment holds QTRAIN_KILL_TAG=tag.
+fn process_of_rank(rank: usize, tag: &str) -> Option<u32> {
+    let wanted = [format!("OMPI_COMM_WORLD_RANK={rank}"), format!("PMI_RANK={rank}")];
+    let tagged = format!("QTRAIN_KILL_TAG={tag}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let environ = std::fs::read(entry.path().join("environ")).ok()?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+        let has = |v: &str| vars.contains(&v.as_bytes());
+        let live = !std::fs::read_to_string(entry.path().join("stat")).ok()?.contains(") Z ");
+        (comm.trim() == "qtrain" && live && has(&tagged) && wanted.iter().any(|w| has(w))).then_some(pid)
+    })
 }

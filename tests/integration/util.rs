@@ -135,10 +135,33 @@ pub fn mpirun_env(ranks: usize, args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 fn run_command(ranks: usize, args: &[&str], cwd: Option<&Path>, env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new("timeout");
+    let mut cmd = mpirun_command(ranks, args, env);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
+    let Output { status, stdout, stderr } =
+        cmd.output().expect("mpirun and timeout must be installed (scripts/setup.sh)");
+    assert_ne!(status.code(), Some(124), "qtrain hung: killed by the timeout\n{}", String::from_utf8_lossy(&stderr));
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// `mpirun` started in the background, its output piped (for a test that acts on the
+/// running job, e.g. kills one of its ranks).
+pub fn spawn_mpirun(ranks: usize, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    use std::process::Stdio;
+    let mut cmd = mpirun_command(ranks, args, env);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.spawn().expect("mpirun and timeout must be installed (scripts/setup.sh)")
+}
+
+/// The command line of a launch under a 180 s timeout, with the environment every test
+/// launch has.
+fn mpirun_command(ranks: usize, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new("timeout");
     for (key, value) in env {
         cmd.env(key, value);
     }
@@ -153,14 +176,7 @@ fn run_command(ranks: usize, args: &[&str], cwd: Option<&Path>, env: &[(&str, &s
         .env("OMPI_MCA_odls_base_sigkill_timeout", "0")
         .env("RUST_BACKTRACE", "0")
         .env_remove("RUST_LOG");
-    let Output { status, stdout, stderr } =
-        cmd.output().expect("mpirun and timeout must be installed (scripts/setup.sh)");
-    assert_ne!(status.code(), Some(124), "qtrain hung: killed by the timeout\n{}", String::from_utf8_lossy(&stderr));
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
+    cmd
 }
 
 /// A metrics dataset of a result file.
