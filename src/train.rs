@@ -25,7 +25,6 @@ use crate::objective::smoothness_matrix::{self, Matrices};
 use crate::problem::Problem;
 use crate::spec::Spec;
 use crate::{faults, signals, solve};
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// How a run ended (stored as the `status` attribute).
@@ -467,7 +466,8 @@ impl Training<'_> {
         let mut preempted = false;
         loop {
             let every = self.args.checkpoint_every;
-            if preempted || (every.is_some_and(|n| t % n == 0) && t != first) {
+            // A stop request without --checkpoint-dir ends the run with the rows so far.
+            if (preempted && self.args.checkpoint_dir.is_some()) || (every.is_some_and(|n| t % n == 0) && t != first) {
                 self.checkpoint(t, &x, &ledger, next_log)?;
             }
             if t % self.args.eval_every == 0 || t == iters || preempted {
@@ -502,7 +502,12 @@ impl Training<'_> {
             ledger.record(&stats, &self.comm.take_meter(), start.elapsed().as_secs_f64());
             t += 1;
             if stats.stop {
-                log::warn!("stop requested (SIGTERM or SIGUSR1): checkpoint at round {t}, then exit");
+                match self.args.checkpoint_dir {
+                    Some(_) => log::warn!("stop requested (SIGTERM or SIGUSR1): checkpoint at round {t}, then exit"),
+                    None => {
+                        log::warn!("stop requested (SIGTERM or SIGUSR1): no --checkpoint-dir, so exit at round {t}")
+                    }
+                }
                 preempted = true;
             }
             if t % self.args.eval_every == 0 || t == iters {
@@ -673,12 +678,19 @@ fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome:
         }
         Status::Preempted => {
             if comm.is_root() {
-                let dir = args.checkpoint_dir.as_ref().map_or_else(PathBuf::new, PathBuf::clone);
-                eprintln!(
-                    "qtrain: preempted after round {}: checkpoint in {}; continue with the same command and --resume",
-                    outcome.rounds,
-                    dir.display()
-                );
+                match &args.checkpoint_dir {
+                    Some(dir) => eprintln!(
+                        "qtrain: preempted after round {}: checkpoint in {}; continue with the same command and --resume",
+                        outcome.rounds,
+                        dir.display()
+                    ),
+                    None => eprintln!(
+                        "qtrain: stopped by a signal after round {}: the rows so far are in {} (status preempted); \
+                         without --checkpoint-dir the run cannot be resumed",
+                        outcome.rounds,
+                        args.out.display()
+                    ),
+                }
             }
             Ending::Preempted
         }

@@ -45,25 +45,11 @@ impl Reference {
     /// x after `rounds` rounds (one snapshot round, then `epoch` inner rounds, repeated);
     /// `prox`: the ridge as h (x ← (x − ηḡ)/(1 + ηλ)) instead of inside f; `accelerated`:
     /// the MiG template of §B.4 (θ_s = 2/(s+4), η_s = η·θ_0/θ_s, gradients at
-    /// θ_s y + (1 − θ_s)x̃, x̃ ← θ_s·mean(y) + (1 − θ_s)x̃ at an epoch's end).
+    /// θ_s y + (1 − θ_s)x̃, x̃ ← θ_s·mean(y) + (1 − θ_s)x̃ at an epoch's end); `serial`: one
+    /// worker per inner round, in worker order (epoch·W inner rounds per epoch), stepping
+    /// with its own term w_i·α_i.
     #[allow(clippy::too_many_arguments)]
     fn prox_svrg(
-        &self,
-        workers: usize,
-        batch: usize,
-        epoch: usize,
-        eta: f64,
-        rounds: usize,
-        prox: bool,
-        accelerated: bool,
-    ) -> Vec<f64> {
-        self.svrg(workers, batch, epoch, eta, rounds, prox, accelerated, false)
-    }
-
-    /// The same, `serial`: one worker per inner round, in worker order (epoch·W inner
-    /// rounds per epoch), stepping with its own term w_i·α_i.
-    #[allow(clippy::too_many_arguments)]
-    fn svrg(
         &self,
         workers: usize,
         batch: usize,
@@ -148,7 +134,7 @@ fn asylpg_without_quantization_is_prox_svrg() {
         [("asylpg", "smooth", false), ("asylpg", "prox", false), ("acc-asylpg", "smooth", true)]
     {
         let prox = ridge == "prox";
-        let want = reference.prox_svrg(workers, batch, epoch, eta, rounds, prox, accelerated);
+        let want = reference.prox_svrg(workers, batch, epoch, eta, rounds, prox, accelerated, false);
         for ranks in [1, 2] {
             let out = dir.path(&format!("{name}-{ridge}-{ranks}.h5"));
             let flag = if accelerated { "unverified," } else { "" };
@@ -185,7 +171,7 @@ fn asylpg_without_quantization_is_prox_svrg() {
     let rest = ["--method", "asylpg:model=fixed,bx=2,epoch=7", "--workers", "4", "--batch", "5", "--step", "0.5"];
     let rest = [&rest[..], &["--iters", "24", "--seed", "5"]].concat();
     mpirun(1, &strs(&train_args(out.to_str().unwrap(), &rest))).expect_ok();
-    let want = reference.prox_svrg(workers, batch, epoch, eta, rounds, false, false);
+    let want = reference.prox_svrg(workers, batch, epoch, eta, rounds, false, false, false);
     let moved = final_x(&out).iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(
         moved > 1e-3 * want.iter().fold(0.0f64, |m, v| m.max(v.abs())),
@@ -317,7 +303,7 @@ fn asynchronous_serial_execution_equals_the_synchronous_serial_schedule() {
     let (workers, batch, epoch, eta) = (2, 5, 6, 0.5);
     let rounds = 3 * (epoch * workers + 1);
     let iters = rounds.to_string();
-    let want = reference.svrg(workers, batch, epoch, eta, rounds, false, false, true);
+    let want = reference.prox_svrg(workers, batch, epoch, eta, rounds, false, false, true);
     for ranks in [1, 2] {
         let out = dir.path(&format!("reference-{ranks}.h5"));
         let method = format!("asylpg:model=exact,epoch={epoch},order=serial");

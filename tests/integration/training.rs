@@ -204,3 +204,25 @@ fn a_straggler_changes_timings_not_iterates() {
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("name a rank from 0 to 1"), "{}", run.stderr);
 }
+
+/// SIGTERM without `--checkpoint-dir` (nothing to resume from): every rank stops after the
+/// same round with exit 4, one message saying the run cannot be resumed, and a valid
+/// result file under its final name with status `preempted` and the rows so far — for a
+/// synchronous method and for the asynchronous execution (which takes no checkpoints).
+/// Before, rank 0 panicked looking for the checkpoint folder and left only OUT.partial.
+#[test]
+fn a_signal_without_checkpoints_ends_the_run_with_its_rows() {
+    let dir = TempDir::new("term");
+    for (ranks, method, compressor) in [(2, "gd", "identity"), (3, "asylpg:async,epoch=20", "lowp:b=8")] {
+        let out = dir.path(&format!("{ranks}.h5"));
+        let rest = ["--method", method, "--compressor", compressor, "--workers", "2", "--iters", "50"];
+        let rest = [&rest[..], &["--eval-every", "1"]].concat();
+        let run = mpirun_env(ranks, &strs(&train_args(out.to_str().unwrap(), &rest)), &[("QTRAIN_FAULT", "term@1:3")]);
+        assert_eq!(run.code, Some(4), "{method}: {}", run.stderr);
+        assert!(run.stderr.contains("stopped by a signal after round 4"), "{method}: {}", run.stderr);
+        assert!(run.stderr.contains("cannot be resumed"), "{method}: {}", run.stderr);
+        assert_eq!(attr_str(&out, "status"), "preempted", "{method}");
+        assert_eq!(column::<u64>(&out, "iter"), (0..=4).collect::<Vec<u64>>(), "{method}: the rows up to the stop");
+        assert!(!partial_of(&out).exists(), "{method}: no OUT.partial left");
+    }
+}
