@@ -327,7 +327,7 @@ fn parse(setup: &Setup, spec: &mut Spec, variant: Variant, name: &str) -> Result
 
 /// The asynchronous execution of the plan (`crate::protocol::asynchronous`), after the
 /// checks that only it needs.
-fn build_async(setup: &Setup, plan: AsyLpgPlan, options: Options) -> Result<Box<dyn Method>> {
+fn build_async(setup: &Setup, mut plan: AsyLpgPlan, options: Options) -> Result<Box<dyn Method>> {
     let refuse = |what: String, fix: &str| Err(Error::config(what, fix));
     if setup.checkpoints {
         return refuse(
@@ -363,10 +363,13 @@ fn build_async(setup: &Setup, plan: AsyLpgPlan, options: Options) -> Result<Box<
         if options.serial { ", serial order" } else { "" },
         plan.epoch * setup.workers() as u64
     );
+    // Each applied update is one worker's inner step, whatever the service order: the
+    // plan counts them as the serial schedule does (m·W per epoch; the accelerated
+    // variant's running mean of y and its snapshot after the last).
+    plan.serial = Some(setup.workers() as u64);
     let d = setup.dim;
     let algorithm = AsyLpgAsync {
         plan,
-        workers: setup.workers() as u64,
         coins: rng::shared(setup.seed, Purpose::ModelQuantizer),
         sum: vec![0.0; d],
         point: vec![0.0; d],
@@ -641,8 +644,6 @@ impl ServerRole<AsyLpgPlan> for AsyLpgServer {
 /// worker's scratch (a rank computes one update at a time).
 struct AsyLpgAsync {
     plan: AsyLpgPlan,
-    /// W.
-    workers: u64,
     coins: Stream,
     sum: Vec<f64>,
     point: Vec<f64>,
@@ -654,7 +655,7 @@ struct AsyLpgAsync {
 impl Algorithm for AsyLpgAsync {
     /// m·W: as many gradient pairs as m synchronous inner steps.
     fn updates_per_epoch(&self) -> u64 {
-        self.plan.epoch * self.workers
+        self.plan.inner_rounds()
     }
 
     fn begin_epoch(&mut self, epoch: u64, x: &[f64]) {

@@ -293,9 +293,10 @@ fn asylpg_refuses_what_it_cannot_run() {
 /// The serial schedule (`order=serial`: one worker per inner round) is serial prox-SVRG
 /// (identity, exact models, on 1 and 2 ranks); and the asynchronous execution with
 /// staleness 0 and serial service order is that synchronous run bit for bit, with the
-/// μ-bounded model and lowp:b=8, on 2 ranks (one worker rank) and 3 (two): the same final
-/// x, the same per-epoch f and the same bits up. Fails with a wrong worker turn, a worker
-/// whose minibatch stream moves out of turn, or a model quantized with other coins.
+/// μ-bounded model and lowp:b=8, on 2 ranks (one worker rank) and 3 (two), and in arrival
+/// order on 2 ranks (where it is worker order): the same final x, the same per-epoch f and
+/// the same bits up. Fails with a wrong worker turn, with the accelerated variant's mean
+/// counting m instead of m·W updates per epoch in arrival order (both seen red).
 #[test]
 fn asynchronous_serial_execution_equals_the_synchronous_serial_schedule() {
     let dir = TempDir::new("asylpg-serial");
@@ -324,15 +325,17 @@ fn asynchronous_serial_execution_equals_the_synchronous_serial_schedule() {
         mpirun(1, &strs(&train_args(sync.to_str().unwrap(), &rest))).expect_ok();
         let sync_f = column::<f64>(&sync, "loss");
         let sync_up = column::<u64>(&sync, "bits_up");
-        for ranks in [2, 3] {
-            let out = dir.path(&format!("{variant}-async-{ranks}.h5"));
-            let method = format!("{variant}:{flag}async,staleness=0,order=serial,epoch={epoch}");
+        // With one worker rank, arrival order is worker order too (the rank's workers in
+        // turn, one request at a time): the arrival path must give the same bits.
+        for (ranks, order) in [(2, "order=serial,"), (3, "order=serial,"), (2, "")] {
+            let out = dir.path(&format!("{variant}-async-{ranks}-{order}.h5"));
+            let method = format!("{variant}:{flag}async,staleness=0,{order}epoch={epoch}");
             let rest = [&["--method", &method, "--iters", "3"][..], &common].concat();
             let run = mpirun(ranks, &strs(&train_args(out.to_str().unwrap(), &rest))).expect_ok();
             assert_eq!(
                 attr_str(&out, "x_digest"),
                 attr_str(&sync, "x_digest"),
-                "{variant}: async serial on {ranks} ranks differs from the synchronous serial run\n{}",
+                "{variant}: async ({order}) on {ranks} ranks differs from the synchronous serial run\n{}",
                 run.stderr
             );
             let (f, up) = (column::<f64>(&out, "loss"), column::<u64>(&out, "bits_up"));
@@ -351,49 +354,53 @@ fn async_record(file: &std::path::Path, name: &str) -> Vec<u64> {
     hdf5::File::open(file).unwrap().dataset(&format!("async/{name}")).unwrap().read_raw::<u64>().unwrap()
 }
 
-/// Asynchronous AsyLPG, 1 server + 3 workers with staleness 2, reaches f − f* ≤ 1e-6 on
-/// a9a (λ = 0.1; through ‖∇f‖² ≤ 1e-7) and its `/async/` records explain the run: every
+/// Asynchronous AsyLPG and accelerated AsyLPG, 1 server + 3 workers with staleness 2,
+/// reach f − f* ≤ 1e-6 on a9a (λ = 0.1; through ‖∇f‖² ≤ 1e-7) and the `/async/` records
+/// explain the run: every
 /// arrival applied exactly when its staleness is at most τ, the histogram and the
 /// per-worker counts are those of the log, and each epoch applies m·W updates.
 #[test]
 fn asynchronous_asylpg_converges_with_bounded_staleness() {
     let Some(data) = shared_data("a9a.txt") else { return };
     let dir = TempDir::new("asylpg-async");
-    let out = dir.path("async.h5");
     let (tau, epoch, workers) = (2u64, 200u64, 3u64);
-    let method = format!("asylpg:async,staleness={tau},epoch={epoch}");
-    let mut args = to_1e_6_on_a9a(&data, &out, &method, "lowp:b=8", &["--workers", "3", "--batch", "16"]);
-    let at = |args: &[String], flag: &str| args.iter().position(|a| a == flag).unwrap() + 1;
-    let (iters, every) = (at(&args, "--iters"), at(&args, "--eval-every"));
-    args[iters] = "100".into();
-    args[every] = "1".into();
-    let run = mpirun(4, &strs(&args)).expect_ok();
-    assert_eq!(attr_str(&out, "status"), "converged", "{}", run.stderr);
-    let gap = *column::<f64>(&out, "f_gap").last().unwrap();
-    assert!(gap <= 1e-6, "f − f* = {gap:e}");
+    for variant in ["asylpg", "acc-asylpg:unverified"] {
+        let out = dir.path(&format!("{}.h5", variant.replace(':', "-")));
+        let joint = if variant.contains(':') { ',' } else { ':' };
+        let method = format!("{variant}{joint}async,staleness={tau},epoch={epoch}");
+        let mut args = to_1e_6_on_a9a(&data, &out, &method, "lowp:b=8", &["--workers", "3", "--batch", "16"]);
+        let at = |args: &[String], flag: &str| args.iter().position(|a| a == flag).unwrap() + 1;
+        let (iters, every) = (at(&args, "--iters"), at(&args, "--eval-every"));
+        args[iters] = "100".into();
+        args[every] = "1".into();
+        let run = mpirun(4, &strs(&args)).expect_ok();
+        assert_eq!(attr_str(&out, "status"), "converged", "{method}: {}", run.stderr);
+        let gap = *column::<f64>(&out, "f_gap").last().unwrap();
+        assert!(gap <= 1e-6, "{method}: f − f* = {gap:e}");
 
-    let (computed, arrived) = (async_record(&out, "computed_version"), async_record(&out, "arrival_version"));
-    let (outcome, worker) = (async_record(&out, "outcome"), async_record(&out, "worker"));
-    let mut histogram = vec![0u64; tau as usize + 1];
-    let mut per_worker = vec![0u64; workers as usize];
-    for i in 0..outcome.len() {
-        let staleness = arrived[i] - computed[i];
-        match outcome[i] {
-            1 => {
-                assert!(staleness <= tau, "arrival {i}: applied at staleness {staleness}");
-                histogram[staleness as usize] += 1;
-                per_worker[worker[i] as usize] += 1;
+        let (computed, arrived) = (async_record(&out, "computed_version"), async_record(&out, "arrival_version"));
+        let (outcome, worker) = (async_record(&out, "outcome"), async_record(&out, "worker"));
+        let mut histogram = vec![0u64; tau as usize + 1];
+        let mut per_worker = vec![0u64; workers as usize];
+        for i in 0..outcome.len() {
+            let staleness = arrived[i] - computed[i];
+            match outcome[i] {
+                1 => {
+                    assert!(staleness <= tau, "{method}, arrival {i}: applied at staleness {staleness}");
+                    histogram[staleness as usize] += 1;
+                    per_worker[worker[i] as usize] += 1;
+                }
+                0 => assert!(staleness > tau, "{method}, arrival {i}: dropped at staleness {staleness}"),
+                2 => {}
+                other => panic!("{method}, arrival {i}: outcome {other}"),
             }
-            0 => assert!(staleness > tau, "arrival {i}: dropped at staleness {staleness}"),
-            2 => {}
-            other => panic!("arrival {i}: outcome {other}"),
         }
+        assert_eq!(async_record(&out, "staleness_histogram"), histogram, "{method}");
+        assert_eq!(async_record(&out, "applied_per_worker"), per_worker, "{method}");
+        let epochs = attr_u64(&out, "rounds");
+        assert_eq!(per_worker.iter().sum::<u64>(), epochs * epoch * workers, "{method}: m·W updates per epoch");
+        assert!(histogram[1..].iter().sum::<u64>() > 0, "{method}: three worker ranks make some updates stale");
     }
-    assert_eq!(async_record(&out, "staleness_histogram"), histogram);
-    assert_eq!(async_record(&out, "applied_per_worker"), per_worker);
-    let epochs = attr_u64(&out, "rounds");
-    assert_eq!(per_worker.iter().sum::<u64>(), epochs * epoch * workers, "m·W updates per epoch");
-    assert!(histogram[1..].iter().sum::<u64>() > 0, "three worker ranks make some updates stale: {histogram:?}");
 }
 
 fn attr_u64(file: &std::path::Path, name: &str) -> u64 {
