@@ -185,6 +185,7 @@ pub fn build_for(spec: &str, d: usize, seed: u64, workers: usize) -> Result<Box<
         "identity" => Box::new(identity::Identity::new(&spec, d)),
         "rand-k" if spec.has_flag("shared") => Box::new(summable::SharedRandK::from_spec(&mut spec, d)?),
         "rand-k" => Box::new(rand_k::RandK::from_spec(&mut spec, d)?),
+        "random-block" => Box::new(summable::SharedRandK::block_from_spec(&mut spec, d)?),
         "top-k" => Box::new(top_k::TopK::from_spec(&mut spec, d)?),
         "bernoulli-sparse" => Box::new(bernoulli_sparse::BernoulliSparse::from_spec(&mut spec, d)?),
         "adaptive-rand" => Box::new(adaptive_rand::AdaptiveRand::from_spec(&mut spec, d)?),
@@ -246,6 +247,7 @@ pub const EXAMPLES: &[&str] = &[
 pub const NAMES: &[&str] = &[
     "identity",
     "rand-k",
+    "random-block",
     "top-k",
     "bernoulli-sparse",
     "adaptive-rand",

@@ -50,6 +50,11 @@ enum Kind {
         k: usize,
         scaled: bool,
     },
+    /// The same with the support one cyclic block {s, …, s+k−1} mod d, s uniform.
+    RandomBlock {
+        k: usize,
+        scaled: bool,
+    },
     TopK {
         k: usize,
     },
@@ -157,11 +162,12 @@ impl Kind {
         let df = d as f64;
         match self {
             Kind::Identity => Class::Unbiased { omega: 0.0 },
-            Kind::RandK { k, scaled: true } | Kind::SharedRandK { k, scaled: true } => {
-                Class::Unbiased { omega: df / k as f64 - 1.0 }
-            }
+            Kind::RandK { k, scaled: true }
+            | Kind::SharedRandK { k, scaled: true }
+            | Kind::RandomBlock { k, scaled: true } => Class::Unbiased { omega: df / k as f64 - 1.0 },
             Kind::RandK { k, scaled: false }
             | Kind::SharedRandK { k, scaled: false }
+            | Kind::RandomBlock { k, scaled: false }
             | Kind::TopK { k }
             | Kind::CltK { k } => Class::Contractive { alpha: k as f64 / df },
             Kind::Sketch { rows: 1, cols } => Class::Unbiased { omega: (df - 1.0) / cols as f64 },
@@ -253,8 +259,8 @@ impl Kind {
             Kind::Identity => (32 * d64, 4 * d),
             Kind::RandK { k, .. } | Kind::TopK { k } | Kind::CltK { k } => (k as u64 * (32 + b), 4 * k + packed(k, b)),
             // §1.2: a 32-bit seed replaces the indices (none needed when k = d).
-            Kind::SharedRandK { k, .. } if k == d => (32 * d64, 4 * k),
-            Kind::SharedRandK { k, .. } => (32 * k as u64 + 32, 4 * k),
+            Kind::SharedRandK { k, .. } | Kind::RandomBlock { k, .. } if k == d => (32 * d64, 4 * k),
+            Kind::SharedRandK { k, .. } | Kind::RandomBlock { k, .. } => (32 * k as u64 + 32, 4 * k),
             Kind::Sketch { rows, cols } => (32 * (rows * cols) as u64, 4 * rows * cols),
             Kind::Qsgd { elias: true, .. } | Kind::NatDither { elias: true, .. } => {
                 let code = self.elias_code_bits(x, out);
@@ -347,7 +353,7 @@ impl Kind {
         let d = x.len() as f64;
         Some(match self {
             Kind::Identity => x.iter().map(|&v| (v as f32 as f64 - v).powi(2)).sum(),
-            Kind::RandK { k, scaled } | Kind::SharedRandK { k, scaled } => {
+            Kind::RandK { k, scaled } | Kind::SharedRandK { k, scaled } | Kind::RandomBlock { k, scaled } => {
                 let q = k as f64 / d;
                 dot(x, x) * if scaled { 1.0 / q - 1.0 } else { 1.0 - q }
             }
@@ -441,13 +447,18 @@ impl Kind {
             }
             Kind::TopK { k } | Kind::CltK { k } => assert_bitwise(out, &naive_top_k(x, k), ctx),
             Kind::Sketch { rows, cols } => assert_bitwise(out, &naive_sketch_estimate(x, rows, cols, seed), ctx),
-            Kind::RandK { k, scaled } | Kind::SharedRandK { k, scaled } => {
+            Kind::RandK { k, scaled } | Kind::SharedRandK { k, scaled } | Kind::RandomBlock { k, scaled } => {
                 let factor = if scaled { d as f64 / k as f64 } else { 1.0 };
                 for (j, (&o, &v)) in out.iter().zip(x).enumerate() {
                     let kept = (v * factor) as f32 as f64;
                     assert!(o == 0.0 || o.to_bits() == kept.to_bits(), "{ctx}: out[{j}] = {o}");
                 }
                 assert!(nonzeros(out) <= k, "{ctx}: {} nonzeros > k = {k}", nonzeros(out));
+                if let Kind::RandomBlock { .. } = self {
+                    // The kept coordinates fit in one cyclic window of k from some start.
+                    let fits = |s: usize| out.iter().enumerate().all(|(j, &o)| o == 0.0 || (j + d - s) % d < k);
+                    assert!((0..d).any(fits), "{ctx}: the kept coordinates are not one cyclic block of {k}");
+                }
             }
             Kind::Qsgd { .. } | Kind::NatDither { .. } => {
                 let (levels, inf) = self.levels().unwrap();
@@ -1097,6 +1108,8 @@ catalogue_tests! {
     rand_k_unscaled => "rand-k:k=10,unscaled", Kind::RandK { k: 10, scaled: false };
     rand_k_shared => "rand-k:k=10,shared", Kind::SharedRandK { k: 10, scaled: true };
     rand_k_shared_unscaled => "rand-k:k=10,shared,unscaled", Kind::SharedRandK { k: 10, scaled: false };
+    random_block => "random-block:k=10", Kind::RandomBlock { k: 10, scaled: true };
+    random_block_unscaled => "random-block:k=10,unscaled", Kind::RandomBlock { k: 10, scaled: false };
     top_k => "top-k:k=10", Kind::TopK { k: 10 };
     bernoulli_sparse => "bernoulli-sparse:p=0.2", Kind::BernoulliSparse { p: 0.2 };
     bernoulli_sparse_all => "bernoulli-sparse:p=1", Kind::BernoulliSparse { p: 1.0 };
@@ -1145,12 +1158,13 @@ catalogue_tests! {
 // Tiny dimensions and non-finite input, over the whole catalogue.
 
 /// The catalogue with k = 1, legal down to d = 1.
-const SMALL: [Expect; 30] = [
+const SMALL: [Expect; 31] = [
     Expect { spec: "sparse-lowp:k=1,b=3", kind: Kind::SparseLowp { k: 1, b: 3 } },
     Expect { spec: "identity", kind: Kind::Identity },
     Expect { spec: "rand-k:k=1", kind: Kind::RandK { k: 1, scaled: true } },
     Expect { spec: "rand-k:k=1,unscaled", kind: Kind::RandK { k: 1, scaled: false } },
     Expect { spec: "rand-k:k=1,shared", kind: Kind::SharedRandK { k: 1, scaled: true } },
+    Expect { spec: "random-block:k=1", kind: Kind::RandomBlock { k: 1, scaled: true } },
     Expect { spec: "top-k:k=1", kind: Kind::TopK { k: 1 } },
     Expect { spec: "topk-nd:k=1,s=2", kind: Kind::TopKNatDither { k: 1, s: 2 } },
     Expect { spec: "clt-k:k=1", kind: Kind::CltK { k: 1 } },

@@ -1,4 +1,5 @@
-//! Rand-k with a shared support: `rand-k:k=K,shared[,unscaled]`.
+//! Sparsifiers with a shared support: `rand-k:k=K,shared[,unscaled]` and
+//! `random-block:k=K[,unscaled]`.
 //!
 //! Spec: ../shared/ALGORITHMS.md §1.2 and §0.3 ("use MPI_Allreduce when the compressed
 //! representation is summable").
@@ -8,9 +9,17 @@
 //!   their messages can be added: Σ_i C(x_i) = C(Σ_i x_i) on S.
 //!   Scaled (default): Q(x) = (d/k)·Σ_{j∈S} x_j e_j, unbiased with ω = d/k − 1.
 //!   `unscaled`: contractive with α = k/d (in expectation). k = d draws nothing.
-//! * Randomness: the shared stream (one subset per round, Floyd's algorithm); none private.
+//! * `random-block` (the contiguous-block sparsifier that systems frameworks ship, e.g.
+//!   GRACE's "randomk" with a block; Stich et al. 2018 analyse it as rand-k's cheaper twin):
+//!   S = {s, s+1, …, s+k−1} mod d, one cyclic block with its start s uniform on 0..d.
+//!   Every coordinate lies in the block with probability exactly k/d, so the scaled form is
+//!   unbiased with ω = d/k − 1 and the unscaled one contractive with α = k/d in
+//!   expectation, as rand-k; only the joint law of the support differs (neighbours are kept
+//!   together), which these constants do not see.
+//! * Randomness: the shared stream (one subset per round, Floyd's algorithm; or one block
+//!   start); none private.
 //! * Wire (allgather): the k values as f32 (already multiplied by d/k when scaled), in
-//!   increasing index order; 4k bytes. No indices: the receiver knows S. Through an
+//!   increasing index order (a block: from s on, cyclically); 4k bytes. No indices: the receiver knows S. Through an
 //!   allreduce the same f32-rounded values are summed (`Summable`), so both collectives
 //!   give the same compressed vectors.
 //! * Paper bits: 32k + 32, a 32-bit seed in place of the indices (§1.2 "or 32 if indices
@@ -21,36 +30,61 @@ use super::wire::{expect_dim, expect_len, put_f32};
 use super::{check_k, Class, Compressor, Spec, Summable};
 use crate::error::Result;
 use crate::rng::Stream;
-
-const NAME: &str = "rand-k";
+use rand::Rng;
 
 pub struct SharedRandK {
     spec: String,
+    /// The family, for messages.
+    name: &'static str,
     d: usize,
     k: usize,
     factor: f64,
     scaled: bool,
-    sampler: SubsetSampler,
+    support: Support,
+}
+
+/// How the round's k coordinates are drawn from the shared stream.
+enum Support {
+    /// A uniform k-subset (rand-k).
+    Subset(SubsetSampler),
+    /// A cyclic block of k from a uniform start (random-block).
+    Block { start: usize },
 }
 
 impl SharedRandK {
+    /// `rand-k:k=K,shared[,unscaled]`.
     pub fn from_spec(spec: &mut Spec, d: usize) -> Result<Self> {
+        spec.take_flag("shared")?;
+        let (k, scaled) = Self::k_and_scaling(spec, d)?;
+        Ok(SharedRandK::new(spec.text(), d, k, scaled))
+    }
+
+    /// `random-block:k=K[,unscaled]`.
+    pub fn block_from_spec(spec: &mut Spec, d: usize) -> Result<Self> {
+        let (k, scaled) = Self::k_and_scaling(spec, d)?;
+        let block = Support::Block { start: 0 };
+        Ok(SharedRandK { name: "random-block", support: block, ..SharedRandK::new(spec.text(), d, k, scaled) })
+    }
+
+    fn k_and_scaling(spec: &mut Spec, d: usize) -> Result<(usize, bool)> {
         let k = spec.take_usize("k")?;
         check_k(spec, k, d)?;
-        let scaled = !spec.take_flag("unscaled")?;
-        spec.take_flag("shared")?;
-        Ok(SharedRandK::new(spec.text(), d, k, scaled))
+        Ok((k, !spec.take_flag("unscaled")?))
     }
 
     pub fn new(spec: &str, d: usize, k: usize, scaled: bool) -> Self {
         let factor = if scaled { d as f64 / k as f64 } else { 1.0 };
-        SharedRandK { spec: spec.to_string(), d, k, factor, scaled, sampler: SubsetSampler::new(d, k) }
+        let support = Support::Subset(SubsetSampler::new(d, k));
+        SharedRandK { spec: spec.to_string(), name: "rand-k", d, k, factor, scaled, support }
     }
 
     fn support(&self) -> impl Iterator<Item = usize> + '_ {
-        let all = self.k == self.d;
-        let chosen = self.sampler.current();
-        (0..self.k).map(move |i| if all { i } else { chosen[i] as usize })
+        let (all, d) = (self.k == self.d, self.d);
+        (0..self.k).map(move |i| match &self.support {
+            _ if all => i,
+            Support::Subset(sampler) => sampler.current()[i] as usize,
+            Support::Block { start } => (start + i) % d,
+        })
     }
 }
 
@@ -73,12 +107,17 @@ impl Compressor for SharedRandK {
 
     fn begin_round(&mut self, shared: &mut Stream) {
         if self.k < self.d {
-            self.sampler.draw(shared);
+            match &mut self.support {
+                Support::Subset(sampler) => {
+                    sampler.draw(shared);
+                }
+                Support::Block { start } => *start = shared.random_range(0..self.d),
+            }
         }
     }
 
     fn encode(&mut self, x: &[f64], _rng: &mut Stream, out: &mut Vec<u8>) {
-        assert_eq!(x.len(), self.d, "{NAME}: encoding a vector of the wrong dimension");
+        assert_eq!(x.len(), self.d, "{}: encoding a vector of the wrong dimension", self.name);
         out.clear();
         out.reserve(4 * self.k);
         for j in self.support() {
@@ -87,8 +126,8 @@ impl Compressor for SharedRandK {
     }
 
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
-        expect_dim(NAME, acc, self.d)?;
-        expect_len(NAME, msg, 4 * self.k)?;
+        expect_dim(self.name, acc, self.d)?;
+        expect_len(self.name, msg, 4 * self.k)?;
         for (j, b) in self.support().zip(msg.chunks_exact(4)) {
             acc[j] += scale * f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64;
         }
