@@ -21,6 +21,7 @@ pub mod clt_k;
 pub mod correlated;
 pub mod count_sketch;
 pub mod elias;
+pub mod half_cast;
 pub mod identity;
 pub mod model_quant;
 pub mod nat_dither;
@@ -200,6 +201,8 @@ pub fn build_for(spec: &str, d: usize, seed: u64, workers: usize) -> Result<Box<
         "block-qsgd" => Box::new(block_qsgd::BlockQsgd::from_spec(&mut spec, d, workers)?),
         "rand-tau-plus" => Box::new(rand_tau_plus::RandTauPlus::from_spec(&mut spec, d, workers)?),
         "sign" => Box::new(sign::ScaledSign::new(&spec, d)),
+        "fp16" => Box::new(half_cast::HalfCast::new(&spec, half_cast::Format::Fp16, d)),
+        "bf16" => Box::new(half_cast::HalfCast::new(&spec, half_cast::Format::Bf16, d)),
         "terngrad" => Box::new(terngrad::TernGrad::new(&spec, d)),
         "clt-k" => Box::new(clt_k::CltK::from_spec(&mut spec, d)?),
         "sketch" => Box::new(count_sketch::CountSketch::from_spec(&mut spec, d, seed)?),
@@ -238,6 +241,7 @@ pub const EXAMPLES: &[&str] = &[
     "block-qsgd:blocks=3,s=2",
     "rand-tau-plus:tau=20",
     "sign",
+    "fp16",
     "terngrad",
     "clt-k:k=10",
     "sketch:rows=3,cols=40",
@@ -265,6 +269,8 @@ pub const NAMES: &[&str] = &[
     "block-qsgd",
     "rand-tau-plus",
     "sign",
+    "fp16",
+    "bf16",
     "terngrad",
     "clt-k",
     "sketch",

@@ -55,6 +55,14 @@ enum Kind {
         k: usize,
         scaled: bool,
     },
+    /// Every coordinate rounded to nearest-even in a format of `bits` significand bits
+    /// (11: binary16, 8: bfloat16), of exponents down to `min_exp` (subnormals below) and
+    /// with ∞ from 2^`max_exp`·(2 − 2^−bits) on.
+    HalfCast {
+        bits: i32,
+        min_exp: i32,
+        max_exp: i32,
+    },
     TopK {
         k: usize,
     },
@@ -191,6 +199,7 @@ impl Kind {
                 Class::Unbiased { omega: 0.125 + t * t.min(1.0) }
             }
             Kind::Sign => Class::Contractive { alpha: 1.0 / df },
+            Kind::HalfCast { bits, .. } => Class::Contractive { alpha: 1.0 - 2f64.powi(-2 * bits) },
             Kind::TernGrad => Class::Unbiased { omega: df.sqrt() - 1.0 },
             Kind::TopKNatDither { k, s } => Class::Contractive { alpha: k as f64 / (df * self.zeta(k, s)) },
             Kind::BlockQsgd { blocks, s } => {
@@ -272,6 +281,7 @@ impl Kind {
             }
             Kind::Natural | Kind::NaturalNearest => (9 * d64, packed(d, 9)),
             Kind::Sign | Kind::OneBit { .. } => (d64 + 32, 4 + packed(d, 1)),
+            Kind::HalfCast { .. } => (16 * d64, 2 * d),
             Kind::TernGrad => (32 + 2 * d64, 4 + packed(d, 2)),
             Kind::TopKNatDither { k, s } => {
                 let field = 1 + clog2(s as usize + 1);
@@ -343,6 +353,25 @@ impl Kind {
 
     /// Whether the randomness is in the compressor's construction (the sketch's hashes)
     /// rather than in its messages.
+    /// Round-to-nearest-even into the `HalfCast` format, from its definition: the quantum
+    /// of v's binade (or of the subnormals) is 2^(e − bits + 1); v/quantum (exact: a power
+    /// of two) rounded ties-to-even, times the quantum; ∞ past the largest finite value.
+    fn round_to_format(self, v: f64) -> f64 {
+        let Kind::HalfCast { bits, min_exp, max_exp } = self else { unreachable!("half casts only") };
+        if !v.is_finite() || v == 0.0 {
+            return v;
+        }
+        let binade = (((v.abs().to_bits() >> 52) & 0x7ff) as i32 - 1023).max(min_exp);
+        let quantum = 2f64.powi(binade - bits + 1);
+        let rounded = (v / quantum).round_ties_even() * quantum;
+        let largest = 2f64.powi(max_exp) * (2.0 - 2f64.powi(1 - bits));
+        if rounded.abs() > largest {
+            f64::INFINITY.copysign(v)
+        } else {
+            rounded
+        }
+    }
+
     fn random_at_build(self) -> bool {
         matches!(self, Kind::Sketch { .. })
     }
@@ -412,6 +441,7 @@ impl Kind {
                     .sum()
             }
             Kind::Sign => dot(x, x) - x.iter().map(|v| v.abs()).sum::<f64>().powi(2) / d,
+            Kind::HalfCast { .. } => x.iter().map(|&v| (self.round_to_format(v) - v).powi(2)).sum(),
             Kind::TernGrad => {
                 let n = f32_up(norm_p(x, true));
                 x.iter().map(|&v| n * v.abs() - v * v).sum()
@@ -545,6 +575,10 @@ impl Kind {
                     let dropped = o == 0.0 && a < m * (1.0 + 1e-6);
                     assert!(saturated || unsaturated || dropped, "{ctx}: out[{j}] = {o} for {v}, m = {m}");
                 }
+            }
+            Kind::HalfCast { .. } => {
+                let want: Vec<f64> = x.iter().map(|&v| self.round_to_format(v)).collect();
+                assert_bitwise(out, &want, ctx);
             }
             Kind::Sign => {
                 let m = (x.iter().map(|v| v.abs()).sum::<f64>() / d as f64) as f32 as f64;
@@ -1151,6 +1185,8 @@ catalogue_tests! {
     block_qsgd_one_block => "block-qsgd:blocks=1,s=4", Kind::BlockQsgd { blocks: 1, s: 4 };
     rand_tau_plus => "rand-tau-plus:tau=5", Kind::RandTau { tau: 5 };
     sign => "sign", Kind::Sign;
+    fp16 => "fp16", Kind::HalfCast { bits: 11, min_exp: -14, max_exp: 15 };
+    bf16 => "bf16", Kind::HalfCast { bits: 8, min_exp: -126, max_exp: 127 };
     terngrad => "terngrad", Kind::TernGrad;
 }
 

@@ -8,6 +8,7 @@ mod faults;
 mod files;
 mod lazy;
 mod marina;
+mod peers;
 mod protocol;
 mod reporting;
 mod resume;
