@@ -103,7 +103,6 @@ const LATE: u64 = 2;
 pub struct Asynchronous<A> {
     algorithm: A,
     options: Options,
-    ranks: usize,
     /// Logical workers per worker rank.
     per_rank: usize,
     first_worker: usize,
@@ -118,6 +117,8 @@ pub struct Asynchronous<A> {
     inbox: Vec<u8>,
     outbox: Vec<u8>,
     snapshot_sum: Vec<f64>,
+    /// Per rank: a request of this epoch awaits its answer (reused, no per-epoch allocation).
+    outstanding: Vec<bool>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -135,7 +136,6 @@ impl<A: Algorithm> Asynchronous<A> {
         Asynchronous {
             algorithm,
             options,
-            ranks,
             per_rank: weights.len() / (ranks - 1),
             first_worker,
             weights: weights.to_vec(),
@@ -146,6 +146,7 @@ impl<A: Algorithm> Asynchronous<A> {
             inbox: Vec::new(),
             outbox: Vec::new(),
             snapshot_sum: vec![0.0; dim],
+            outstanding: vec![false; ranks],
         }
     }
 
@@ -173,7 +174,8 @@ impl<A: Algorithm> Asynchronous<A> {
         let target = self.algorithm.updates_per_epoch();
         let mut counts = EpochCounts::default();
         let mut failure = None;
-        let mut outstanding = vec![false; self.ranks];
+        let mut outstanding = std::mem::take(&mut self.outstanding);
+        outstanding.fill(false);
         let mut bits_down = 0;
         if self.options.serial {
             let worker = 0;
@@ -252,6 +254,7 @@ impl<A: Algorithm> Asynchronous<A> {
             }
             comm.send_message(rank, END, &[]);
         }
+        self.outstanding = outstanding;
         stats.paper_bits_down += bits_down;
         self.last = counts;
         failure.map_or(Ok(()), Err)
