@@ -15,6 +15,7 @@ pub mod data;
 pub mod demo;
 pub mod error;
 pub mod faults;
+pub mod fuzzing;
 pub mod launcher;
 pub mod logging;
 pub mod method;
