@@ -210,7 +210,8 @@ pub struct TrainArgs {
     /// marina[:p=F|auto][,vr], diana[:rule=…], dcgd-plus, diana-plus, bl-dcgd, bl-diana,
     /// scalecom[:beta=F,warmup=N], sketched-sgd:k=K[,p2=P,momentum=F,heavymix,
     /// gamma-at=update|accumulator], asylpg[:mu=F,epoch=M,model=…], sparse-asylpg,
-    /// acc-asylpg:unverified (README "Methods"; `qtrain methods` lists every key).
+    /// acc-asylpg:unverified, signum[:momentum=F], dgc[:momentum=F,clip=F,warmup=N]
+    /// (README "Methods"; `qtrain methods` lists every key).
     #[arg(long, value_name = "SPEC", default_value = "gd")]
     pub method: String,
     /// Compressor SPEC: identity, rand-k:k=K[,unscaled][,shared], top-k:k=K, topk-nd:k=K,s=S,

@@ -38,6 +38,7 @@ pub mod sparse;
 pub mod sparse_lowp;
 pub mod summable;
 pub mod terngrad;
+pub mod threshold;
 pub mod top_k;
 pub mod topk_nd;
 pub mod wire;
@@ -59,6 +60,10 @@ pub enum Class {
     /// A count sketch of r > 1 rows read by medians (§C.1): no variance class, only
     /// ‖v̂ − v‖∞ ≤ 2‖v‖/√c with probability ≥ 1 − d·e^{−r/8}. Used by Sketched-SGD only.
     Sketch { rows: usize, cols: usize },
+    /// ‖C(x) − x‖² ≤ bound for every x, whatever its norm: an *absolute* compressor
+    /// (Sahu et al. 2021; threshold sparsification, bound = dτ²). Not contractive, so only
+    /// the methods whose analysis covers it take it (`ef`: the memory stays below √bound).
+    Absolute { bound: f64 },
 }
 
 impl Class {
@@ -68,7 +73,7 @@ impl Class {
         match self {
             Class::Unbiased { omega } => Some(1.0 / (omega + 1.0)),
             Class::Contractive { alpha } => Some(alpha),
-            Class::Sketch { .. } => None,
+            Class::Sketch { .. } | Class::Absolute { .. } => None,
         }
     }
 
@@ -77,7 +82,7 @@ impl Class {
     pub fn contractive_scale(self) -> f64 {
         match self {
             Class::Unbiased { omega } => 1.0 / (omega + 1.0),
-            Class::Contractive { .. } | Class::Sketch { .. } => 1.0,
+            Class::Contractive { .. } | Class::Sketch { .. } | Class::Absolute { .. } => 1.0,
         }
     }
 }
@@ -204,6 +209,7 @@ pub fn build_for(spec: &str, d: usize, seed: u64, workers: usize) -> Result<Box<
         "fp16" => Box::new(half_cast::HalfCast::new(&spec, half_cast::Format::Fp16, d)),
         "bf16" => Box::new(half_cast::HalfCast::new(&spec, half_cast::Format::Bf16, d)),
         "terngrad" => Box::new(terngrad::TernGrad::new(&spec, d)),
+        "threshold" => Box::new(threshold::Threshold::from_spec(&mut spec, d)?),
         "clt-k" => Box::new(clt_k::CltK::from_spec(&mut spec, d)?),
         "sketch" => Box::new(count_sketch::CountSketch::from_spec(&mut spec, d, seed)?),
         "perm-k" => Box::new(perm_k::PermK::new(&spec, d, workers)?),
@@ -243,6 +249,7 @@ pub const EXAMPLES: &[&str] = &[
     "sign",
     "fp16",
     "terngrad",
+    "threshold:tau=0.01",
     "clt-k:k=10",
     "sketch:rows=3,cols=40",
 ];
@@ -272,6 +279,7 @@ pub const NAMES: &[&str] = &[
     "fp16",
     "bf16",
     "terngrad",
+    "threshold",
     "clt-k",
     "sketch",
 ];
@@ -292,6 +300,7 @@ pub fn describe(examples: bool, d: usize) -> String {
                     Class::Unbiased { omega } => format!("unbiased, ω = {omega:.4}"),
                     Class::Contractive { alpha } => format!("contractive, α = {alpha:.4}"),
                     Class::Sketch { rows, cols } => format!("count sketch of {rows} × {cols}, read by medians"),
+                    Class::Absolute { bound } => format!("absolute, ‖C(x) − x‖² ≤ {bound:.4e}"),
                 };
                 let owner = c.only_for_method().map_or(String::new(), |m| format!(" (--method {m})"));
                 format!("{class}{owner}")

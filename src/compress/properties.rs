@@ -98,6 +98,10 @@ enum Kind {
     BernoulliSparse {
         p: f64,
     },
+    /// Every coordinate with |x_j| ≥ τ, unscaled (Strom 2015; an absolute compressor).
+    Threshold {
+        tau: f64,
+    },
     /// One coordinate, drawn with probability |x_j|/‖x‖₁, unscaled (§1.13).
     AdaptiveRand,
     /// Optimal unbiased sparsification (§F) for a variance budget ε or a density ρ.
@@ -188,6 +192,7 @@ impl Kind {
             // |C(t) − t| ≤ |t|/3 (levels a factor 2 apart).
             Kind::NaturalNearest => Class::Contractive { alpha: 8.0 / 9.0 },
             Kind::BernoulliSparse { p } => Class::Contractive { alpha: p },
+            Kind::Threshold { tau } => Class::Absolute { bound: df * tau * tau },
             Kind::AdaptiveRand => Class::Contractive { alpha: 1.0 / df },
             Kind::OptSparse { budget: OptBudget::Variance(eps) } => Class::Unbiased { omega: eps },
             Kind::OptSparse { budget: OptBudget::Density(rho) } => Class::Unbiased { omega: 1.0 / rho - 1.0 },
@@ -287,7 +292,7 @@ impl Kind {
                 let field = 1 + clog2(s as usize + 1);
                 (32 + k as u64 * (b + field), 4 + packed(k, field) + packed(k, b))
             }
-            Kind::BernoulliSparse { .. } | Kind::RandTau { .. } => {
+            Kind::BernoulliSparse { .. } | Kind::RandTau { .. } | Kind::Threshold { .. } => {
                 let c = nonzeros(out);
                 (32 + c as u64 * (32 + b), 4 + 4 * c + packed(c, b))
             }
@@ -399,6 +404,10 @@ impl Kind {
             Kind::Natural => x.iter().map(|&v| two_point_variance(pow2_bracket(v.abs()), v.abs())).sum(),
             Kind::NaturalNearest => x.iter().map(|&v| (nearest_pow2(v.abs()) - v.abs()).powi(2)).sum(),
             Kind::BernoulliSparse { p } => (1.0 - p) * dot(x, x),
+            Kind::Threshold { tau } => {
+                let kept = |v: f64| if v.abs() >= tau { v as f32 as f64 } else { 0.0 };
+                x.iter().map(|&v| (kept(v) - v).powi(2)).sum()
+            }
             Kind::BlockQsgd { blocks, s } => {
                 block_ranges(x.len(), blocks).map(|r| Kind::block_quantizer(s).expected_sq_error(&x[r]).unwrap()).sum()
             }
@@ -526,6 +535,11 @@ impl Kind {
             Kind::NaturalNearest => {
                 let want: Vec<f64> = x.iter().map(|&v| nearest_pow2(v.abs()).copysign(v)).collect();
                 let want: Vec<f64> = want.iter().map(|&v| if v == 0.0 { 0.0 } else { v }).collect();
+                assert_bitwise(out, &want, ctx);
+            }
+            // Exactly the coordinates at or above τ, each as its f32 value.
+            Kind::Threshold { tau } => {
+                let want: Vec<f64> = x.iter().map(|&v| if v.abs() >= tau { v as f32 as f64 } else { 0.0 }).collect();
                 assert_bitwise(out, &want, ctx);
             }
             Kind::BernoulliSparse { .. } => {
@@ -903,6 +917,7 @@ fn check_class(e: &Expect) {
             (Class::Unbiased { omega: a }, Class::Unbiased { omega: b })
             | (Class::Contractive { alpha: a }, Class::Contractive { alpha: b }) => (a - b).abs() <= 1e-12 * b.abs(),
             (a @ Class::Sketch { .. }, b @ Class::Sketch { .. }) => a == b,
+            (Class::Absolute { bound: a }, Class::Absolute { bound: b }) => (a - b).abs() <= 1e-12 * b.abs(),
             _ => false,
         };
         assert!(same, "{} at d = {d}: class {got:?}, spec says {want:?}", e.spec);
@@ -933,6 +948,8 @@ fn check_moments(e: &Expect) {
         let bound = match e.kind.class(D) {
             Class::Unbiased { omega } => omega * norm2,
             Class::Contractive { alpha } => (1.0 - alpha) * norm2,
+            // Whatever the norm; the kept values' f32 rounding is within the slack.
+            Class::Absolute { bound } => bound,
             Class::Sketch { .. } => unreachable!("handled above"),
         };
         assert!(exact <= bound + slack, "{ctx}: closed form {exact} above the class bound {bound}");
@@ -1145,6 +1162,8 @@ catalogue_tests! {
     random_block => "random-block:k=10", Kind::RandomBlock { k: 10, scaled: true };
     random_block_unscaled => "random-block:k=10,unscaled", Kind::RandomBlock { k: 10, scaled: false };
     top_k => "top-k:k=10", Kind::TopK { k: 10 };
+    // DGC's sampled threshold changes the work, never the message.
+    top_k_sampled => "top-k:k=10,sampled", Kind::TopK { k: 10 };
     bernoulli_sparse => "bernoulli-sparse:p=0.2", Kind::BernoulliSparse { p: 0.2 };
     bernoulli_sparse_all => "bernoulli-sparse:p=1", Kind::BernoulliSparse { p: 1.0 };
     adaptive_rand => "adaptive-rand", Kind::AdaptiveRand;
@@ -1188,13 +1207,15 @@ catalogue_tests! {
     fp16 => "fp16", Kind::HalfCast { bits: 11, min_exp: -14, max_exp: 15 };
     bf16 => "bf16", Kind::HalfCast { bits: 8, min_exp: -126, max_exp: 127 };
     terngrad => "terngrad", Kind::TernGrad;
+    threshold => "threshold:tau=0.5", Kind::Threshold { tau: 0.5 };
+    threshold_small => "threshold:tau=0.01", Kind::Threshold { tau: 0.01 };
 }
 
 // ---------------------------------------------------------------------------------------
 // Tiny dimensions and non-finite input, over the whole catalogue.
 
 /// The catalogue with k = 1, legal down to d = 1.
-const SMALL: [Expect; 31] = [
+const SMALL: [Expect; 33] = [
     Expect { spec: "sparse-lowp:k=1,b=3", kind: Kind::SparseLowp { k: 1, b: 3 } },
     Expect { spec: "identity", kind: Kind::Identity },
     Expect { spec: "rand-k:k=1", kind: Kind::RandK { k: 1, scaled: true } },
@@ -1202,6 +1223,7 @@ const SMALL: [Expect; 31] = [
     Expect { spec: "rand-k:k=1,shared", kind: Kind::SharedRandK { k: 1, scaled: true } },
     Expect { spec: "random-block:k=1", kind: Kind::RandomBlock { k: 1, scaled: true } },
     Expect { spec: "top-k:k=1", kind: Kind::TopK { k: 1 } },
+    Expect { spec: "top-k:k=1,sampled", kind: Kind::TopK { k: 1 } },
     Expect { spec: "topk-nd:k=1,s=2", kind: Kind::TopKNatDither { k: 1, s: 2 } },
     Expect { spec: "clt-k:k=1", kind: Kind::CltK { k: 1 } },
     Expect { spec: "sketch:rows=1,cols=2", kind: Kind::Sketch { rows: 1, cols: 2 } },
@@ -1226,6 +1248,7 @@ const SMALL: [Expect; 31] = [
     Expect { spec: "smooth-dither:s=2", kind: Kind::Qsgd { s: 2, inf: true, elias: false } },
     Expect { spec: "block-qsgd:blocks=1,s=2", kind: Kind::BlockQsgd { blocks: 1, s: 2 } },
     Expect { spec: "rand-tau-plus:tau=1", kind: Kind::RandTau { tau: 1 } },
+    Expect { spec: "threshold:tau=0.3", kind: Kind::Threshold { tau: 0.3 } },
 ];
 
 #[test]
@@ -1351,6 +1374,29 @@ fn compress_once(spec: &str, x: &[f64]) -> Vec<f64> {
     let mut out = vec![0.0; x.len()];
     decode(c.as_ref(), &msg, &mut out).unwrap();
     out
+}
+
+/// DGC's sampled selection (top_k.rs) sends exactly the top-k message on vectors large
+/// enough for its 1 % sample: where the threshold lets at least k through, and where a
+/// vector's few large entries make it let through fewer (the fallback).
+#[test]
+fn sampled_top_k_sends_the_exact_top_k_message() {
+    let few_large = |d: usize| (0..d).map(|j| if j % 130 == 7 { 10.0 + j as f64 } else { 1e-3 }).collect::<Vec<f64>>();
+    for (d, k) in [(20_000, 50), (20_000, 100), (20_000, 2_000), (5_000, 1)] {
+        let mut inputs = families(d, 40);
+        inputs.push(("few large entries", few_large(d)));
+        for (family, x) in inputs {
+            let mut exact = build(&format!("top-k:k={k}"), d, BUILD_SEED).unwrap();
+            let mut sampled = build(&format!("top-k:k={k},sampled"), d, BUILD_SEED).unwrap();
+            let mut rng = rng::private(41, 0, Purpose::Compressor);
+            let (mut want, mut got) = (Vec::new(), Vec::new());
+            for _ in 0..5 {
+                exact.encode(&x, &mut rng, &mut want);
+                sampled.encode(&x, &mut rng, &mut got);
+                assert!(want == got, "d = {d}, k = {k}, {family}: the sampled selection differs");
+            }
+        }
+    }
 }
 
 #[test]

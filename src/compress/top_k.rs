@@ -1,16 +1,26 @@
 //! Top-k: keeps the k coordinates of largest magnitude.
 //!
-//! Spec: ../shared/ALGORITHMS.md §1.3. SPEC: `top-k:k=K` with 1 ≤ K ≤ d.
+//! Spec: ../shared/ALGORITHMS.md §1.3. SPEC: `top-k:k=K[,sampled]` with 1 ≤ K ≤ d.
 //!
 //! * Definition: C(x) keeps the k largest |x_j| and zeros the rest. Ties go to the lowest
 //!   index (§0.5), so the selection is a total order: |x| descending (`f64::total_cmp`,
 //!   which also places NaN above every number), then index ascending. Deterministic.
 //! * Class: contractive with α = k/d; ‖C(x) − x‖² ≤ (1 − k/d)‖x‖² holds for every x,
 //!   not only in expectation (§1.3).
-//! * Randomness: none.
+//! * `sampled`: DGC's selection (Lin et al., "Deep gradient compression", ICLR 2018, §3
+//!   "Implementing DGC"): the threshold is estimated from a sample of |x| (1 % of d, at
+//!   least 64, drawn with replacement from the worker's stream), every coordinate at or
+//!   above it becomes a candidate, and the exact top-k of the candidates is sent. The
+//!   sample aims at 2k candidates; when fewer than k pass, the selection falls back to the
+//!   full one. Either way the message is exactly the top-k one: the k largest all pass a
+//!   threshold that at least k coordinates pass. Only the work differs (one comparison
+//!   per coordinate, and a partition of ~2k candidates instead of d).
+//! * Randomness: none, except `sampled`'s sample positions (which never change the message).
 //! * Wire: the sparse payload of [`super::sparse`]: k f32 values, then the k increasing
 //!   indices in ⌈log₂ d⌉ bits each; 4k + ⌈k⌈log₂ d⌉/8⌉ bytes.
 //! * Paper bits: k(32 + ⌈log₂ d⌉).
+
+use rand::Rng;
 
 use super::sparse::SparseFormat;
 use super::{Class, Compressor, Spec};
@@ -25,23 +35,71 @@ pub struct TopK {
     format: SparseFormat,
     /// Coordinate indices, reordered by every selection; kept to avoid reallocating.
     order: Vec<u32>,
+    /// `sampled`: the |x_j| of the threshold's sample (scratch), else None.
+    sample: Option<Vec<f64>>,
 }
 
 impl TopK {
     pub fn from_spec(spec: &mut Spec, d: usize) -> Result<Self> {
-        TopK::named(NAME, spec, d)
+        let mut top_k = TopK::named(NAME, spec, d)?;
+        top_k.sample = spec.take_flag("sampled")?.then(|| Vec::with_capacity(sample_size(d)));
+        Ok(top_k)
     }
 
     /// Top-k under another compressor's name (in its wire errors): CLT-k's leader alone.
     pub fn named(name: &'static str, spec: &mut Spec, d: usize) -> Result<Self> {
         let k = spec.take_usize("k")?;
         let format = SparseFormat::new(name, spec, d, k)?;
-        Ok(TopK { spec: spec.text().to_string(), d, format, order: Vec::with_capacity(d) })
+        Ok(TopK { spec: spec.text().to_string(), d, format, order: Vec::with_capacity(d), sample: None })
     }
 
     pub fn k(&self) -> usize {
         self.format.k()
     }
+
+    /// [`Compressor::encode`], returning the k indices sent (DGC masks them).
+    ///
+    /// Panics if `x.len() != d` (a caller bug, not a wire condition).
+    pub fn encode_support(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) -> &[u32] {
+        assert_eq!(x.len(), self.d, "{NAME}: encoding a vector of the wrong dimension");
+        let k = self.format.k();
+        let top = match &mut self.sample {
+            Some(sample) => select_sampled(&mut self.order, sample, x, k, rng),
+            None => select_top_k(&mut self.order, x, k),
+        };
+        self.format.write(top, |j| x[j] as f32, out);
+        top
+    }
+}
+
+/// The sample size of `sampled`: 1 % of d, at least 64.
+fn sample_size(d: usize) -> usize {
+    (d / 100).max(64)
+}
+
+/// DGC's sampled selection (module docs): the same indices as [`select_top_k`].
+fn select_sampled<'a>(
+    order: &'a mut Vec<u32>,
+    sample: &mut Vec<f64>,
+    x: &[f64],
+    k: usize,
+    rng: &mut Stream,
+) -> &'a [u32] {
+    let (d, m) = (x.len(), sample_size(x.len()));
+    if m >= d || 2 * k >= d {
+        return select_top_k(order, x, k);
+    }
+    sample.clear();
+    sample.extend((0..m).map(|_| x[rng.random_range(0..d)].abs()));
+    // The sample's (2k·m/d)-th largest |x_j| lets through about 2k coordinates.
+    let rank = (2 * k * m / d).clamp(1, m);
+    let threshold = *sample.select_nth_unstable_by(rank - 1, |a, b| b.total_cmp(a)).1;
+    order.clear();
+    order.extend((0..d as u32).filter(|&j| x[j as usize].abs().total_cmp(&threshold).is_ge()));
+    if order.len() < k {
+        return select_top_k(order, x, k);
+    }
+    top_of(order, x, k)
 }
 
 /// The k indices of largest |x_j| (ties → lowest index), in increasing order; `order`
@@ -51,6 +109,12 @@ impl TopK {
 pub fn select_top_k<'a>(order: &'a mut Vec<u32>, x: &[f64], k: usize) -> &'a [u32] {
     order.clear();
     order.extend(0..x.len() as u32);
+    top_of(order, x, k)
+}
+
+/// The k candidates in `order` of largest |x_j| (ties → lowest index), in increasing
+/// order; `order` holds at least k candidates.
+fn top_of<'a>(order: &'a mut [u32], x: &[f64], k: usize) -> &'a [u32] {
     let larger_first = |a: &u32, b: &u32| {
         let (ma, mb) = (x[*a as usize].abs(), x[*b as usize].abs());
         mb.total_cmp(&ma).then(a.cmp(b))
@@ -73,10 +137,8 @@ impl Compressor for TopK {
     }
 
     /// Panics if `x.len() != d` (a caller bug, not a wire condition).
-    fn encode(&mut self, x: &[f64], _rng: &mut Stream, out: &mut Vec<u8>) {
-        assert_eq!(x.len(), self.d, "{NAME}: encoding a vector of the wrong dimension");
-        let top = select_top_k(&mut self.order, x, self.format.k());
-        self.format.write(top, |j| x[j] as f32, out);
+    fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
+        self.encode_support(x, rng, out);
     }
 
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {

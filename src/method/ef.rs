@@ -6,13 +6,17 @@
 //! `ef:variant=outside` compresses e_i + ∇f_i and applies γ at the server
 //! (`DL/EF_100K.py`); both agree for positively homogeneous C (Top-k) and constant γ.
 //! e_i⁰ = 0. An unbiased Q is used as Q/(ω+1), which is contractive (§0.1). Default step:
-//! the EF21 rule (§I.3: "the EF21 experiments run EF with the EF21 theoretical step").
+//! the EF21 rule (§I.3: "the EF21 experiments run EF with the EF21 theoretical step"); with
+//! an absolute compressor (`threshold:tau=F`) 1/L, since ‖e_i‖ < √d·τ keeps x within √d·τ
+//! of an iterate that moves as GD's (Sahu et al. 2021; `step_size::ef_absolute`). EF with
+//! `sign` is EF-signSGD (Karimireddy et al. 2019, Algorithm 1: p = γg + e, Δ = (‖p‖₁/d)·sign(p)).
 //! With `--batch`, this is distributed SGD with error feedback (§I.3).
 
 use super::codec::{Codec, CodecPlan};
 use super::step_size::{self, StepSize};
 use super::{require_alpha, Entry, Method, Setup};
 use crate::checkpoint::{StateReader, StateWriter};
+use crate::compress::Class;
 use crate::error::Result;
 use crate::protocol::{Down, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::spec::Spec;
@@ -32,8 +36,10 @@ pub const ENTRY: Entry = Entry {
 fn build(setup: &Setup, spec: &mut Spec) -> Result<Box<dyn Method>> {
     let outside = spec.take_choice("variant", &["inside", "outside"], "inside")? == "outside";
     let codec = Codec::new(setup, "ef")?;
-    let alpha = require_alpha(codec.class(), "ef", setup.compressor)?;
-    let (gamma, rule) = step_size::ef21(setup.smoothness, alpha);
+    let (gamma, rule) = match codec.class() {
+        Class::Absolute { bound } => step_size::ef_absolute(setup.smoothness, bound),
+        class => step_size::ef21(setup.smoothness, require_alpha(class, "ef", setup.compressor)?),
+    };
     let step = StepSize::resolve(gamma, &rule, setup.step);
     let input_step = if outside { 1.0 } else { step.gamma };
     let plan = CodecPlan { method: Ef { scale: codec.class().contractive_scale(), input_step }, step, codec };

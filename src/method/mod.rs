@@ -8,11 +8,13 @@
 pub mod asylpg;
 pub mod codec;
 pub mod dcgd;
+pub mod dgc;
 pub mod diana;
 pub mod ef;
 pub mod gd;
 pub mod lazy_aggregation;
 pub mod scalecom;
+pub mod signum;
 pub mod sketched_sgd;
 pub mod smoothness_aware;
 pub mod step_size;
@@ -197,6 +199,8 @@ pub const METHODS: &[Entry] = &[
     smoothness_aware::DIANA_PLUS,
     scalecom::ENTRY,
     sketched_sgd::ENTRY,
+    signum::ENTRY,
+    dgc::ENTRY,
     asylpg::ASYLPG,
     asylpg::SPARSE_ASYLPG,
     asylpg::ACC_ASYLPG,

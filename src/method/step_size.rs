@@ -85,6 +85,17 @@ pub fn ef21(s: &Smoothness, alpha: f64) -> (f64, String) {
     )
 }
 
+/// Classic EF with an absolute compressor (threshold; Sahu et al. 2021): γ = 1/L. The
+/// perturbed iterate x̃ = x − Σ_i w_i e_i moves exactly as GD does, x̃ ← x̃ − γ∇f(x), and
+/// every ‖e_i‖² stays below the compressor's bound b, so ∇f(x) is ∇f(x̃) up to L√b: GD's
+/// step with a gradient error of at most L√b [derived].
+pub fn ef_absolute(s: &Smoothness, bound: f64) -> (f64, String) {
+    (
+        1.0 / s.l,
+        format!("1/L, L = {:.6e} (absolute compressor, ‖e_i‖² ≤ {bound:.3e}: EF's perturbed iterate follows GD) [Sahu et al. 2021]", s.l),
+    )
+}
+
 /// CLAG (§G.1): γ = 1/(L + L̃·√(B/A)) with A = 1 − √(1−α), B = max{ζ, (1−α)/A}. LAG is
 /// α = 1: A = 1, B = ζ, γ = 1/(L + L̃√ζ).
 pub fn clag(s: &Smoothness, alpha: f64, zeta: f64) -> (f64, String) {

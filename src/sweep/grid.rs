@@ -297,7 +297,7 @@ mod tests {
             ),
             "{e}"
         );
-        assert!(e.contains("method clag takes zeta, init; compressor top-k takes k"), "{e}");
+        assert!(e.contains("method clag takes zeta, init; compressor top-k takes k, sampled"), "{e}");
         let e = resolve(&axes(&["k=1,2"]), "3pcv4", "top-k:k=2;top-k:k=5", real_keys).unwrap_err().to_string();
         assert!(e.contains("more than one SPEC") && e.contains("top-k:k=5"), "{e}");
         let e = resolve(&axes(&["k=1"]), "gd", "identity", real_keys).unwrap_err().to_string();

@@ -3,8 +3,8 @@
 //! precision stalls, and its bit counters follow the §B.2 formulas.
 
 use crate::util::{
-    attr_str, column, convergence_rank_counts, embedded, final_x, mpirun, partial_of, read_dense, shared_data,
-    spawn_mpirun, strs, to_1e_6_on_a9a, train_args, TempDir,
+    attr_str, column, convergence_rank_counts, final_x, mpirun, partial_of, shared_data, spawn_mpirun, strs,
+    to_1e_6_on_a9a, train_args, Reference, TempDir,
 };
 use qtrain::compress::rand_k::SubsetSampler;
 use qtrain::rng::{self, Purpose};
@@ -17,31 +17,7 @@ const SEED: u64 = 5;
 /// qtrain's sampler from the worker's minibatch stream (the only part taken from qtrain:
 /// which rows; the gradients and the iteration are this function's). The workers' α are
 /// rounded to f32, as the identity compressor sends them.
-struct Reference {
-    rows: Vec<Vec<f64>>,
-    labels: Vec<f64>,
-    lambda: f64,
-}
-
 impl Reference {
-    fn embedded(lambda: f64) -> Reference {
-        let (rows, labels) = read_dense(&embedded("agaricus.txt.train"));
-        Reference { rows, labels, lambda }
-    }
-
-    /// (1/|I|) Σ_{r∈I} ∇log(1 + exp(−b_r a_rᵀx)) + ridge·x over `rows` (global indices).
-    fn gradient(&self, x: &[f64], rows: impl ExactSizeIterator<Item = usize>, ridge: f64) -> Vec<f64> {
-        let n = rows.len() as f64;
-        let mut g: Vec<f64> = x.iter().map(|v| ridge * v).collect();
-        for r in rows {
-            let (a, b) = (&self.rows[r], self.labels[r]);
-            let z = -b * a.iter().zip(x).map(|(p, q)| p * q).sum::<f64>();
-            let s = 1.0 / (1.0 + (-z).exp());
-            g.iter_mut().zip(a).for_each(|(gj, aj)| *gj -= b * s * aj / n);
-        }
-        g
-    }
-
     /// x after `rounds` rounds (one snapshot round, then `epoch` inner rounds, repeated);
     /// `prox`: the ridge as h (x ← (x − ηḡ)/(1 + ηλ)) instead of inside f; `accelerated`:
     /// the MiG template of §B.4 (θ_s = 2/(s+4), η_s = η·θ_0/θ_s, gradients at

@@ -303,7 +303,11 @@ fn bad_grids_fail_before_any_run() {
     let cases: [(&[&str], &[&str]); 3] = [
         (
             &["--grid", "zeta2=1,2"],
-            &["--grid zeta2", "takes the key 'zeta2'", "method clag takes zeta, init; compressor top-k takes k"],
+            &[
+                "--grid zeta2",
+                "takes the key 'zeta2'",
+                "method clag takes zeta, init; compressor top-k takes k, sampled",
+            ],
         ),
         (&["--grid", "k=2,0"], &["top-k:k=0", "k = 0"]),
         (&["--step-factor", "2"], &["--step-factor 2 with qtrain sweep", "--step-factors"]),

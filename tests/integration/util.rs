@@ -345,3 +345,31 @@ pub fn convergence_rank_counts() -> &'static [usize] {
         &[2, 4]
     }
 }
+
+/// L2-regularised logistic regression on the embedded data as dense rows, computed
+/// independently of qtrain (labels ±1 as `read_dense` gives them).
+pub struct Reference {
+    pub rows: Vec<Vec<f64>>,
+    pub labels: Vec<f64>,
+    pub lambda: f64,
+}
+
+impl Reference {
+    pub fn embedded(lambda: f64) -> Reference {
+        let (rows, labels) = read_dense(&embedded("agaricus.txt.train"));
+        Reference { rows, labels, lambda }
+    }
+
+    /// (1/|I|) Σ_{r∈I} ∇log(1 + exp(−b_r a_rᵀx)) + ridge·x over `rows` (global indices).
+    pub fn gradient(&self, x: &[f64], rows: impl ExactSizeIterator<Item = usize>, ridge: f64) -> Vec<f64> {
+        let n = rows.len() as f64;
+        let mut g: Vec<f64> = x.iter().map(|v| ridge * v).collect();
+        for r in rows {
+            let (a, b) = (&self.rows[r], self.labels[r]);
+            let z = -b * a.iter().zip(x).map(|(p, q)| p * q).sum::<f64>();
+            let s = 1.0 / (1.0 + (-z).exp());
+            g.iter_mut().zip(a).for_each(|(gj, aj)| *gj -= b * s * aj / n);
+        }
+        g
+    }
+}
