@@ -93,6 +93,20 @@ pub fn wire(data: &[u8]) {
     }
 }
 
+/// A well-formed `wire` input: example SPEC `pick`'s message for a fixed vector at
+/// d = 100 (the seed corpus's, `fuzz/examples/seeds.rs`, and the replay's fresh seeds).
+pub fn wire_seed(pick: usize) -> Vec<u8> {
+    let d = WIRE_DIMS[1];
+    let mut c = build(EXAMPLES[pick], d, 7).expect("every example SPEC builds at d = 100");
+    c.begin_round(&mut rng::shared(7, Purpose::SharedSupport));
+    let x: Vec<f64> = (0..d).map(|j| ((j * 37 % 11) as f64 - 5.0) / 3.0).collect();
+    let mut wire = Vec::new();
+    c.encode(&x, &mut rng::private(7, 0, Purpose::Compressor), &mut wire);
+    let mut input = vec![pick as u8, 1];
+    input.extend(&wire);
+    input
+}
+
 /// The entries of the `checkpoint` corpus's state files, in order.
 struct State<'a> {
     round: u64,
@@ -223,18 +237,7 @@ mod tests {
     /// after the corpus was written is replayed too).
     #[test]
     fn wire_corpus_and_mutants_decode_without_panics() {
-        let fresh = (0..EXAMPLES.len())
-            .map(|pick| {
-                let mut c = build(EXAMPLES[pick], WIRE_DIMS[1], 7).unwrap();
-                c.begin_round(&mut rng::shared(7, Purpose::SharedSupport));
-                let x: Vec<f64> = (0..WIRE_DIMS[1]).map(|j| ((j * 37 % 11) as f64 - 5.0) / 3.0).collect();
-                let mut msg = vec![pick as u8, 1];
-                let mut wire = Vec::new();
-                c.encode(&x, &mut rng::private(7, 0, Purpose::Compressor), &mut wire);
-                msg.extend(&wire);
-                msg
-            })
-            .collect();
+        let fresh = (0..EXAMPLES.len()).map(wire_seed).collect();
         replay("wire", fresh, wire);
     }
 

@@ -2,7 +2,7 @@
 //! well-formed inputs made by qtrain's own writers, so that the fuzzers start from the
 //! formats' real shapes. `cargo run --manifest-path fuzz/Cargo.toml --example seeds`.
 use qtrain::checkpoint::StateWriter;
-use qtrain::compress::{build, EXAMPLES};
+use qtrain::compress::EXAMPLES;
 use qtrain::rng::{self, Purpose};
 use std::path::Path;
 
@@ -22,15 +22,7 @@ fn main() {
     put("config", "run", b"# a run\nmethod = ef21\ncompressor = \"top-k:k=5\"\niters = 10\nforce = true\n");
     put("config", "keys", b"method = scalecom:beta=0.5,warmup=10\ncompressor = clt-k:k=12\nbatch = 64\nresume = auto\ncheckpoint_dir = cp\n");
     for (i, spec) in EXAMPLES.iter().enumerate() {
-        let d = 100; // DIMS[1] of the wire target
-        let mut c = build(spec, d, 7).unwrap();
-        c.begin_round(&mut rng::shared(7, Purpose::SharedSupport));
-        let x: Vec<f64> = (0..d).map(|j| ((j * 37 % 11) as f64 - 5.0) / 3.0).collect();
-        let mut msg = vec![i as u8, 1];
-        let mut wire = Vec::new();
-        c.encode(&x, &mut rng::private(7, 0, Purpose::Compressor), &mut wire);
-        msg.extend(&wire);
-        put("wire", &spec.replace([':', '=', ','], "_"), &msg);
+        put("wire", &spec.replace([':', '=', ','], "_"), &qtrain::fuzzing::wire_seed(i));
     }
     let mut stream = rng::private(7, 0, Purpose::Compressor);
     rand::RngCore::next_u64(&mut stream);

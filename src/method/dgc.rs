@@ -167,8 +167,11 @@ impl WorkerRole<DgcPlan> for DgcWorker {
         let Uplink::Bytes(out) = up else {
             return Err(Error::Comm { what: "dgc's top-k messages travel in a gather (a method bug)".into() });
         };
-        let norm = data.grad.iter().map(|g| g * g).sum::<f64>().sqrt();
-        let clip = if norm > plan.clip { plan.clip / norm } else { 1.0 };
+        let norm = || data.grad.iter().map(|g| g * g).sum::<f64>().sqrt();
+        let clip = match plan.clip {
+            c if c.is_finite() => c / norm().max(c),
+            _ => 1.0,
+        };
         let (beta, masking) = (plan.beta, plan.masking);
         for ((u, v), g) in self.velocity.iter_mut().zip(self.accumulated.iter_mut()).zip(&data.grad) {
             *u = beta * *u + clip * g;
