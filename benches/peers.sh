@@ -40,6 +40,9 @@ run ef21-fp16 20000 ef21 fp16
 run ef21-bf16 20000 ef21 bf16
 run ef21-random-block 20000 ef21 random-block:k=12,unscaled
 run ef-threshold 20000 ef threshold:tau=1e-5
+run ef-powersgd-rank-1 20000 ef powersgd:rank=1
+run ef-powersgd-rank-2 20000 ef powersgd:rank=2
+run powersgd-rank-1-no-ef 20000 gd powersgd:rank=1
 
 echo "a9a, λ = 0.1, 4 workers on 2 ranks, f* = $fstar; target f − f* ≤ $target"
 echo

@@ -217,7 +217,7 @@ pub struct TrainArgs {
     /// Compressor SPEC: identity, rand-k:k=K[,unscaled][,shared], top-k:k=K, topk-nd:k=K,s=S,
     /// qsgd:s=S[,norm=inf], natural, nat-dither:s=S[,norm=inf], sign, terngrad, perm-k,
     /// corr-q, indep-q, opt-sparse:budget=F, smooth-dither, block-qsgd[:blocks=B],
-    /// rand-tau-plus, lowp:b=B, sparse-lowp:k=K,b=B (README "Compressors"; `qtrain
+    /// rand-tau-plus, lowp:b=B, sparse-lowp:k=K,b=B, powersgd:rank=R (ef, gd) (README "Compressors"; `qtrain
     /// compressors` lists them);
     /// clt-k:k=K (scalecom); sketch:rows=R,cols=C (sketched-sgd). A ';'-separated list
     /// for the methods that take several (3pcv2 'C;Q', 3pcv4 'C1;C2', adacgd 'C1;…;Cm').

@@ -84,6 +84,13 @@ pub fn shared_nth(seed: u64, purpose: Purpose, n: u64) -> Stream {
     rng
 }
 
+/// A standard Gaussian by Box–Muller (one per two uniforms: simple, and value-stable).
+pub fn gaussian(rng: &mut impl rand::Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ pub mod count_sketch;
 pub mod elias;
 pub mod half_cast;
 pub mod identity;
+pub mod low_rank;
 pub mod model_quant;
 pub mod nat_dither;
 pub mod natural;
@@ -215,6 +216,16 @@ pub fn build_for(spec: &str, d: usize, seed: u64, workers: usize) -> Result<Box<
         "perm-k" => Box::new(perm_k::PermK::new(&spec, d, workers)?),
         "corr-q" => Box::new(correlated::OneBitQuantizer::new(&spec, d, workers, true)?),
         "indep-q" => Box::new(correlated::OneBitQuantizer::new(&spec, d, workers, false)?),
+        "powersgd" => {
+            // Read (and check) its keys, so `qtrain sweep` resolves `rank` to it.
+            low_rank::LowRank::from_spec(&mut spec, d)?;
+            spec.finish()?;
+            return Err(Error::config(
+                "powersgd's P and Q are sums over the workers, not one worker's message",
+                "run it with --method ef (with error feedback) or --method gd (without): \
+                 --method ef --compressor powersgd:rank=R",
+            ));
+        }
         other => {
             return Err(Error::config(
                 format!("unknown compressor '{other}'"),

@@ -10,7 +10,7 @@
 //! drawn from one ChaCha stream keyed by `--seed`, so a seed names a data set.
 
 use crate::error::{Error, Result};
-use crate::rng::{self, Purpose};
+use crate::rng::{self, gaussian, Purpose};
 use rand::Rng;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -89,13 +89,6 @@ fn zipf_cdf(d: usize, s: f64) -> Vec<f64> {
     }
     cdf.iter_mut().for_each(|c| *c /= total);
     cdf
-}
-
-/// A standard Gaussian by Box–Muller.
-fn gaussian(rng: &mut impl Rng) -> f64 {
-    let u1: f64 = 1.0 - rng.random::<f64>();
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@
 //! an absolute compressor (`threshold:tau=F`) 1/L, since ‖e_i‖ < √d·τ keeps x within √d·τ
 //! of an iterate that moves as GD's (Sahu et al. 2021; `step_size::ef_absolute`). EF with
 //! `sign` is EF-signSGD (Karimireddy et al. 2019, Algorithm 1: p = γg + e, Δ = (‖p‖₁/d)·sign(p)).
-//! With `--batch`, this is distributed SGD with error feedback (§I.3).
+//! With `--batch`, this is distributed SGD with error feedback (§I.3). With
+//! `--compressor powersgd:rank=R` it is PowerSGD (src/method/powersgd.rs: two allreduces
+//! a round instead of one message per worker).
 
 use super::codec::{Codec, CodecPlan};
 use super::step_size::{self, StepSize};
@@ -29,12 +31,15 @@ pub const ENTRY: Entry = Entry {
     dense_downlink: true,
     smoothness_matrices: false,
     hessian_variance: false,
-    examples: &[("ef", "top-k:k=10"), ("ef:variant=outside", "natural")],
+    examples: &[("ef", "top-k:k=10"), ("ef:variant=outside", "natural"), ("ef", "powersgd:rank=2")],
     build,
 };
 
 fn build(setup: &Setup, spec: &mut Spec) -> Result<Box<dyn Method>> {
     let outside = spec.take_choice("variant", &["inside", "outside"], "inside")? == "outside";
+    if super::powersgd::requested(setup) {
+        return super::powersgd::build(setup, true);
+    }
     let codec = Codec::new(setup, "ef")?;
     let (gamma, rule) = match codec.class() {
         Class::Absolute { bound } => step_size::ef_absolute(setup.smoothness, bound),

@@ -3,7 +3,8 @@
 //! One phase: each worker's w_i∇f_i is summed (allreduce, or a reduce to the server), or,
 //! with `--collective allgather`, each worker's gradient travels exactly (d f64) and the
 //! server sums them in global worker order, so the iterates do not depend on the rank
-//! layout. Paper bits: 32d per worker (§0.6 float convention).
+//! layout. Paper bits: 32d per worker (§0.6 float convention). `--compressor
+//! powersgd:rank=R` makes it PowerSGD without error feedback (src/method/powersgd.rs).
 
 use super::codec::{add_exact, write_exact};
 use super::step_size::{self, StepSize};
@@ -26,10 +27,14 @@ pub const ENTRY: Entry = Entry {
 };
 
 fn build(setup: &Setup, _spec: &mut Spec) -> Result<Box<dyn Method>> {
+    if super::powersgd::requested(setup) {
+        return super::powersgd::build(setup, false);
+    }
     if setup.compressor != "identity" {
         return Err(Error::config(
             format!("gd sends uncompressed gradients, but --compressor {} was given", setup.compressor),
-            "drop --compressor, or choose a compressed method (dcgd, ef, ef21, diana)",
+            "drop --compressor, give it powersgd:rank=R (low-rank, no error feedback), or choose a \
+             compressed method (dcgd, ef, ef21, diana)",
         ));
     }
     let (gamma, rule) = step_size::gd(setup.smoothness);

@@ -13,6 +13,7 @@ pub mod diana;
 pub mod ef;
 pub mod gd;
 pub mod lazy_aggregation;
+pub mod powersgd;
 pub mod scalecom;
 pub mod signum;
 pub mod sketched_sgd;

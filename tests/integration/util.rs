@@ -139,8 +139,11 @@ fn run_command(ranks: usize, args: &[&str], cwd: Option<&Path>, env: &[(&str, &s
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    let Output { status, stdout, stderr } =
-        cmd.output().expect("mpirun and timeout must be installed (scripts/setup.sh)");
+    let session = session_dir();
+    cmd.env("OMPI_MCA_orte_tmpdir_base", &session);
+    let output = cmd.output();
+    let _ = std::fs::remove_dir_all(&session);
+    let Output { status, stdout, stderr } = output.expect("mpirun and timeout must be installed (scripts/setup.sh)");
     assert_ne!(status.code(), Some(124), "qtrain hung: killed by the timeout\n{}", String::from_utf8_lossy(&stderr));
     Run {
         code: status.code(),
@@ -154,8 +157,21 @@ fn run_command(ranks: usize, args: &[&str], cwd: Option<&Path>, env: &[(&str, &s
 pub fn spawn_mpirun(ranks: usize, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
     use std::process::Stdio;
     let mut cmd = mpirun_command(ranks, args, env);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env("OMPI_MCA_orte_tmpdir_base", session_dir()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.spawn().expect("mpirun and timeout must be installed (scripts/setup.sh)")
+}
+
+/// A fresh directory for one launch's OpenMPI session files. OpenMPI 4 keeps every
+/// launch's session under one shared /tmp/ompi.HOST.UID and the launch that ends last
+/// removes it, racing a launch that is starting ("A call to mkdir was unable to create
+/// the desired directory", seen once with two tests launching at a time); a directory
+/// of its own per launch has nothing to race for. MPICH ignores the variable.
+fn session_dir() -> PathBuf {
+    static LAUNCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("qtrain-ompi-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a session directory under the temporary directory");
+    dir
 }
 
 /// The command line of a launch under a 180 s timeout, with the environment every test
