@@ -358,52 +358,67 @@ fn gradient_table(cfg: &Config, bw: &Bandwidth) {
         bw.copy.gbps(bw.bytes),
         2.0 * bw.copy.gbps(bw.bytes),
     );
-    println!("CSR bytes = 2 × nnz × (4 B index + 8 B value): read once for the margins, once for Aᵀy.");
-    println!("`margins` and `Aᵀy` time `Csr::margins` and `Csr::add_transposed` alone (median ms).\n");
-    println!("| rows | d | nnz | CSR MB | ms/gradient (med / p90) | margins | Aᵀy | Mnnz/s | GB/s of CSR | × streaming sum | n |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("CSR bytes = 2 × nnz × (4 B index + 8 B value), or 2 × nnz × 4 B for the pattern-only matrix");
+    println!("(the same indices, every value 1: `Csr::drop_unit_values`): read once for the margins, once for Aᵀy.");
+    println!("`value+grad` times `objective::value_and_gradient` (evaluation rounds), `grad` times");
+    println!("`objective::gradient` (the derivative-only kernel of every other round); `margins` and `Aᵀy` time");
+    println!("`Csr::margins` and `Csr::add_transposed` alone (median ms). GB/s and the ratio are of `grad`.\n");
+    println!("| rows | d | nnz | values | CSR MB | ms value+grad (med / p90) | ms grad (med / p90) | margins | Aᵀy | Mnnz/s | GB/s of CSR | × streaming sum | n |");
+    println!("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rng = ChaCha8Rng::seed_from_u64(SEED + 1);
     for &(rows, cols, per_row) in &cfg.problems {
         let (a, b) = random_problem(rows, cols, per_row, &mut rng);
         let x: Vec<f64> = gaussian(&mut rng, cols).iter().map(|v| 0.1 * v).collect();
-        let g = bench_gradient(cfg, &a, &b, &x);
-        let nnz = a.nnz() as f64;
-        let gbps = g.full.gbps(2.0 * nnz * 12.0);
-        println!(
-            "| {rows} | {cols} | {} | {:.1} | {:.2} / {:.2} | {:.2} | {:.2} | {:.0} | {gbps:.2} | {:.2} | {} |",
-            a.nnz(),
-            nnz * 12.0 / 1e6,
-            g.full.median * 1e3,
-            g.full.p90 * 1e3,
-            g.margins.median * 1e3,
-            g.transposed.median * 1e3,
-            nnz / g.full.median / 1e6,
-            gbps / read_gbps,
-            g.full.samples
-        );
+        let mut pattern = a.clone();
+        pattern.values.fill(1.0);
+        pattern.drop_unit_values();
+        for (kind, matrix, bytes_per_nnz) in [("stored", &a, 12.0), ("pattern", &pattern, 4.0)] {
+            let g = bench_gradient(cfg, matrix, &b, &x);
+            let nnz = matrix.nnz() as f64;
+            let gbps = g.derivative.gbps(2.0 * nnz * bytes_per_nnz);
+            println!(
+                "| {rows} | {cols} | {} | {kind} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {:.2} | {:.0} | {gbps:.2} | {:.2} | {} |",
+                matrix.nnz(),
+                nnz * bytes_per_nnz / 1e6,
+                g.full.median * 1e3,
+                g.full.p90 * 1e3,
+                g.derivative.median * 1e3,
+                g.derivative.p90 * 1e3,
+                g.margins.median * 1e3,
+                g.transposed.median * 1e3,
+                nnz / g.derivative.median / 1e6,
+                gbps / read_gbps,
+                g.derivative.samples
+            );
+        }
     }
     println!();
 }
 
 struct GradientTimings {
     full: Timing,
+    derivative: Timing,
     margins: Timing,
     transposed: Timing,
 }
 
-/// The whole `value_and_gradient` of the logistic objective, and its two CSR products.
+/// The logistic objective's `value_and_gradient` and `gradient`, and their two CSR products.
 fn bench_gradient(cfg: &Config, a: &Csr, b: &[f64], x: &[f64]) -> GradientTimings {
     let obj = Objective::new(ObjectiveKind::Logistic, 1e-3);
     let (mut grad, mut margins) = (vec![0.0; a.cols], vec![0.0; a.rows()]);
     let full = measure(cfg, || {
         black_box(objective::value_and_gradient(&obj, a, b, black_box(x), &mut grad, &mut margins));
     });
+    let derivative = measure(cfg, || {
+        objective::gradient(&obj, a, b, black_box(x), None, &mut grad, &mut margins);
+        black_box(&grad);
+    });
     let margins_only = measure(cfg, || a.margins(black_box(x), &mut margins));
     // Nonzero weights, so that no row is skipped by `add_transposed`.
     let y: Vec<f64> = margins.iter().map(|m| 1e-6 * (1.0 + m.abs())).collect();
     let transposed = measure(cfg, || a.add_transposed(black_box(&y), &mut grad));
     black_box((&grad, &margins));
-    GradientTimings { full, margins: margins_only, transposed }
+    GradientTimings { full, derivative, margins: margins_only, transposed }
 }
 
 /// CPU time in clock ticks (USER_HZ): (busy on all CPUs, this process), from Linux's

@@ -68,12 +68,15 @@ impl Worker {
     pub fn new(data: WorkerData, weight: f64, seed: u64) -> Self {
         let d = data.a.cols;
         let m = data.b.len();
+        let mut a = data.a;
+        // Binary features need no values: the gradient then reads a third of the bytes.
+        a.drop_unit_values();
         Worker {
             id: data.id,
             rng: rng::private(seed, data.id, Purpose::Compressor),
             batch_rng: rng::private(seed, data.id, Purpose::Minibatch),
             batch: None,
-            a: data.a,
+            a,
             b: data.b,
             weight,
             grad: vec![0.0; d],

@@ -37,6 +37,30 @@ pub trait Loss: Send + Sync {
         self.value(t, b).1
     }
 
+    /// Over a shard: t_j ← φ'(t_j; b_j)/m for every margin, b_j = `labels[j]`, or
+    /// `labels[rows[j]]` for a minibatch. One dynamic call per gradient: this default
+    /// body is compiled for each loss, so the per-sample calls inside are static and
+    /// inlined (a `dyn` call per sample cost about as much as the loss itself).
+    fn shard_derivatives(&self, margins: &mut [f64], labels: &[f64], rows: Option<&[u32]>, m: f64) {
+        match rows {
+            None => margins.iter_mut().zip(labels).for_each(|(t, &b)| *t = self.derivative(*t, b) / m),
+            Some(rows) => {
+                margins.iter_mut().zip(rows).for_each(|(t, &r)| *t = self.derivative(*t, labels[r as usize]) / m)
+            }
+        }
+    }
+
+    /// As `shard_derivatives` over all rows, returning Σ_j φ(t_j; b_j).
+    fn shard_values_and_derivatives(&self, margins: &mut [f64], labels: &[f64], m: f64) -> f64 {
+        let mut total = 0.0;
+        for (t, &b) in margins.iter_mut().zip(labels) {
+            let (phi, dphi) = self.value(*t, b);
+            total += phi;
+            *t = dphi / m;
+        }
+        total
+    }
+
     /// ∂²φ/∂t², for Hessian-vector products (`qtrain solve`).
     fn curvature(&self, t: f64, b: f64) -> f64;
 
@@ -158,12 +182,7 @@ pub fn value_and_gradient(
 ) -> f64 {
     let m = b.len() as f64;
     a.margins(x, margins);
-    let mut total = 0.0;
-    for (t, &label) in margins.iter_mut().zip(b) {
-        let (phi, dphi) = obj.loss(*t, label);
-        total += phi;
-        *t = dphi / m;
-    }
+    let total = obj.loss.shard_values_and_derivatives(margins, b, m);
     grad.fill(0.0);
     a.add_transposed(margins, grad);
     total / m + obj.regularize(x, grad)
@@ -186,17 +205,13 @@ pub fn gradient(
         None => {
             let m = b.len() as f64;
             a.margins(x, margins);
-            for (t, &label) in margins.iter_mut().zip(b) {
-                *t = obj.loss_derivative(*t, label) / m;
-            }
+            obj.loss.shard_derivatives(margins, b, None, m);
             a.add_transposed(margins, grad);
         }
         Some(rows) => {
             let (m, margins) = (rows.len() as f64, &mut margins[..rows.len()]);
             a.margins_of(rows, x, margins);
-            for (t, &row) in margins.iter_mut().zip(rows) {
-                *t = obj.loss_derivative(*t, b[row as usize]) / m;
-            }
+            obj.loss.shard_derivatives(margins, b, Some(rows), m);
             a.add_transposed_of(rows, margins, grad);
         }
     }
