@@ -2,7 +2,9 @@
 //! measured memory bandwidth. `cargo bench --bench throughput` prints Markdown tables;
 //! `QTRAIN_BENCH_QUICK=1` runs fewer sizes and repeats (a smoke test);
 //! `QTRAIN_BENCH_ONLY=compressors` or `=gradient` runs one part alone;
-//! `QTRAIN_BENCH_VARIANTS=V` fixes the number of distinct inputs per d.
+//! `QTRAIN_BENCH_VARIANTS=V` fixes the number of distinct inputs per d;
+//! `QTRAIN_BENCH_SPECS=top-k,sign` measures only the compressors whose SPEC starts with one
+//! of the given names.
 //!
 //! The harness follows Gloo's benchmark runner: warm up, then time batches of calls
 //! (each batch long enough for the clock), and report the median and p90 of the time
@@ -93,6 +95,13 @@ fn variants() -> Option<usize> {
 /// footprint stays near that of one vector (L2 for d = 10⁴, L3 up to 10⁶).
 fn variants_for(cfg: &Config, d: usize) -> usize {
     cfg.variants.unwrap_or_else(|| 800_000usize.div_ceil(d).clamp(2, 8))
+}
+
+/// Whether `QTRAIN_BENCH_SPECS` (comma-separated name prefixes; all when unset) selects
+/// the compressor `template`.
+fn selected(template: &str) -> bool {
+    std::env::var("QTRAIN_BENCH_SPECS")
+        .map_or(true, |names| names.split(',').any(|name| template.starts_with(name.trim())))
 }
 
 /// Seconds per call.
@@ -261,7 +270,7 @@ fn compressor_tables(cfg: &Config) {
             draws.gbps(bytes) / copy_gbps,
             draws.samples
         );
-        for template in SPECS {
+        for template in SPECS.iter().filter(|t| selected(t)) {
             let spec = template.replace("{k}", &(d / 100).to_string());
             let row = bench_codec(cfg, &spec, &xs);
             let (enc, dec) = (row.encode.gbps(bytes), row.decode.gbps(bytes));

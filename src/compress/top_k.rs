@@ -103,13 +103,98 @@ fn select_sampled<'a>(
 }
 
 /// The k indices of largest |x_j| (ties → lowest index), in increasing order; `order`
-/// is reusable scratch. Shared with ScaleCom's leader selection (CLT-k, §E.1).
+/// is reusable scratch. Shared with ScaleCom's leader selection (CLT-k, §E.1) and
+/// Sketched-SGD.
 ///
-/// `select_nth_unstable_by` partitions in O(d) on average; only the k winners are sorted.
+/// Large vectors go through [`select_by_histogram`] (two streaming passes over x);
+/// small ones through `select_nth_unstable_by`, which partitions in O(d) on average but
+/// with a comparison, a gather and an unpredictable branch per step.
 pub fn select_top_k<'a>(order: &'a mut Vec<u32>, x: &[f64], k: usize) -> &'a [u32] {
+    if x.len() >= HISTOGRAM_MIN_D && k < x.len() {
+        return select_by_histogram(order, x, k);
+    }
     order.clear();
     order.extend(0..x.len() as u32);
     top_of(order, x, k)
+}
+
+/// The selection's order on |x_j| as an integer: clearing the sign bit gives |x_j|, and
+/// on non-negative floats `f64::total_cmp` is the order of the bit patterns (NaN above
+/// +∞), so comparing keys is comparing magnitudes exactly as [`top_of`] does.
+#[inline(always)]
+fn magnitude_key(v: f64) -> u64 {
+    v.to_bits() & !(1 << 63)
+}
+
+/// Histogram buckets: the key's top 16 bits, whose first is the cleared sign bit, so
+/// 2¹⁵ buckets: the 11 exponent bits and 4 mantissa bits (16 buckets per binade).
+const BUCKET_SHIFT: u32 = 48;
+const BUCKETS: usize = 1 << 15;
+
+/// From this length on the histogram's fixed cost (2¹⁵ counters, 128 KiB) is small
+/// against a partition of the whole vector (measured in `benches/throughput.rs`).
+const HISTOGRAM_MIN_D: usize = 1 << 15;
+
+#[inline(always)]
+fn bucket_of(v: f64) -> usize {
+    (magnitude_key(v) >> BUCKET_SHIFT) as usize & (BUCKETS - 1)
+}
+
+/// [`select_top_k`] by a histogram of the keys' top bits, for 1 ≤ k < d: pass 1 counts
+/// the keys per bucket and finds the bucket b that holds the k-th largest; pass 2
+/// collects, in index order, every j in a bucket ≥ b (the `above` ones above b all win;
+/// b's members are about d/2¹⁵ per binade-sixteenth, a small fraction). The winners in b
+/// are b's `need` = k − above largest: their threshold T comes from a partition of b's
+/// members alone, and one pass over the candidates keeps key > T, and key = T while
+/// ties remain (lowest index first, since the candidates are in index order). The
+/// result is the same index set as [`top_of`]'s, already in increasing order.
+fn select_by_histogram<'a>(order: &'a mut Vec<u32>, x: &[f64], k: usize) -> &'a [u32] {
+    debug_assert!(0 < k && k < x.len());
+    // Pass 1: the histogram, kept in `order` itself (no second scratch buffer).
+    order.clear();
+    order.resize(BUCKETS, 0);
+    let counts = &mut order[..BUCKETS];
+    for &v in x {
+        counts[bucket_of(v)] += 1;
+    }
+    let (mut above, mut b) = (0usize, BUCKETS - 1);
+    while above + (counts[b] as usize) < k {
+        above += counts[b] as usize;
+        b -= 1;
+    }
+    let in_b = counts[b] as usize;
+    let need = k - above;
+
+    // Pass 2: the candidates, in index order.
+    order.clear();
+    order.extend((0..x.len() as u32).filter(|&j| bucket_of(x[j as usize]) >= b));
+    if in_b == need {
+        return order;
+    }
+
+    // b's members after the candidates: the need-th largest of them is the threshold.
+    let candidates = order.len();
+    for i in 0..candidates {
+        if bucket_of(x[order[i] as usize]) == b {
+            order.push(order[i]);
+        }
+    }
+    let members = &mut order[candidates..];
+    let larger_first =
+        |a: &u32, c: &u32| magnitude_key(x[*c as usize]).cmp(&magnitude_key(x[*a as usize])).then(a.cmp(c));
+    members.select_nth_unstable_by(need - 1, larger_first);
+    let threshold = magnitude_key(x[members[need - 1] as usize]);
+    let mut ties = members[..need].iter().filter(|&&j| magnitude_key(x[j as usize]) == threshold).count();
+
+    order.truncate(candidates);
+    order.retain(|&j| {
+        let key = magnitude_key(x[j as usize]);
+        let keep = key > threshold || (key == threshold && ties > 0);
+        ties -= usize::from(key == threshold && ties > 0);
+        keep
+    });
+    debug_assert_eq!(order.len(), k);
+    order
 }
 
 /// The k candidates in `order` of largest |x_j| (ties → lowest index), in increasing
@@ -147,5 +232,48 @@ impl Compressor for TopK {
 
     fn paper_bits(&self, _msg: &[u8]) -> u64 {
         self.format.paper_bits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// The partition-based selection, the reference for the histogram one.
+    fn by_partition(x: &[f64], k: usize) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..x.len() as u32).collect();
+        top_of(&mut order, x, k).to_vec()
+    }
+
+    /// The histogram selection against the partition one, on vectors whose structure
+    /// stresses each of its branches: b's members all winning, a threshold with ties
+    /// cut in the middle, one bucket holding everything, NaN, ±∞, ±0, subnormals.
+    #[test]
+    fn histogram_selection_equals_the_partition_one() {
+        let d = HISTOGRAM_MIN_D + 123;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let gaussian: Vec<f64> = (0..d).map(|_| crate::rng::gaussian(&mut rng)).collect();
+        // Few distinct magnitudes: long runs of ties inside one bucket.
+        let coarse: Vec<f64> = (0..d).map(|_| f64::from(rng.random_range(-3i32..=3)) * 0.5).collect();
+        let zeros = vec![0.0; d];
+        let mut special = gaussian.clone();
+        for (j, v) in [f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 5e-324, -5e-324, f64::MAX]
+            .into_iter()
+            .enumerate()
+        {
+            special[j * 997] = v;
+        }
+        let mut failures = Vec::new();
+        for (name, x) in [("gaussian", &gaussian), ("coarse", &coarse), ("zeros", &zeros), ("special", &special)] {
+            for k in [1, 2, 7, 100, d / 100, d / 3, d / 2, d - 1] {
+                let mut order = Vec::new();
+                let fast = select_by_histogram(&mut order, x, k).to_vec();
+                if fast != by_partition(x, k) {
+                    failures.push(format!("{name}, k = {k}"));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "histogram selection differs on: {failures:?}");
     }
 }
