@@ -30,7 +30,7 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::wire::{expect_dim, expect_len, f32_round_up, packed_len, put_f32, BitReader, BitWriter, Reader};
+use super::wire::{add_signed, expect_dim, expect_len, f32_round_up, packed_len, put_f32, BitWriter, Reader};
 use super::{Class, Compressor, Spec};
 use crate::error::{Error, Result};
 use crate::rng::Stream;
@@ -136,11 +136,10 @@ impl Compressor for OneBitQuantizer {
         expect_len(self.name, msg, self.wire_bytes())?;
         let mut r = Reader::new(msg, self.name);
         let radius = r.f32()? as f64;
-        let mut bits = BitReader::new(r.take(packed_len(self.d, 1))?);
+        let bits = r.take(packed_len(self.d, 1))?;
         r.finish()?;
-        for a in acc.iter_mut() {
-            *a += scale * if bits.get(1) == 1 { radius } else { -radius };
-        }
+        // A set bit is +radius, a clear one −radius: scale·radius = −(scale·(−radius)) exactly.
+        add_signed(bits, scale * -radius, acc);
         Ok(())
     }
 

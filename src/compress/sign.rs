@@ -14,7 +14,7 @@
 //!   last byte zero-padded. 4 + ⌈d/8⌉ bytes.
 //! * Paper bits: d + 32.
 
-use super::wire::{expect_dim, expect_len, packed_len, put_f32, BitReader, BitWriter, Reader};
+use super::wire::{add_signed, expect_dim, expect_len, pack_bits, packed_len, put_f32, Reader};
 use super::{Class, Compressor, Spec};
 use crate::error::Result;
 use crate::rng::Stream;
@@ -53,11 +53,7 @@ impl Compressor for ScaledSign {
         out.reserve(self.wire_bytes());
         let l1: f64 = x.iter().map(|v| v.abs()).sum();
         put_f32(out, (l1 / self.d as f64) as f32);
-        let mut signs = BitWriter::new(out);
-        for &v in x {
-            signs.put((v < 0.0) as u32, 1);
-        }
-        signs.finish();
+        pack_bits(out, x, |v| v < 0.0);
     }
 
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
@@ -65,11 +61,10 @@ impl Compressor for ScaledSign {
         expect_len(NAME, msg, self.wire_bytes())?;
         let mut r = Reader::new(msg, NAME);
         let magnitude = r.f32()? as f64;
-        let mut signs = BitReader::new(r.take(packed_len(self.d, 1))?);
+        let signs = r.take(packed_len(self.d, 1))?;
         r.finish()?;
-        for a in acc.iter_mut() {
-            *a += scale * if signs.get(1) == 1 { -magnitude } else { magnitude };
-        }
+        // A set bit is a negative coordinate: scale·(−m) = −(scale·m) exactly.
+        add_signed(signs, scale * magnitude, acc);
         Ok(())
     }
 

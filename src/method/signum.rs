@@ -34,7 +34,7 @@ use rand::Rng;
 use super::step_size::StepSize;
 use super::{require_family, Entry, Method, Setup};
 use crate::checkpoint::{StateReader, StateWriter};
-use crate::compress::wire::{expect_len, packed_len, BitReader, BitWriter};
+use crate::compress::wire::{add_signed, expect_len, for_each_bit, packed_len, BitWriter};
 use crate::error::{Error, Result};
 use crate::protocol::{Down, Phase, Plan, Protocol, Received, Sent, ServerRole, Uplink, WorkerRole};
 use crate::rng::{self, Purpose, Stream};
@@ -96,11 +96,9 @@ impl Plan for SignumPlan {
     /// x ← x − γ·v from the broadcast vote.
     fn on_downlink(&mut self, _i: usize, down: &Down, x: &mut [f64]) -> Result<()> {
         expect_len(NAME, down.extra, packed_len(self.dim, 1))?;
-        let mut vote = BitReader::new(down.extra);
         let gamma = self.step.gamma;
-        for xj in x.iter_mut() {
-            *xj -= if vote.get(1) == 1 { -gamma } else { gamma };
-        }
+        // x − γ = x + (−γ) and x − (−γ) = x + γ exactly: a set (negative) bit adds γ.
+        add_signed(down.extra, -gamma, x);
         Ok(())
     }
 
@@ -166,10 +164,7 @@ impl SignumServer {
         for msg in messages {
             let msg = msg.as_ref();
             expect_len(NAME, msg, packed_len(d, 1))?;
-            let mut signs = BitReader::new(msg);
-            for t in self.tally.iter_mut() {
-                *t += 1 - 2 * signs.get(1) as i64;
-            }
+            for_each_bit(msg, &mut self.tally, |t, negative| *t += 1 - 2 * i64::from(negative));
         }
         let SignumServer { tally, vote, ties } = self;
         write_bits(tally.iter().map(|&t| if t == 0 { ties.random::<bool>() } else { t < 0 }), vote);
@@ -206,6 +201,7 @@ impl ServerRole<SignumPlan> for SignumServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compress::wire::BitReader;
     use rand::SeedableRng;
 
     fn signs_of(v: &[f64]) -> Vec<u8> {
