@@ -5,6 +5,7 @@
 //! byte messages and exchanges them through MPI collectives; every rank keeps a
 //! replica of the server state (§0.3). Rank 0 writes per-iteration metrics to HDF5.
 
+pub mod allocations;
 pub mod checkpoint;
 pub mod cli;
 pub mod comm;

@@ -11,6 +11,10 @@ use qtrain::comm::Comm;
 use qtrain::error::Error;
 use qtrain::train::Ending;
 
+/// Counts allocations so that the result file can record the rounds' (crate::allocations).
+#[global_allocator]
+static ALLOCATOR: qtrain::allocations::Counting = qtrain::allocations::Counting;
+
 fn main() {
     let Some(universe) = mpi::initialize() else {
         eprintln!("qtrain: error: MPI could not be initialised (already initialised?)");

@@ -24,7 +24,7 @@ use crate::objective::smoothness::{self, Smoothness};
 use crate::objective::smoothness_matrix::{self, Matrices};
 use crate::problem::Problem;
 use crate::spec::Spec;
-use crate::{faults, signals, solve};
+use crate::{allocations, faults, signals, solve};
 use std::time::Instant;
 
 /// How a run ended (stored as the `status` attribute).
@@ -422,6 +422,9 @@ struct Outcome {
     test_accuracy: Option<f64>,
     /// The last evaluated row whose f and ‖∇f‖² were finite (for a diverged run).
     last_finite: Option<Row>,
+    /// Heap allocations inside the rounds after this process's first (hot paths reuse
+    /// their buffers, so this should be 0).
+    round_allocations: u64,
 }
 
 /// Rank 0's result file, and the first error writing it (the run then stops, agreed).
@@ -464,6 +467,7 @@ impl Training<'_> {
         let mut test_accuracy = None;
         let mut status = Status::Running;
         let mut preempted = false;
+        let mut round_allocations = 0;
         loop {
             let every = self.args.checkpoint_every;
             // A stop request without --checkpoint-dir ends the run with the rows so far.
@@ -496,10 +500,15 @@ impl Training<'_> {
 
             self.inject_faults(t, &mut x);
             self.comm.take_meter();
-            let start = Instant::now();
+            allocations::trace(t > first);
+            let (start, allocations) = (Instant::now(), allocations::count());
             let (data, obj) = (&mut self.problem.workers, &self.problem.objective);
             let stats = self.method.round(t, &mut x, data, obj, self.comm, signals::requested())?;
             ledger.record(&stats, &self.comm.take_meter(), start.elapsed().as_secs_f64());
+            allocations::trace(false);
+            if t > first {
+                round_allocations += allocations::count() - allocations;
+            }
             t += 1;
             if stats.stop {
                 match self.args.checkpoint_dir {
@@ -520,7 +529,7 @@ impl Training<'_> {
         if let Some(e) = self.recorder.error.take() {
             return Err(e);
         }
-        Ok(Outcome { x, last, totals: ledger.totals, status, rounds: t, test_accuracy, last_finite })
+        Ok(Outcome { x, last, totals: ledger.totals, status, rounds: t, test_accuracy, last_finite, round_allocations })
     }
 
     /// The checkpoint of round t, every rank together: the metrics rows before t on disk
@@ -621,6 +630,10 @@ fn progress(row: &Row, iters: u64) -> String {
 fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome: Result<Outcome>) -> Result<Ending> {
     let outcome = comm.agree(outcome)?;
     let digest = check_replicas(comm, &outcome.x)?;
+    let round_allocations = comm.max_u64(outcome.round_allocations);
+    if round_allocations > 0 {
+        log::info!("{round_allocations} heap allocations in the rounds after the first (the most on one rank)");
+    }
     let written = match file {
         Some(mut file) => {
             let mut extra = vec![
@@ -629,6 +642,7 @@ fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome:
                 ("x_digest".to_string(), Attr::Str(format!("{digest:016x}"))),
                 ("final_loss".to_string(), Attr::F64(outcome.last.loss)),
                 ("final_grad_norm_sq".to_string(), Attr::F64(outcome.last.grad_norm_sq)),
+                ("allocations_after_first_round".to_string(), Attr::U64(round_allocations)),
             ];
             if let (Status::Diverged, Some(row)) = (outcome.status, outcome.last_finite) {
                 extra.push(("diverged_at".into(), Attr::U64(outcome.last.iter)));

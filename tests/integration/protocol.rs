@@ -244,3 +244,26 @@ fn minibatch_iterates_are_layout_invariant() {
         .collect();
     assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
 }
+
+/// The hot paths allocate nothing once their buffers have grown (crate::allocations):
+/// every example, on 2 ranks with the server topology (gathers, reduces and broadcasts)
+/// and monitoring every round, makes as many heap allocations in the rounds after the
+/// first in 90 rounds as in 30, on every rank: rounds 31..90 of the same seeded run
+/// allocate nothing, whatever rounds 2..30 needed to reach their high-water marks.
+#[test]
+fn no_method_allocates_once_its_buffers_have_grown() {
+    let dir = TempDir::new("allocations");
+    let allocations = |file: &std::path::Path| -> u64 {
+        hdf5::File::open(file).unwrap().attr("allocations_after_first_round").unwrap().read_scalar().unwrap()
+    };
+    let mut allocating = Vec::new();
+    for (i, (method, compressor)) in examples().iter().enumerate() {
+        let short = run(&dir, &format!("a{i}"), 2, method, compressor, &["--topology", "server"]);
+        let long = run(&dir, &format!("b{i}"), 2, method, compressor, &["--topology", "server", "--iters", "90"]);
+        let (early, all) = (allocations(&short), allocations(&long));
+        if all != early {
+            allocating.push(format!("{method} with {compressor}: {early} in rounds 2..30, {all} in 2..90"));
+        }
+    }
+    assert!(allocating.is_empty(), "allocations after round 30:\n{}", allocating.join("\n"));
+}
