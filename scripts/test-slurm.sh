@@ -214,8 +214,9 @@ fi
 #    an uninterrupted job's bit for bit (qtrain compare). Slurm holds a requeued job
 #    about 2 minutes (Reason=BeginTime): the test releases it at once.
 #    Its jobs get PREEMPT_TIMEOUT (default 240 s) each: under an oversubscribed MPICH
-#    test run beside them, 20000 rounds took over a minute.
-long=(ITERS=20000 FSTAR= CHECKPOINT_EVERY=5000)
+#    test run beside them, 20000 rounds took over a minute. A fixed --eval-every: `auto`
+#    measures its period, so two runs (and a resumed part) may keep different rows.
+long=(ITERS=20000 FSTAR= CHECKPOINT_EVERY=5000 "EXTRA_ARGS=--eval-every 10")
 JOB_TIMEOUT=${PREEMPT_TIMEOUT:-240}
 if submit preempt-reference jobs/train.sbatch "${long[@]}"; then
   expect_state preempt-reference COMPLETED 0

@@ -76,9 +76,7 @@ pub fn check_train(args: &TrainArgs) -> Result<Fstar> {
             "the factor must be a positive number",
         ));
     }
-    for (flag, value) in
-        [("--eval-every", Some(args.eval_every)), ("--log-every", args.log_every), ("--test-every", args.test_every)]
-    {
+    for (flag, value) in [("--log-every", args.log_every), ("--test-every", args.test_every)] {
         if value == Some(0) {
             return Err(Error::config(format!("{flag} 0"), format!("{flag} counts rounds: give 1 or more")));
         }

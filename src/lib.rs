@@ -15,6 +15,7 @@ pub mod cost_model;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod eval_schedule;
 pub mod faults;
 pub mod fuzzing;
 pub mod launcher;

@@ -15,6 +15,7 @@ use crate::comm::Comm;
 use crate::config::{self, Fstar};
 use crate::data::{checksum, shard, Csr};
 use crate::error::{Error, Result};
+use crate::eval_schedule::Schedule;
 use crate::method::{self, step_size, Method, Setup};
 use crate::metrics::hdf5_file::{self, Attr, MetricsFile};
 use crate::metrics::summary::{self, RunInfo};
@@ -425,6 +426,8 @@ struct Outcome {
     /// Heap allocations inside the rounds after this process's first (hot paths reuse
     /// their buffers, so this should be 0).
     round_allocations: u64,
+    /// The evaluation period in force at the end (`--eval-every auto`'s choice).
+    eval_every: u64,
 }
 
 /// Rank 0's result file, and the first error writing it (the run then stops, agreed).
@@ -468,13 +471,15 @@ impl Training<'_> {
         let mut status = Status::Running;
         let mut preempted = false;
         let mut round_allocations = 0;
+        let mut schedule = Schedule::new(self.args.eval_every, first, iters);
         loop {
+            schedule.at_round_start(t, self.comm);
             let every = self.args.checkpoint_every;
             // A stop request without --checkpoint-dir ends the run with the rows so far.
             if (preempted && self.args.checkpoint_dir.is_some()) || (every.is_some_and(|n| t % n == 0) && t != first) {
                 self.checkpoint(t, &x, &ledger, next_log)?;
             }
-            if t % self.args.eval_every == 0 || t == iters || preempted {
+            if schedule.evaluates(t) || t == iters || preempted {
                 last = ledger.row(t, self.evaluate(t, &x), self.fstar);
                 self.recorder.write(|f| f.push(last));
                 if t >= next_log || t == iters || preempted {
@@ -519,7 +524,7 @@ impl Training<'_> {
                 }
                 preempted = true;
             }
-            if t % self.args.eval_every == 0 || t == iters {
+            if schedule.evaluates(t) || t == iters {
                 self.record_diagnostics(t);
                 if self.args.check_replicas {
                     check_replicas(self.comm, &x)?;
@@ -529,7 +534,8 @@ impl Training<'_> {
         if let Some(e) = self.recorder.error.take() {
             return Err(e);
         }
-        Ok(Outcome { x, last, totals: ledger.totals, status, rounds: t, test_accuracy, last_finite, round_allocations })
+        let (totals, eval_every) = (ledger.totals, schedule.every());
+        Ok(Outcome { x, last, totals, status, rounds: t, test_accuracy, last_finite, round_allocations, eval_every })
     }
 
     /// The checkpoint of round t, every rank together: the metrics rows before t on disk
@@ -643,6 +649,7 @@ fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome:
                 ("final_loss".to_string(), Attr::F64(outcome.last.loss)),
                 ("final_grad_norm_sq".to_string(), Attr::F64(outcome.last.grad_norm_sq)),
                 ("allocations_after_first_round".to_string(), Attr::U64(round_allocations)),
+                ("eval_every_used".to_string(), Attr::U64(outcome.eval_every)),
             ];
             if let (Status::Diverged, Some(row)) = (outcome.status, outcome.last_finite) {
                 extra.push(("diverged_at".into(), Attr::U64(outcome.last.iter)));
@@ -783,7 +790,7 @@ fn attributes(
         ("L_max".into(), Attr::F64(s.l_max)),
         ("L_pm".into(), Attr::F64(s.l_pm.unwrap_or(f64::NAN))),
         ("fstar".into(), Attr::F64(fstar.unwrap_or(f64::NAN))),
-        ("eval_every".into(), Attr::U64(args.eval_every)),
+        ("eval_every".into(), Attr::U64(args.eval_every.attribute())),
         ("mpi_library".into(), text(&mpi_library())),
         (
             "started_unix".into(),

@@ -25,6 +25,7 @@ use crate::cli::{Resume, SweepArgs, TrainArgs, SOLVE_MAX_ITERS, SOLVE_TOL};
 use crate::comm::Comm;
 use crate::data::checksum;
 use crate::error::{Error, Result};
+use crate::eval_schedule::EvalEvery;
 use crate::metrics::hdf5_file::{self, Attr};
 use crate::objective::smoothness::Smoothness;
 use crate::objective::smoothness_matrix::Matrices;
@@ -187,6 +188,11 @@ fn check_points(
             a.method = point.method.clone();
             a.compressor = point.compressor.clone();
             a.step_factor = point.step_factor;
+            // Points are ranked by the first evaluated round at the target: measured
+            // periods (`auto`) would make that resolution differ from point to point.
+            if a.eval_every == EvalEvery::Auto {
+                a.eval_every = EvalEvery::Every(1);
+            }
             a.out = train.out.join(format!("{}.h5", point.name));
             a.checkpoint_dir = train.checkpoint_dir.as_ref().map(|d| d.join(&point.name));
             a.resume = a.checkpoint_dir.as_ref().map(|_| Resume::Auto);

@@ -3,7 +3,7 @@
 //! precision stalls, and its bit counters follow the §B.2 formulas.
 
 use crate::util::{
-    attr_str, column, convergence_rank_counts, final_x, mpirun, partial_of, shared_data, spawn_mpirun, strs,
+    attr_str, attr_u64, column, convergence_rank_counts, final_x, mpirun, partial_of, shared_data, spawn_mpirun, strs,
     to_1e_6_on_a9a, train_args, Reference, TempDir,
 };
 use qtrain::compress::rand_k::SubsetSampler;
@@ -377,10 +377,6 @@ fn asynchronous_asylpg_converges_with_bounded_staleness() {
         let epochs = attr_u64(&out, "rounds");
         assert_eq!(per_worker.iter().sum::<u64>(), epochs * epoch * workers, "{method}: m·W updates per epoch");
     }
-}
-
-fn attr_u64(file: &std::path::Path, name: &str) -> u64 {
-    hdf5::File::open(file).unwrap().attr(name).unwrap().read_scalar::<u64>().unwrap()
 }
 
 /// What the asynchronous execution cannot run is refused before any epoch, on every rank,

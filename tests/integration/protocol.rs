@@ -253,9 +253,7 @@ fn minibatch_iterates_are_layout_invariant() {
 #[test]
 fn no_method_allocates_once_its_buffers_have_grown() {
     let dir = TempDir::new("allocations");
-    let allocations = |file: &std::path::Path| -> u64 {
-        hdf5::File::open(file).unwrap().attr("allocations_after_first_round").unwrap().read_scalar().unwrap()
-    };
+    let allocations = |file: &std::path::Path| attr_u64(file, "allocations_after_first_round");
     let mut allocating = Vec::new();
     for (i, (method, compressor)) in examples().iter().enumerate() {
         let short = run(&dir, &format!("a{i}"), 2, method, compressor, &["--topology", "server"]);

@@ -100,9 +100,10 @@ fn each_point_is_the_train_run_of_its_spec_and_step() {
     assert_eq!(code, Some(1), "{said}");
 }
 
-/// `qtrain train` flags of the same runs as [`sweep_args`].
+/// `qtrain train` flags of the same runs as [`sweep_args`]: with `--eval-every 1`, which
+/// a sweep's points take for the default `auto`.
 fn train_args_like(data: &Path, out: &Path, method: &str) -> Vec<String> {
-    let mut args = sweep_args(data, out, method, &[]);
+    let mut args = sweep_args(data, out, method, &["--eval-every", "1"]);
     args[0] = "train".into();
     args
 }

@@ -226,3 +226,47 @@ fn a_signal_without_checkpoints_ends_the_run_with_its_rows() {
         assert!(!partial_of(&out).exists(), "{method}: no OUT.partial left");
     }
 }
+
+/// `--eval-every auto` (the default, src/eval_schedule.rs) where an evaluation costs far
+/// more than a round (a9a, `--batch 1`: the monitor's full gradient over 32 561 rows
+/// against one row per worker): rounds 0..=8 are evaluated, 9..=16 are not, and then every
+/// K-th, K of the 1-2-5 sequence and at most a tenth of the 1 983 rounds left (100). An
+/// evaluation costs ≥ 1 000 such rounds, so K = 100 on a quiet machine; ≥ 20 is asserted,
+/// which holds while it costs more than one round (a loaded test machine slows the rounds
+/// as much as the evaluations). The log names K, and the iterates are those of
+/// `--eval-every 1` bit for bit. One rank there (under an oversubscribed MPICH a 2-rank
+/// round can cost as much as an evaluation); on 2 ranks, where every rank must take the
+/// same period from the schedule's allreduce, the rows are checked against the K chosen.
+#[test]
+fn auto_evaluation_period_measures_the_monitor_and_keeps_the_iterates() {
+    let Some(data) = shared_data("a9a.txt") else { return };
+    let dir = TempDir::new("auto-eval");
+    let (auto, every) = (dir.path("auto.h5"), dir.path("every.h5"));
+    let run = |out: &std::path::Path, period: &str| {
+        let args = ["train", "--data", data.to_str().unwrap(), "--lambda", "0.1", "--method", "dcgd"];
+        let rest = ["--compressor", "rand-k:k=10", "--batch", "1", "--iters", "2000", "--workers", "4"];
+        let tail = ["--eval-every", period, "--out", out.to_str().unwrap()];
+        mpirun(1, &[&args[..], &rest, &tail].concat()).expect_ok()
+    };
+    let said = run(&auto, "auto").stderr;
+    run(&every, "1");
+
+    assert_eq!(attr_u64(&auto, "eval_every"), 0, "auto is recorded as 0");
+    let k = attr_u64(&auto, "eval_every_used");
+    assert!([20, 50, 100].contains(&k), "period {k}");
+    assert!(said.contains(&format!("evaluating every {k} rounds")), "{said}");
+    let expected: Vec<u64> = (0..=8).chain((1..=2000 / k).map(|i| i * k)).collect();
+    assert_eq!(column::<u64>(&auto, "iter"), expected);
+    assert_eq!(attr_str(&auto, "x_digest"), attr_str(&every, "x_digest"), "monitoring changed the iterates");
+    let (auto_loss, every_loss) = (column::<f64>(&auto, "loss"), column::<f64>(&every, "loss"));
+    for (row, &t) in expected.iter().enumerate() {
+        assert_eq!(auto_loss[row].to_bits(), every_loss[t as usize].to_bits(), "f at round {t}");
+    }
+
+    let two = dir.path("two.h5");
+    let rest = ["--method", "ef21", "--compressor", "top-k:k=10", "--iters", "300", "--eval-every", "auto"];
+    mpirun(2, &strs(&train_args(two.to_str().unwrap(), &rest))).expect_ok();
+    let k = attr_u64(&two, "eval_every_used");
+    let expected: Vec<u64> = (0..=8).chain((17..=300).filter(|t| t % k == 0 || *t == 300)).collect();
+    assert_eq!(column::<u64>(&two, "iter"), expected, "2 ranks, period {k}");
+}

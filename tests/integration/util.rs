@@ -212,18 +212,20 @@ pub fn attr_str(file: &Path, name: &str) -> String {
     v.as_str().to_string()
 }
 
+pub fn attr_u64(file: &Path, name: &str) -> u64 {
+    hdf5::File::open(file).unwrap().attr(name).unwrap().read_scalar().unwrap()
+}
+
 pub fn attr_f64(file: &Path, name: &str) -> f64 {
     hdf5::File::open(file).unwrap().attr(name).unwrap().read_scalar().unwrap()
 }
 
-/// Common training arguments on the embedded data.
+/// Common training arguments on the embedded data, one metrics row per round (`rest`
+/// may give another `--eval-every`).
 pub fn train_args<'a>(out: &'a str, rest: &[&'a str]) -> Vec<String> {
     let data = embedded("agaricus.txt.train");
-    let mut v: Vec<String> =
-        ["train", "--data", data.to_str().unwrap(), "--objective", "logistic", "--lambda", "0.1", "--out", out]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+    let head = ["train", "--data", data.to_str().unwrap(), "--objective", "logistic", "--lambda", "0.1"];
+    let mut v: Vec<String> = head.iter().chain(&["--eval-every", "1", "--out", out]).map(|s| s.to_string()).collect();
     v.extend(rest.iter().map(|s| s.to_string()));
     v
 }
