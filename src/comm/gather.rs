@@ -64,11 +64,20 @@ impl Buffers {
             self.recv.clear();
             return Ok(receives);
         }
-        self.send.clear();
-        for m in local {
-            self.send.extend_from_slice(m);
-        }
-        super::allocated(&mut self.send);
+        // One local worker (the usual layout) sends its message as it is; several are
+        // concatenated. A never-allocated message would point at OpenMPI's MPI_IN_PLACE
+        // (see `allocated`), so it goes the copying way.
+        let send: &[u8] = match local {
+            [only] if only.capacity() > 0 => only,
+            _ => {
+                self.send.clear();
+                for m in local {
+                    self.send.extend_from_slice(m);
+                }
+                super::allocated(&mut self.send);
+                &self.send
+            }
+        };
         if receives {
             self.recv.resize(total, 0);
             super::allocated(&mut self.recv);
@@ -76,15 +85,15 @@ impl Buffers {
         match dest {
             Dest::All => {
                 let mut partition = PartitionMut::new(&mut self.recv[..], &self.counts[..], &self.displs[..]);
-                world.all_gather_varcount_into(&self.send[..], &mut partition);
+                world.all_gather_varcount_into(send, &mut partition);
             }
             Dest::Root(root) => {
                 let root_process = world.process_at_rank(root as i32);
                 if receives {
                     let mut partition = PartitionMut::new(&mut self.recv[..], &self.counts[..], &self.displs[..]);
-                    root_process.gather_varcount_into_root(&self.send[..], &mut partition);
+                    root_process.gather_varcount_into_root(send, &mut partition);
                 } else {
-                    root_process.gather_varcount_into(&self.send[..]);
+                    root_process.gather_varcount_into(send);
                 }
             }
         }

@@ -148,10 +148,18 @@ impl Comm {
         Ok(received)
     }
 
-    /// In-place allreduce sum of a dense vector (metered: 8 bytes per entry per rank).
-    pub fn sum(&mut self, buf: &mut [f64]) {
+    /// Allreduce sum of a dense vector into `buf` (metered: 8 bytes per entry per rank).
+    ///
+    /// rsmpi has no `MPI_IN_PLACE`, and copying `buf` into a send buffer cost a third of
+    /// a 4 MB allreduce (BENCHMARKS.md, "Collectives"). Instead `buf` and the scratch
+    /// vector trade places: the caller's values become the send buffer and the scratch's
+    /// storage receives the sum, so `buf` may come back with another allocation (of the
+    /// same length; the two alternate once both have grown).
+    pub fn sum(&mut self, buf: &mut Vec<f64>) {
         let start = mpi::time();
-        self.allreduce(buf, SystemOperation::sum());
+        let send = trade_for_receive_buffer(&mut self.reduce_scratch, buf);
+        self.world.all_reduce_into(&send[..], &mut buf[..], SystemOperation::sum());
+        self.reduce_scratch = send;
         self.meter.seconds += mpi::time() - start;
         self.meter.wire_bytes += (8 * buf.len() * self.size) as u64;
         self.meter.allreduce.add(8 * buf.len() as u64);
@@ -161,16 +169,17 @@ impl Comm {
     }
 
     /// Sum of a dense vector over all ranks into `buf` on `root` (MPI_Reduce; other
-    /// ranks' `buf` is left as it was). Metered like `sum`.
-    pub fn sum_to_root(&mut self, root: usize, buf: &mut [f64]) {
+    /// ranks' `buf` is left as it was, since they only send it). Metered like `sum`,
+    /// and on the root without a copy in the same way.
+    pub fn sum_to_root(&mut self, root: usize, buf: &mut Vec<f64>) {
         let start = mpi::time();
-        self.reduce_scratch.clear();
-        self.reduce_scratch.extend_from_slice(buf);
         let root_process = self.world.process_at_rank(root as i32);
         if self.rank == root {
-            root_process.reduce_into_root(&self.reduce_scratch[..], buf, SystemOperation::sum());
+            let send = trade_for_receive_buffer(&mut self.reduce_scratch, buf);
+            root_process.reduce_into_root(&send[..], &mut buf[..], SystemOperation::sum());
+            self.reduce_scratch = send;
         } else {
-            root_process.reduce_into(&self.reduce_scratch[..], SystemOperation::sum());
+            root_process.reduce_into(&buf[..], SystemOperation::sum());
         }
         self.meter.seconds += mpi::time() - start;
         self.meter.wire_bytes += (8 * buf.len() * self.size) as u64;
@@ -325,6 +334,16 @@ impl Comm {
     pub fn abort(&self, code: i32) -> ! {
         self.world.abort(code)
     }
+}
+
+/// Gives `buf`'s values back as the send buffer and puts the scratch storage, with
+/// `buf`'s length, in its place for the result (resizing allocates only while the scratch
+/// is shorter, in the first rounds). The caller returns the send buffer to the scratch.
+fn trade_for_receive_buffer(scratch: &mut Vec<f64>, buf: &mut Vec<f64>) -> Vec<f64> {
+    let n = buf.len();
+    let send = std::mem::replace(buf, std::mem::take(scratch));
+    buf.resize(n, 0.0);
+    send
 }
 
 /// Converts a byte count to MPI's `i32` count, or fails with the size that overflowed.

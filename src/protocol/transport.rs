@@ -32,7 +32,7 @@ impl Transport {
     }
 
     /// Sum phase: `buf` holds the sum over all ranks on the ranks that serve.
-    pub(super) fn sum(&self, comm: &mut Comm, buf: &mut [f64]) {
+    pub(super) fn sum(&self, comm: &mut Comm, buf: &mut Vec<f64>) {
         match self.topology {
             Topology::Replicated => comm.sum(buf),
             Topology::Server => comm.sum_to_root(SERVER_RANK, buf),
