@@ -10,12 +10,8 @@
 #          staleness τ = 2 (updates older than that are dropped and recomputed).
 # --straggler 1:FACTOR slows rank 1's gradients FACTOR× (a worker in both layouts).
 # Prints one Markdown table.          benches/async-straggler.sh [EPOCHS] [FACTOR]
-set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/mpi-env.sh
-bin=${QTRAIN:-target/release/qtrain}
-data=${DATA_DIR:-../shared/data}/a9a.txt
-[ -f "$data" ] || { echo "skipped: $data is absent"; exit 0; }
+source "$(dirname "$0")/lib.sh"
+need_data a9a.txt
 epochs=${1:-10}
 factor=${2:-3}
 out=$(mktemp -d)

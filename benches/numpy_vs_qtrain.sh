@@ -7,12 +7,8 @@
 #   benches/numpy_vs_qtrain.sh [ITERS]         (default 1000; data: $DATA_DIR/a9a.txt)
 # Python: Debian's python3-numpy and python3-h5py (benches/requirements.txt names the same
 # for pip), installed with apt-get when missing and root.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/mpi-env.sh
-bin=${QTRAIN:-target/release/qtrain}
-data=${DATA_DIR:-../shared/data}/a9a.txt
-[ -f "$data" ] || { echo "skipped: $data is absent"; exit 0; }
+source "$(dirname "$0")/lib.sh"
+need_data a9a.txt
 iters=${1:-1000}
 python=/usr/bin/python3
 if ! "$python" -c 'import numpy, h5py' 2>/dev/null; then

@@ -5,12 +5,8 @@
 # set of metrics. Runs that stall (signSGD, DGC with factor masking) stop at a round cap
 # and show "—" at the target. Prints `qtrain report --target` and writes its figures.
 #   benches/peers.sh [TARGET] [FIGURE_DIR]          (default 1e-6, docs/figures/peers)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/mpi-env.sh
-bin=${QTRAIN:-target/release/qtrain}
-data=${DATA_DIR:-../shared/data}/a9a.txt
-[ -f "$data" ] || { echo "skipped: $data is absent"; exit 0; }
+source "$(dirname "$0")/lib.sh"
+need_data a9a.txt
 target=${1:-1e-6}
 figures=${2:-docs/figures/peers}
 out=$(mktemp -d)

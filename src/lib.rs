@@ -27,6 +27,7 @@ pub mod objective;
 pub mod problem;
 pub mod protocol;
 pub mod report;
+pub mod resources;
 pub mod rng;
 pub mod signals;
 pub mod solve;

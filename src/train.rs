@@ -25,7 +25,7 @@ use crate::objective::smoothness::{self, Smoothness};
 use crate::objective::smoothness_matrix::{self, Matrices};
 use crate::problem::Problem;
 use crate::spec::Spec;
-use crate::{allocations, faults, signals, solve};
+use crate::{allocations, faults, resources, signals, solve};
 use std::time::Instant;
 
 /// How a run ended (stored as the `status` attribute).
@@ -83,7 +83,9 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
     };
     comm.agree(target_ok)?;
 
+    let load_start = Instant::now();
     let mut problem = Problem::load(comm, &args.data, &args.objective, args.seed, data_free_ranks(args))?;
+    let loading = loading(comm, &problem, load_start.elapsed().as_secs_f64());
     log::info!(
         "{}: {} rows, d = {}, {} workers on {} ranks ({} split, {} weighting), {}",
         problem.source.describe(),
@@ -135,9 +137,12 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
         _ => Start { round: 0, x: x0, ledger: Ledger::default(), next_log: 0 },
     };
     let file = if comm.is_root() {
-        let attrs = attributes(args, comm, &problem, &smooth, method.as_ref(), fstar, &dataset_sha);
+        let mut attrs = attributes(args, comm, &problem, &smooth, method.as_ref(), fstar, &dataset_sha);
+        attrs.extend([
+            ("load_seconds".into(), Attr::F64(loading.seconds)),
+            ("data_bytes".into(), Attr::U64(loading.data_bytes)),
+        ]);
         if resuming {
-            let mut attrs = attrs;
             attrs.push(("resumed_at".into(), Attr::U64(start.round)));
             MetricsFile::resume(&args.out, start.round, args.flush_every, &identity(&attrs), &attrs).map(Some)
         } else {
@@ -178,7 +183,31 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
         Some(e) => outcome.and(Err(e)),
         None => outcome,
     };
-    finish(comm, recorder.file, args, outcome)
+    finish(comm, recorder.file, args, loading.shard_bytes, outcome)
+}
+
+/// What reading the data cost (the slowest rank's seconds), logged and kept as attributes.
+struct Loading {
+    seconds: f64,
+    data_bytes: u64,
+    /// The largest shard of any rank (CSR and labels), for the peak-memory line.
+    shard_bytes: u64,
+}
+
+fn loading(comm: &mut Comm, problem: &Problem, own_seconds: f64) -> Loading {
+    let mut seconds = [own_seconds];
+    comm.max_f64(&mut seconds);
+    let data_bytes = resources::data_bytes(comm, &problem.source).unwrap_or(0);
+    let shard_bytes = comm.max_u64(resources::shard_bytes(&problem.workers));
+    let per_rank = data_bytes as f64 / comm.size() as f64;
+    log::info!(
+        "read {:.1} MB in {:.3} s ({:.0} MB/s per rank); the largest shard holds {:.1} MB",
+        data_bytes as f64 / 1e6,
+        seconds[0],
+        per_rank / seconds[0].max(1e-9) / 1e6,
+        shard_bytes as f64 / 1e6
+    );
+    Loading { seconds: seconds[0], data_bytes, shard_bytes }
 }
 
 /// Ranks that hold no rows: 1 for the asynchronous execution (`async` in the method
@@ -633,12 +662,26 @@ fn progress(row: &Row, iters: u64) -> String {
 
 /// Checks that every rank holds the same model, stores the final state and moves the
 /// result file into place; prints the summary on rank 0.
-fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome: Result<Outcome>) -> Result<Ending> {
+fn finish(
+    comm: &mut Comm,
+    file: Option<MetricsFile>,
+    args: &TrainArgs,
+    shard_bytes: u64,
+    outcome: Result<Outcome>,
+) -> Result<Ending> {
     let outcome = comm.agree(outcome)?;
     let digest = check_replicas(comm, &outcome.x)?;
     let round_allocations = comm.max_u64(outcome.round_allocations);
     if round_allocations > 0 {
         log::info!("{round_allocations} heap allocations in the rounds after the first (the most on one rank)");
+    }
+    let peak_rss = comm.max_u64(resources::peak_rss_bytes().unwrap_or(0));
+    if peak_rss > 0 {
+        log::info!(
+            "peak memory {:.1} MB on the largest rank, {:.2}× the largest shard",
+            peak_rss as f64 / 1e6,
+            peak_rss as f64 / shard_bytes.max(1) as f64
+        );
     }
     let written = match file {
         Some(mut file) => {
@@ -649,6 +692,8 @@ fn finish(comm: &mut Comm, file: Option<MetricsFile>, args: &TrainArgs, outcome:
                 ("final_loss".to_string(), Attr::F64(outcome.last.loss)),
                 ("final_grad_norm_sq".to_string(), Attr::F64(outcome.last.grad_norm_sq)),
                 ("allocations_after_first_round".to_string(), Attr::U64(round_allocations)),
+                ("peak_rss_bytes".to_string(), Attr::U64(peak_rss)),
+                ("shard_bytes".to_string(), Attr::U64(shard_bytes)),
                 ("eval_every_used".to_string(), Attr::U64(outcome.eval_every)),
             ];
             if let (Status::Diverged, Some(row)) = (outcome.status, outcome.last_finite) {

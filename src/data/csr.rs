@@ -90,6 +90,12 @@ impl Csr {
         self.indices.len()
     }
 
+    /// Heap bytes held (capacities, so what the allocator gave).
+    pub fn heap_bytes(&self) -> u64 {
+        let words = self.indptr.capacity() + self.values.capacity() + self.ones.capacity();
+        (8 * words + 4 * self.indices.capacity()) as u64
+    }
+
     /// Whether the values were dropped because every one is 1.0.
     pub fn is_pattern(&self) -> bool {
         !self.ones.is_empty()
