@@ -6,6 +6,7 @@ use super::Loss;
 pub struct Squared;
 
 impl Loss for Squared {
+    #[inline(always)]
     fn value(&self, t: f64, b: f64) -> (f64, f64) {
         let r = t - b;
         (0.5 * r * r, r)

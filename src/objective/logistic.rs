@@ -7,10 +7,12 @@ use super::{sigmoid, softplus, Loss};
 pub struct Logistic;
 
 impl Loss for Logistic {
+    #[inline(always)]
     fn value(&self, t: f64, b: f64) -> (f64, f64) {
         (softplus(-b * t), self.derivative(t, b))
     }
 
+    #[inline(always)]
     fn derivative(&self, t: f64, b: f64) -> f64 {
         -b * sigmoid(-b * t)
     }

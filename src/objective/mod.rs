@@ -44,12 +44,7 @@ pub trait Loss: Send + Sync {
     /// inlined (a `dyn` call per sample cost about as much as the loss itself).
     /// The loop is compiled for AVX2 too, chosen at run time ([`exp::on_every_element`]).
     fn shard_derivatives(&self, margins: &mut [f64], labels: &[f64], rows: Option<&[u32]>, m: f64) {
-        exp::on_every_element(|| match rows {
-            None => margins.iter_mut().zip(labels).for_each(|(t, &b)| *t = self.derivative(*t, b) / m),
-            Some(rows) => {
-                margins.iter_mut().zip(rows).for_each(|(t, &r)| *t = self.derivative(*t, labels[r as usize]) / m)
-            }
-        })
+        exp::on_every_element(Derivatives { loss: self, margins, labels, rows, m })
     }
 
     /// As `shard_derivatives` over all rows, returning Σ_j φ(t_j; b_j).
@@ -220,10 +215,42 @@ pub fn gradient(
     obj.regularizer.add_gradient(x, grad);
 }
 
+/// The loop of [`Loss::shard_derivatives`], as a kernel compiled for AVX2 too.
+struct Derivatives<'a, L: Loss + ?Sized> {
+    loss: &'a L,
+    margins: &'a mut [f64],
+    labels: &'a [f64],
+    rows: Option<&'a [u32]>,
+    m: f64,
+}
+
+impl<L: Loss + ?Sized> exp::Kernel for Derivatives<'_, L> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let Derivatives { loss, margins, labels, rows, m } = self;
+        // Plain loops: an iterator adaptor's closure is one more call that might not be
+        // inlined into the AVX2 copy.
+        match rows {
+            None => {
+                for (t, &b) in margins.iter_mut().zip(labels) {
+                    *t = loss.derivative(*t, b) / m;
+                }
+            }
+            Some(rows) => {
+                for (t, &r) in margins.iter_mut().zip(rows) {
+                    *t = loss.derivative(*t, labels[r as usize]) / m;
+                }
+            }
+        }
+    }
+}
+
 /// σ(z) = 1/(1+e^{−z}), without overflow for large |z|: e = e^{−|z|} ≤ 1, then 1/(1+e)
 /// for z ≥ 0 and e/(1+e) below. One `exp` of −|z| and a select instead of a branch on the
 /// sign, which margins of both signs mispredict half the time (the same bits either way).
-#[inline]
+#[inline(always)]
 pub fn sigmoid(z: f64) -> f64 {
     let e = exp::exp_nonpositive(-z.abs());
     let numerator = if z >= 0.0 { 1.0 } else { e };

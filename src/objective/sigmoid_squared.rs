@@ -11,11 +11,13 @@ use super::{sigmoid, Loss};
 pub struct SigmoidSquared;
 
 impl Loss for SigmoidSquared {
+    #[inline(always)]
     fn value(&self, t: f64, b: f64) -> (f64, f64) {
         let miss = sigmoid(-b * t); // 1 − σ(bt), without cancellation
         (miss * miss, self.derivative(t, b))
     }
 
+    #[inline(always)]
     fn derivative(&self, t: f64, b: f64) -> f64 {
         let (s, miss) = (sigmoid(b * t), sigmoid(-b * t));
         -2.0 * b * s * miss * miss
