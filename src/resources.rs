@@ -14,8 +14,8 @@ pub fn data_bytes(comm: &Comm, source: &Source) -> Option<u64> {
         Source::PerRank(_) => {
             let own = std::fs::metadata(source.path_for(comm.rank())).ok().map(|m| m.len());
             // u64::MAX marks a rank that could not tell; every rank takes part either way.
-            let total = comm.sum_u64(own.unwrap_or(u64::MAX / comm.size() as u64));
-            own.filter(|_| total < u64::MAX / 2).map(|_| total)
+            let sizes = comm.all_gather_u64(own.unwrap_or(u64::MAX));
+            (!sizes.contains(&u64::MAX)).then(|| sizes.iter().sum())
         }
     }
 }

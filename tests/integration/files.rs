@@ -131,6 +131,10 @@ fn shard_files_reproduce_the_single_file_run() {
         mpirun(2, &args).expect_ok();
     }
     assert_eq!(attr_str(&whole, "x_digest"), attr_str(&sharded, "x_digest"));
+    // What was read: the file, or the two parts together (each rank reads its own).
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert_eq!(attr_u64(&whole, "data_bytes"), size(&data));
+    assert_eq!(attr_u64(&sharded, "data_bytes"), size(&parts.join("part-0.svm")) + size(&parts.join("part-1.svm")));
 }
 
 /// --x0 from `qtrain solve --out`: starting at x*, GD stays at ‖∇f‖ ≈ 0.
