@@ -30,6 +30,7 @@ pub mod report;
 pub mod resources;
 pub mod rng;
 pub mod signals;
+pub mod simd;
 pub mod solve;
 pub mod spec;
 pub mod sweep;

@@ -3,7 +3,35 @@
 
 use crate::comm::Comm;
 use crate::data::shard::Source;
+use crate::problem::Problem;
 use crate::worker::Worker;
+
+/// What reading the data cost (the slowest rank's seconds), logged and kept as attributes.
+pub struct Loading {
+    pub seconds: f64,
+    pub data_bytes: u64,
+    /// The largest shard of any rank (CSR and labels), for the peak-memory line.
+    pub shard_bytes: u64,
+}
+
+impl Loading {
+    /// Agrees on the slowest rank's `own_seconds` and the sizes, and logs the reading speed.
+    pub fn measured(comm: &mut Comm, problem: &Problem, own_seconds: f64) -> Loading {
+        let mut seconds = [own_seconds];
+        comm.max_f64(&mut seconds);
+        let data_bytes = data_bytes(comm, &problem.source).unwrap_or(0);
+        let shard_bytes = comm.max_u64(shard_bytes(&problem.workers));
+        let per_rank = data_bytes as f64 / comm.size() as f64;
+        log::info!(
+            "read {:.1} MB in {:.3} s ({:.0} MB/s per rank); the largest shard holds {:.1} MB",
+            data_bytes as f64 / 1e6,
+            seconds[0],
+            per_rank / seconds[0].max(1e-9) / 1e6,
+            shard_bytes as f64 / 1e6
+        );
+        Loading { seconds: seconds[0], data_bytes, shard_bytes }
+    }
+}
 
 /// The bytes of the training data read by all ranks together: the file, or the sum of
 /// the per-rank files. None where a file's size cannot be read (it was just loaded, so

@@ -85,7 +85,7 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
 
     let load_start = Instant::now();
     let mut problem = Problem::load(comm, &args.data, &args.objective, args.seed, data_free_ranks(args))?;
-    let loading = loading(comm, &problem, load_start.elapsed().as_secs_f64());
+    let loading = resources::Loading::measured(comm, &problem, load_start.elapsed().as_secs_f64());
     log::info!(
         "{}: {} rows, d = {}, {} workers on {} ranks ({} split, {} weighting), {}",
         problem.source.describe(),
@@ -184,30 +184,6 @@ pub fn run(comm: &mut Comm, args: &TrainArgs) -> Result<Ending> {
         None => outcome,
     };
     finish(comm, recorder.file, args, loading.shard_bytes, outcome)
-}
-
-/// What reading the data cost (the slowest rank's seconds), logged and kept as attributes.
-struct Loading {
-    seconds: f64,
-    data_bytes: u64,
-    /// The largest shard of any rank (CSR and labels), for the peak-memory line.
-    shard_bytes: u64,
-}
-
-fn loading(comm: &mut Comm, problem: &Problem, own_seconds: f64) -> Loading {
-    let mut seconds = [own_seconds];
-    comm.max_f64(&mut seconds);
-    let data_bytes = resources::data_bytes(comm, &problem.source).unwrap_or(0);
-    let shard_bytes = comm.max_u64(resources::shard_bytes(&problem.workers));
-    let per_rank = data_bytes as f64 / comm.size() as f64;
-    log::info!(
-        "read {:.1} MB in {:.3} s ({:.0} MB/s per rank); the largest shard holds {:.1} MB",
-        data_bytes as f64 / 1e6,
-        seconds[0],
-        per_rank / seconds[0].max(1e-9) / 1e6,
-        shard_bytes as f64 / 1e6
-    );
-    Loading { seconds: seconds[0], data_bytes, shard_bytes }
 }
 
 /// Ranks that hold no rows: 1 for the asynchronous execution (`async` in the method

@@ -4,7 +4,7 @@
 //! it was a fifth of an a9a round (BENCHMARKS.md, issue 13). This one is a handful of
 //! multiplications, additions and bit operations that the compiler turns into vector
 //! code: SSE2 on every x86-64, and AVX2 where the CPU has it, detected at run time by
-//! [`on_every_element`] (one binary for a mixed cluster). Without fused multiply-adds (Rust never
+//! [`crate::simd::on_every_element`] (one binary for a mixed cluster). Without fused multiply-adds (Rust never
 //! contracts `a * b + c`) every instruction set rounds every step alike, so a worker's
 //! gradient has the same bits whichever node computes it: rank layouts stay
 //! interchangeable (docs/architecture.md, "Determinism across nodes").
@@ -61,34 +61,6 @@ pub fn exp_nonpositive(x: f64) -> f64 {
     }
 }
 
-/// A loop over a shard that [`on_every_element`] compiles twice. A trait rather than a
-/// closure because `run` can be forced inline into the AVX2 copy (a closure may stay a
-/// call of its own, compiled for the baseline: that happened, and cost 40 % of the
-/// derivative loop's speed).
-pub trait Kernel {
-    type Output;
-    /// Must be `#[inline(always)]`, with everything it calls in the loop.
-    fn run(self) -> Self::Output;
-}
-
-/// Runs `kernel` compiled for AVX2 when the CPU has it, else for the baseline; both
-/// versions give the same bits.
-#[inline]
-pub fn on_every_element<K: Kernel>(kernel: K) -> K::Output {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn with_avx2<K: Kernel>(kernel: K) -> K::Output {
-            kernel.run()
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU was just found to support AVX2.
-            return unsafe { with_avx2(kernel) };
-        }
-    }
-    kernel.run()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,13 +80,9 @@ mod tests {
         });
         let mut worst = 0;
         for x in grid.chain(edges).filter(|&x| x >= LOWEST) {
-            worst = worst.max(ulps(exp_nonpositive(x), x.exp()));
-            assert!(
-                ulps(exp_nonpositive(x), x.exp()) <= 2,
-                "e^{x:e}: {:e} against libm {:e}",
-                exp_nonpositive(x),
-                x.exp()
-            );
+            let (ours, libm) = (exp_nonpositive(x), x.exp());
+            worst = worst.max(ulps(ours, libm));
+            assert!(ulps(ours, libm) <= 2, "e^{x:e}: {ours:e} against libm {libm:e}");
         }
         assert!(worst >= 1, "a polynomial that matches libm everywhere is suspicious: worst {worst} ulp");
         assert_eq!(exp_nonpositive(0.0), 1.0);
@@ -122,25 +90,5 @@ mod tests {
         assert_eq!(exp_nonpositive(-709.0), 0.0);
         assert_eq!(exp_nonpositive(f64::NEG_INFINITY), 0.0);
         assert!(exp_nonpositive(f64::NAN).is_nan());
-    }
-
-    /// The AVX2 build of a loop and the baseline build give the same bits.
-    #[test]
-    fn every_instruction_set_gives_the_same_bits() {
-        struct Fill<'a>(&'a mut [f64]);
-        impl Kernel for Fill<'_> {
-            type Output = ();
-            #[inline(always)]
-            fn run(self) {
-                for (i, o) in self.0.iter_mut().enumerate() {
-                    *o = exp_nonpositive(-(i as f64) * 0.0137);
-                }
-            }
-        }
-        let mut dispatched = vec![0.0; 50_000];
-        let mut baseline = vec![0.0; 50_000];
-        on_every_element(Fill(&mut dispatched));
-        Fill(&mut baseline).run();
-        assert!(dispatched.iter().zip(&baseline).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }

@@ -42,9 +42,9 @@ pub trait Loss: Send + Sync {
     /// `labels[rows[j]]` for a minibatch. One dynamic call per gradient: this default
     /// body is compiled for each loss, so the per-sample calls inside are static and
     /// inlined (a `dyn` call per sample cost about as much as the loss itself).
-    /// The loop is compiled for AVX2 too, chosen at run time ([`exp::on_every_element`]).
+    /// The loop is compiled for AVX2 too, chosen at run time ([`crate::simd::on_every_element`]).
     fn shard_derivatives(&self, margins: &mut [f64], labels: &[f64], rows: Option<&[u32]>, m: f64) {
-        exp::on_every_element(Derivatives { loss: self, margins, labels, rows, m })
+        crate::simd::on_every_element(Derivatives { loss: self, margins, labels, rows, m })
     }
 
     /// As `shard_derivatives` over all rows, returning Σ_j φ(t_j; b_j).
@@ -224,7 +224,7 @@ struct Derivatives<'a, L: Loss + ?Sized> {
     m: f64,
 }
 
-impl<L: Loss + ?Sized> exp::Kernel for Derivatives<'_, L> {
+impl<L: Loss + ?Sized> crate::simd::Kernel for Derivatives<'_, L> {
     type Output = ();
 
     #[inline(always)]
