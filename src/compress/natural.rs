@@ -32,7 +32,7 @@
 
 use rand::Rng;
 
-use super::wire::{expect_dim, expect_len, packed_len, BitReader, BitWriter};
+use super::wire::{expect_dim, expect_len, packed_len, with_sign_bit, BitReader, BitWriter};
 use super::{Class, Compressor, Spec};
 use crate::error::Result;
 use crate::rng::Stream;
@@ -104,12 +104,22 @@ fn exponent_field(magnitude: f64, u: f64) -> u32 {
 
 /// The magnitude an exponent field stands for.
 fn field_value(exponent: u32) -> f64 {
-    match exponent {
-        0 => 0.0,
-        INFINITE => f64::INFINITY,
-        e => pow2(e as i32 - BIAS),
-    }
+    FIELD_VALUES[exponent as usize]
 }
+
+/// Every field's magnitude, so that decoding is a load rather than a branch per
+/// coordinate: 0, 2^{e−127} for e = 1..=254 (normal in f64, so their bits are the
+/// exponent alone), +∞.
+const FIELD_VALUES: [f64; 256] = {
+    let mut values = [0.0; 256];
+    let mut e = 1;
+    while e < INFINITE as usize {
+        values[e] = f64::from_bits(((e as i32 - BIAS + 1023) as u64) << 52);
+        e += 1;
+    }
+    values[INFINITE as usize] = f64::INFINITY;
+    values
+};
 
 impl Compressor for Natural {
     fn spec(&self) -> &str {
@@ -147,8 +157,7 @@ impl Compressor for Natural {
         let mut fields = BitReader::new(msg);
         for a in acc.iter_mut() {
             let field = fields.get(FIELD_BITS);
-            let magnitude = field_value(field >> 1);
-            *a += scale * if field & 1 == 1 { -magnitude } else { magnitude };
+            *a += scale * with_sign_bit(field_value(field >> 1), field);
         }
         Ok(())
     }
@@ -195,7 +204,10 @@ mod tests {
         assert_eq!(exponent_field(f64::MAX, 0.0), 254);
         assert_eq!(exponent_field(f64::INFINITY, 0.0), INFINITE);
         assert_eq!(exponent_field(f64::NAN, 0.0), INFINITE);
-        assert_eq!(field_value(1), pow2(-126));
-        assert_eq!(field_value(254), pow2(127));
+        assert_eq!(field_value(0), 0.0);
+        assert_eq!(field_value(INFINITE), f64::INFINITY);
+        for e in 1..INFINITE {
+            assert_eq!(field_value(e), pow2(e as i32 - BIAS), "field {e}");
+        }
     }
 }

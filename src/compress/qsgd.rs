@@ -31,7 +31,9 @@
 use rand::Rng;
 
 use super::elias;
-use super::wire::{ceil_log2, expect_dim, expect_len, f32_round_up, packed_len, put_f32, BitReader, BitWriter, Reader};
+use super::wire::{
+    ceil_log2, expect_dim, expect_len, f32_round_up, packed_len, put_f32, with_sign_bit, BitReader, BitWriter, Reader,
+};
 use super::{check_levels, Class, Compressor, Spec};
 use crate::error::{Error, Result};
 use crate::rng::Stream;
@@ -205,23 +207,25 @@ impl Dithering {
         let mut fields = BitWriter::new(out);
         // The index of the last nonzero level written (Elias gaps start from −1).
         let mut previous: i64 = -1;
-        for (j, &v) in x.iter().enumerate() {
-            let u = rng.random::<f64>();
-            let n = self.norms[self.block_of(j)];
-            // `min` only guards the last ulp (y ≤ 1 holds since n ≥ ‖x‖_p ≥ |x_j|); a
-            // zero or NaN norm sends level 0 everywhere (no 0/0).
-            let y = if n > 0.0 { (v.abs() / n).min(1.0) } else { 0.0 };
-            let level = round(j, y, u).min(self.s);
-            let negative = (v < 0.0 && level > 0) as u32;
-            match self.coding {
-                Coding::Fixed => fields.put(negative | level << 1, self.field_bits()),
-                Coding::Elias if level > 0 => {
-                    elias::put(&mut fields, (j as i64 - previous) as u32);
-                    fields.put(negative, 1);
-                    elias::put(&mut fields, level);
-                    previous = j as i64;
+        for (l, &n) in self.norms.iter().enumerate() {
+            let block = self.block(l);
+            for (j, &v) in block.clone().zip(&x[block]) {
+                let u = rng.random::<f64>();
+                // `min` only guards the last ulp (y ≤ 1 holds since n ≥ ‖x‖_p ≥ |x_j|); a
+                // zero or NaN norm sends level 0 everywhere (no 0/0).
+                let y = if n > 0.0 { (v.abs() / n).min(1.0) } else { 0.0 };
+                let level = round(j, y, u).min(self.s);
+                let negative = (v < 0.0 && level > 0) as u32;
+                match self.coding {
+                    Coding::Fixed => fields.put(negative | level << 1, self.field_bits()),
+                    Coding::Elias if level > 0 => {
+                        elias::put(&mut fields, (j as i64 - previous) as u32);
+                        fields.put(negative, 1);
+                        elias::put(&mut fields, level);
+                        previous = j as i64;
+                    }
+                    Coding::Elias => {}
                 }
-                Coding::Elias => {}
             }
         }
         if self.coding == Coding::Elias {
@@ -252,22 +256,18 @@ impl Dithering {
         let mut r = Reader::new(msg, self.name);
         let header = r.take(self.header_bytes())?;
         let norm = |l: usize| f32::from_le_bytes(header[4 * l..4 * l + 4].try_into().expect("4 bytes")) as f64;
-        let signed = |j: usize, field: u32| {
-            let magnitude = norm(self.block_of(j)) * value(j, field >> 1);
-            if field & 1 == 1 {
-                -magnitude
-            } else {
-                magnitude
-            }
-        };
         match self.coding {
             Coding::Fixed => {
                 let mut fields = BitReader::new(r.take(packed_len(self.d, self.field_bits()))?);
                 r.finish()?;
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let field = fields.get(self.field_bits());
-                    self.check_level(j, field >> 1)?;
-                    *a += scale * signed(j, field);
+                for l in 0..self.blocks {
+                    let n = norm(l);
+                    let block = self.block(l);
+                    for (j, a) in block.clone().zip(&mut acc[block]) {
+                        let field = fields.get(self.field_bits());
+                        self.check_level(j, field >> 1)?;
+                        *a += scale * with_sign_bit(n * value(j, field >> 1), field);
+                    }
                 }
             }
             Coding::Elias => {
@@ -279,7 +279,7 @@ impl Dithering {
                     }
                 }
                 self.walk_elias(&mut BitReader::new(stream), |j, negative, level| {
-                    acc[j] += scale * signed(j, negative | level << 1);
+                    acc[j] += scale * with_sign_bit(norm(self.block_of(j)) * value(j, level), negative);
                 })?;
             }
         }
