@@ -10,20 +10,18 @@
 //!   = p‖x‖²; B3(1/p), i.e. contractive with α = p: E‖C(x) − x‖² = (1 − p)‖x‖² exactly.
 //!   Unlike `rand-k:k=pd,unscaled` the number sent is random (Binomial(d, p)), and no
 //!   sampling without replacement is needed.
-//! * Randomness: one uniform f64 per coordinate from the worker's private stream, whatever
+//! * Randomness: one coin per coordinate (`rng::Coins`, a 32-bit uniform) from the worker's private stream, whatever
 //!   the value (the stream position does not depend on the data).
 //! * Wire (little-endian): a u32 count c, then c f32 values in increasing index order,
 //!   then their c indices in ⌈log₂ d⌉ bits each ([`super::sparse`]):
 //!   4 + 4c + ⌈c⌈log₂ d⌉/8⌉ bytes.
 //! * Paper bits: 32 + c(32 + ⌈log₂ d⌉) (the count, then values and indices as rand-k).
 
-use rand::Rng;
-
 use super::sparse::{append_payload, index_bits, Payload};
 use super::wire::{expect_dim, packed_len, Reader};
 use super::{Class, Compressor, Spec};
 use crate::error::{Error, Result};
-use crate::rng::Stream;
+use crate::rng::{Coins, Stream};
 
 const NAME: &str = "bernoulli-sparse";
 
@@ -58,7 +56,8 @@ impl Compressor for BernoulliSparse {
     /// Panics if `x.len() != d` (a caller bug, not a wire condition).
     fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
         let p = self.p;
-        self.format.encode(x, |_| rng.random::<f64>() < p, |j| x[j] as f32, out);
+        let mut coins = Coins::new(rng, x.len());
+        self.format.encode(x, |_| coins.unit() < p, |j| x[j] as f32, out);
     }
 
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {

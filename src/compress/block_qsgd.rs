@@ -20,7 +20,8 @@
 //! * Wire and paper bits: the dithering payload ([`Dithering`]) with B f32 norms and level
 //!   indices in 0..=max ⌈1/h_l⌉: 32B + d(1 + ⌈log₂(s+1)⌉) fixed, or 32B + the Elias-ω code.
 
-use super::qsgd::{round_to_step, Coding, Dithering, Norm};
+use super::qsgd::{Coding, Dithering, Norm};
+use super::rounding::round_to_step;
 use super::smoothness_aware::{norm, Curvature, PerWorker, Rule, SmoothnessAware};
 use super::{Class, Compressor, Spec};
 use crate::error::{Error, Result};

@@ -21,19 +21,19 @@
 //!   B = 0) stays valid; for identical inputs the error of the mean is at most 2r/n per
 //!   coordinate, against Θ(r/√n) for `indep-q`.
 //! * Randomness: `corr-q` draws d permutations of n from the shared stream per round
-//!   (`begin_round`; a table of d·n u16, so n ≤ 65 536) and one uniform per coordinate
-//!   from the worker's private stream; `indep-q` only the latter.
+//!   (`begin_round`; a table of d·n u16, so n ≤ 65 536) and one coin per coordinate
+//!   (`rng::Coins`, a 32-bit uniform) from the worker's private stream; `indep-q` only the latter.
 //! * Wire (little-endian): bytes 0..4 r as f32; then d bits β_j packed least-significant
 //!   bit first, the last byte zero-padded: 4 + ⌈d/8⌉ bytes.
 //! * Paper bits: 32 + d (§H.2, MiniFL).
 
 use rand::seq::SliceRandom;
-use rand::Rng;
 
 use super::wire::{add_signed, expect_dim, expect_len, f32_round_up, packed_len, put_f32, BitWriter, Reader};
 use super::{Class, Compressor, Spec};
 use crate::error::{Error, Result};
-use crate::rng::Stream;
+use crate::rng::{Coins, Stream};
+use crate::vector::norm_sq;
 
 pub struct OneBitQuantizer {
     spec: String,
@@ -116,12 +116,13 @@ impl Compressor for OneBitQuantizer {
         assert!(!self.correlated || self.worker < self.n, "{}: worker {} of {}", self.name, self.worker, self.n);
         out.clear();
         out.reserve(self.wire_bytes());
-        let r = f32_round_up(x.iter().map(|v| v * v).sum::<f64>().sqrt());
+        let r = f32_round_up(norm_sq(x).sqrt());
         put_f32(out, r);
         let (r, n) = (r as f64, self.n as f64);
         let mut bits = BitWriter::new(out);
+        let mut coins = Coins::new(rng, x.len());
         for (j, &v) in x.iter().enumerate() {
-            let gamma = rng.random::<f64>();
+            let gamma = coins.unit();
             let threshold =
                 if self.correlated { (f64::from(self.positions[j * self.n + self.worker]) + gamma) / n } else { gamma };
             // r = 0 (the zero vector) sends 0s: every coordinate decodes to −0 + 0 = 0.

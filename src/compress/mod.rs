@@ -32,6 +32,7 @@ pub mod perm_k;
 pub mod qsgd;
 pub mod rand_k;
 pub mod rand_tau_plus;
+pub mod rounding;
 pub mod sign;
 pub mod smooth_dither;
 pub mod smoothness_aware;

@@ -21,7 +21,7 @@
 //!   with ‖x − x̃‖). Paper bits 32 + b_x·d.
 //! * At x = x̃ the message is empty (the worker holds x̃). A width above 32 bits (μ tiny,
 //!   or μ = 0: the quantizer off) sends the model exactly as f64.
-//! * Randomness: one uniform f64 per coordinate from the stream the caller passes (the
+//! * Randomness: one coin per coordinate (`rng::Coins`, a 32-bit uniform) from the stream the caller passes (the
 //!   server's shared stream, so every replica sends the same bits).
 //! * Wire: empty; or a width byte b ∈ 1..=32, δ as f32, then d fields of b bits holding
 //!   k + 2^{b−1} (byte-padded); or the byte 64 and d f64.
@@ -29,13 +29,12 @@
 //!   width); Delta 32 + b·d; exact 8 + 32·d (§B.2's cap "b_x = 32 → fp32": the paper's
 //!   float convention, §0.6, for what travels as f64 here).
 
-use rand::Rng;
-
+use super::rounding::signed_stochastic_round;
 use super::wire::{
     ceil_log2, f32_round_down, f32_round_up, packed_len, put_f32, put_f64, BitReader, BitWriter, Reader,
 };
 use crate::error::{Error, Result};
-use crate::rng::Stream;
+use crate::rng::{Coins, Stream};
 
 const NAME: &str = "model quantizer";
 /// The width byte of an exact (f64) model.
@@ -114,9 +113,10 @@ impl ModelQuantizer {
         put_f32(out, delta);
         let (delta, bias) = (delta as f64, 1i64 << (b - 1));
         let mut fields = BitWriter::new(out);
+        let mut coins = Coins::new(rng, x.len());
         for (j, &v) in x.iter().enumerate() {
             // The width leaves no level past ±(2^{b−1} − 1) but for an ulp of v/δ.
-            let level = signed_stochastic_round((v - offset(j)) / delta, rng.random()).clamp(1 - bias, bias - 1);
+            let level = signed_stochastic_round((v - offset(j)) / delta, coins.unit()).clamp(1 - bias, bias - 1);
             fields.put((level + bias) as u32, b);
         }
         fields.finish();
@@ -159,12 +159,6 @@ impl ModelQuantizer {
     }
 }
 
-/// ⌊y⌋, plus one with probability y − ⌊y⌋ (`u` uniform in [0, 1)): E = y (§B.1's rounding).
-pub fn signed_stochastic_round(y: f64, u: f64) -> i64 {
-    let low = y.floor();
-    low as i64 + i64::from(u < y - low)
-}
-
 /// The smallest b with 2^{b−1} − 1 ≥ ⌈ratio⌉ (no clipping of |v|/δ ≤ ratio), if b ≤ 32.
 fn width_for(ratio: f64) -> Option<u32> {
     let top = ratio.ceil();
@@ -174,6 +168,7 @@ fn width_for(ratio: f64) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::Rng;
     use rand::SeedableRng;
 
     fn random(d: usize, scale: f64, rng: &mut Stream) -> Vec<f64> {

@@ -11,7 +11,7 @@
 //!   it (as in §1.6, see `qsgd`).
 //! * Class: unbiased with ω = 1/8 + d^{1/r}·2^{1−s}·min(1, d^{1/r}·2^{1−s}), r = min(p, 2);
 //!   r = 2 for both p = 2 and p = ∞.
-//! * Randomness: one uniform f64 per coordinate from the worker's private stream (§0.3).
+//! * Randomness: one coin per coordinate (`rng::Coins`, a 32-bit uniform) from the worker's private stream (§0.3).
 //! * Wire: the level payload of [`super::qsgd::Dithering`] (little-endian): bytes 0..4 the
 //!   norm as f32; then d fields of 1 + ⌈log₂(s+1)⌉ bits, least-significant bit first:
 //!   bit 0 the sign (1 = negative), the higher bits the level index u ∈ 0..=s (a larger

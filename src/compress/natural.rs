@@ -22,7 +22,7 @@
 //!   consecutive levels r = 2 gives (r − 1)/(r + 1)), so ‖C(x) − x‖² ≤ ‖x‖²/9: contractive
 //!   with α = 8/9, B3(9/8). Outside the normal f32 range the range rules below apply:
 //!   |t| < 2^-126 rounds to 0 or 2^-126, finite |t| ≥ 2^127 to 2^127.
-//! * Randomness: one uniform f64 per coordinate from the worker's private stream (§0.3);
+//! * Randomness: one coin per coordinate (`rng::Coins`, a 32-bit uniform) from the worker's private stream (§0.3);
 //!   none with `nearest`.
 //! * Wire: d fields of 9 bits packed least-significant bit first (`wire::BitWriter`),
 //!   last byte zero-padded; ⌈9d/8⌉ bytes. Bit 0 of a field is the sign (1 = negative),
@@ -30,12 +30,10 @@
 //!   e = 255 is ±∞. Every field value is valid.
 //! * Paper bits: 9d (sign + 8-bit exponent, mantissa dropped; §1.8).
 
-use rand::Rng;
-
 use super::wire::{expect_dim, expect_len, packed_len, with_sign_bit, BitReader, BitWriter};
 use super::{Class, Compressor, Spec};
 use crate::error::Result;
-use crate::rng::Stream;
+use crate::rng::{Coins, Stream};
 
 const NAME: &str = "natural";
 const FIELD_BITS: u32 = 9;
@@ -140,9 +138,10 @@ impl Compressor for Natural {
         out.clear();
         out.reserve(packed_len(self.d, FIELD_BITS));
         let mut fields = BitWriter::new(out);
+        let mut coins = Coins::new(rng, if self.nearest { 0 } else { x.len() });
         for &t in x {
             // Rounding up when u < (|t| − 2^a)/2^a: u = 1/2 rounds to the nearer power.
-            let u = if self.nearest { 0.5 } else { rng.random::<f64>() };
+            let u = if self.nearest { 0.5 } else { coins.unit() };
             let exponent = exponent_field(t.abs(), u);
             // NaN keeps its sign bit; zero is always sent as +0.
             let negative = (t.is_sign_negative() && exponent > 0) as u32;

@@ -12,7 +12,7 @@
 //!   rounding and y_j ≤ 1 still holds.
 //! * Class: unbiased with ω = min(d/s², √d/s): QSGD Lemma 3.1 for p = 2, and a valid bound
 //!   for p = ∞ as well (derivation in §1.6; §3 item 1).
-//! * Randomness: one uniform f64 per coordinate from the worker's private stream (§0.3).
+//! * Randomness: one coin per coordinate (`rng::Coins`, a 32-bit uniform) from the worker's private stream (§0.3).
 //! * Wire ([`Dithering`], little-endian): bytes 0..4 the norm as f32; then d fields of
 //!   1 + ⌈log₂(s+1)⌉ bits packed least-significant bit first (`wire::BitWriter`): bit 0 the
 //!   sign (1 = negative; always 0 for level 0), the higher bits the level l ∈ 0..=s. The
@@ -28,15 +28,14 @@
 //! * Non-finite input: a NaN or ±∞ coordinate makes the norm non-finite, and the decoded
 //!   vector then holds NaN, so a diverged worker stays visible to the trainer.
 
-use rand::Rng;
-
 use super::elias;
 use super::wire::{
     ceil_log2, expect_dim, expect_len, f32_round_up, packed_len, put_f32, with_sign_bit, BitReader, BitWriter, Reader,
 };
 use super::{check_levels, Class, Compressor, Spec};
 use crate::error::{Error, Result};
-use crate::rng::Stream;
+use crate::rng::{Coins, Stream};
+use crate::vector::norm_sq;
 
 const NAME: &str = "qsgd";
 
@@ -57,7 +56,7 @@ impl Norm {
     /// ‖x‖_p in f64; NaN if any coordinate is NaN.
     pub fn of(self, x: &[f64]) -> f64 {
         match self {
-            Norm::L2 => x.iter().map(|v| v * v).sum::<f64>().sqrt(),
+            Norm::L2 => norm_sq(x).sqrt(),
             Norm::Inf => max_abs(x),
         }
     }
@@ -205,26 +204,42 @@ impl Dithering {
             self.norms.push(norm as f64);
         }
         let mut fields = BitWriter::new(out);
-        // The index of the last nonzero level written (Elias gaps start from −1).
-        let mut previous: i64 = -1;
-        for (l, &n) in self.norms.iter().enumerate() {
-            let block = self.block(l);
-            for (j, &v) in block.clone().zip(&x[block]) {
-                let u = rng.random::<f64>();
-                // `min` only guards the last ulp (y ≤ 1 holds since n ≥ ‖x‖_p ≥ |x_j|); a
-                // zero or NaN norm sends level 0 everywhere (no 0/0).
-                let y = if n > 0.0 { (v.abs() / n).min(1.0) } else { 0.0 };
-                let level = round(j, y, u).min(self.s);
-                let negative = (v < 0.0 && level > 0) as u32;
-                match self.coding {
-                    Coding::Fixed => fields.put(negative | level << 1, self.field_bits()),
-                    Coding::Elias if level > 0 => {
-                        elias::put(&mut fields, (j as i64 - previous) as u32);
-                        fields.put(negative, 1);
-                        elias::put(&mut fields, level);
-                        previous = j as i64;
+        let mut coins = Coins::new(rng, x.len());
+        let s = self.s;
+        // Coordinate j's field: its level and a sign bit (set only for a nonzero level).
+        let mut field_of = |j: usize, v: f64, n: f64| {
+            // `min` only guards the last ulp (y ≤ 1 holds since n ≥ ‖x‖_p ≥ |x_j|); a
+            // zero or NaN norm sends level 0 everywhere (no 0/0).
+            let y = if n > 0.0 { (v.abs() / n).min(1.0) } else { 0.0 };
+            let level = round(j, y, coins.unit()).min(s);
+            ((v < 0.0) & (level > 0)) as u32 | level << 1
+        };
+        // The two codings in their own loops, so the fixed-length one is the plain
+        // field-per-coordinate loop of the dense quantizers' hot path.
+        let norms = &self.norms;
+        let blocks = (0..self.blocks).map(|l| (self.block(l), norms[l]));
+        match self.coding {
+            Coding::Fixed => {
+                let bits = self.field_bits();
+                for (block, n) in blocks {
+                    for (j, &v) in block.clone().zip(&x[block]) {
+                        fields.put(field_of(j, v, n), bits);
                     }
-                    Coding::Elias => {}
+                }
+            }
+            Coding::Elias => {
+                // The index of the last nonzero level written (gaps start from −1).
+                let mut previous: i64 = -1;
+                for (block, n) in blocks {
+                    for (j, &v) in block.clone().zip(&x[block]) {
+                        let field = field_of(j, v, n);
+                        if field >> 1 > 0 {
+                            elias::put(&mut fields, (j as i64 - previous) as u32);
+                            fields.put(field & 1, 1);
+                            elias::put(&mut fields, field >> 1);
+                            previous = j as i64;
+                        }
+                    }
                 }
             }
         }
@@ -360,20 +375,13 @@ pub fn low_precision_levels(spec: &mut Spec) -> Result<u32> {
     Ok((1u32 << (b - 1)) - 1)
 }
 
-/// Stochastic rounding of y to the multiples of a step h below and above it (§A.2a): the
-/// index ⌊y/h⌋, plus one with probability y/h − ⌊y/h⌋, so E[index]·h = y.
-pub fn round_to_step(y: f64, h: f64, u: f64) -> u32 {
-    let scaled = y / h;
-    let low = scaled.floor();
-    low as u32 + (u < scaled - low) as u32
-}
-
 /// Stochastic rounding of s·y to the integers below and above (§1.6):
 /// up with probability s·y − ⌊s·y⌋, which makes E[level]/s = y.
 fn round_to_grid(s: u32, y: f64, u: f64) -> u32 {
+    // 0 ≤ s·y ≤ s < 2³², where truncation is the floor.
     let sy = s as f64 * y;
-    let low = sy.floor();
-    low as u32 + (u < sy - low) as u32
+    let low = sy as u32;
+    low + (u < sy - f64::from(low)) as u32
 }
 
 impl Compressor for Qsgd {

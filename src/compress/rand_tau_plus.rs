@@ -18,15 +18,13 @@
 //! * Wire and paper bits: those of `bernoulli-sparse` ([`KeptFormat`]): a u32 count c, c f32
 //!   values, c indices of ⌈log₂ d⌉ bits; paper bits 32 + c(32 + ⌈log₂ d⌉) (the reference
 //!   code counts τ·32 per round, the expected values without indices).
-//! * Randomness: one uniform f64 per coordinate from the worker's private stream.
-
-use rand::Rng;
+//! * Randomness: one coin per coordinate (`rng::Coins`, a 32-bit uniform) from the worker's private stream.
 
 use super::bernoulli_sparse::KeptFormat;
 use super::smoothness_aware::{Curvature, PerWorker, SmoothnessAware};
 use super::{Class, Compressor, Spec};
 use crate::error::{Error, Result};
-use crate::rng::Stream;
+use crate::rng::{Coins, Stream};
 
 const NAME: &str = "rand-tau-plus";
 
@@ -124,9 +122,10 @@ impl Compressor for RandTauPlus {
     fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
         let p = self.probabilities.current();
         let biased = self.biased;
+        let mut coins = Coins::new(rng, x.len());
         self.format.encode(
             x,
-            |j| rng.random::<f64>() < p[j],
+            |j| coins.unit() < p[j],
             |j| if biased { x[j] as f32 } else { (x[j] / p[j]) as f32 },
             out,
         );

@@ -19,7 +19,8 @@
 //!   in 0..=max_j ⌈1/h_j⌉ over every worker's steps: the f32 norm, then fixed-width fields or,
 //!   with `elias`, the Elias-ω code the reference code counts.
 
-use super::qsgd::{round_to_step, Coding, Dithering, Norm};
+use super::qsgd::{Coding, Dithering, Norm};
+use super::rounding::round_to_step;
 use super::smoothness_aware::{norm, Curvature, PerWorker, Rule, SmoothnessAware};
 use super::{Class, Compressor, Spec};
 use crate::error::{Error, Result};

@@ -30,8 +30,8 @@
 
 use rand::Rng;
 
-use super::model_quant::signed_stochastic_round;
 use super::opt_sparse::density_budget_magnitude;
+use super::rounding::signed_stochastic_round;
 use super::sparse::{index_bits, Increasing};
 use super::wire::{expect_dim, f32_round_up, packed_len, put_f32, BitReader, BitWriter, Reader};
 use super::{check_k, qsgd, Class, Compressor, Spec};

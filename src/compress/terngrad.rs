@@ -8,7 +8,7 @@
 //! * Exact unbiasedness: s travels as an f32 rounded up and the probabilities use that
 //!   rounded s (as in §1.6), so |x_j|/s ≤ 1 and E[decoded] = x_j.
 //! * Class: unbiased with ω = √d − 1: E‖C(x) − x‖² = s‖x‖₁ − ‖x‖² ≤ (√d − 1)‖x‖².
-//! * Randomness: one uniform f64 per coordinate from the worker's private stream (§0.3).
+//! * Randomness: one coin per coordinate (`rng::Coins`, a 32-bit uniform) from the worker's private stream (§0.3).
 //! * Wire (little-endian): bytes 0..4 s as f32; then d fields of 2 bits, packed
 //!   least-significant bit first (`wire::BitWriter`): 0 = zero, 1 = +s, 2 = −s; 3 is
 //!   malformed. Last byte zero-padded: 4 + ⌈2d/8⌉ bytes.
@@ -16,13 +16,11 @@
 //! * Non-finite input: s becomes NaN or ∞ and every decoded coordinate NaN or ±∞, so a
 //!   diverged worker stays visible.
 
-use rand::Rng;
-
 use super::qsgd::max_abs;
 use super::wire::{expect_dim, expect_len, f32_round_up, packed_len, put_f32, BitReader, BitWriter, Reader};
 use super::{Class, Compressor, Spec};
 use crate::error::{Error, Result};
-use crate::rng::Stream;
+use crate::rng::{Coins, Stream};
 
 const NAME: &str = "terngrad";
 const ZERO: u32 = 0;
@@ -62,8 +60,9 @@ impl Compressor for TernGrad {
         put_f32(out, s);
         let s = s as f64;
         let mut fields = BitWriter::new(out);
+        let mut coins = Coins::new(rng, x.len());
         for &v in x {
-            let u = rng.random::<f64>();
+            let u = coins.unit();
             // `s > 0` also excludes NaN; then β = 0 everywhere and the NaN scale carries.
             let kept = s > 0.0 && u < v.abs() / s;
             let field = match (kept, v < 0.0) {
