@@ -69,7 +69,7 @@ pub fn floor_log2(v: f64) -> i32 {
 }
 
 /// 2^e as an f64, exact for −1074 ≤ e ≤ 1023; 0 below, +∞ above.
-pub fn pow2(e: i32) -> f64 {
+pub const fn pow2(e: i32) -> f64 {
     if e > 1023 {
         f64::INFINITY
     } else if e >= -1022 {
@@ -106,13 +106,12 @@ fn field_value(exponent: u32) -> f64 {
 }
 
 /// Every field's magnitude, so that decoding is a load rather than a branch per
-/// coordinate: 0, 2^{e−127} for e = 1..=254 (normal in f64, so their bits are the
-/// exponent alone), +∞.
+/// coordinate: 0, 2^{e−127} for e = 1..=254, +∞.
 const FIELD_VALUES: [f64; 256] = {
     let mut values = [0.0; 256];
     let mut e = 1;
     while e < INFINITE as usize {
-        values[e] = f64::from_bits(((e as i32 - BIAS + 1023) as u64) << 52);
+        values[e] = pow2(e as i32 - BIAS);
         e += 1;
     }
     values[INFINITE as usize] = f64::INFINITY;

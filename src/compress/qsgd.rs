@@ -275,11 +275,12 @@ impl Dithering {
             Coding::Fixed => {
                 let mut fields = BitReader::new(r.take(packed_len(self.d, self.field_bits()))?);
                 r.finish()?;
+                let bits = self.field_bits();
                 for l in 0..self.blocks {
                     let n = norm(l);
                     let block = self.block(l);
                     for (j, a) in block.clone().zip(&mut acc[block]) {
-                        let field = fields.get(self.field_bits());
+                        let field = fields.get(bits);
                         self.check_level(j, field >> 1)?;
                         *a += scale * with_sign_bit(n * value(j, field >> 1), field);
                     }
