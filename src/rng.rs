@@ -122,6 +122,24 @@ impl<'a> Coins<'a> {
         f64::from(word) * (1.0 / 4_294_967_296.0)
     }
 
+    /// The next `out.len()` coins at once, in order: the same values as that many
+    /// [`unit`](Self::unit) calls, converted a chunk at a time in a loop the compiler
+    /// vectorizes (the dense encode loops of `compress::fields`).
+    pub fn units(&mut self, mut out: &mut [f64]) {
+        while !out.is_empty() {
+            if self.next == self.filled {
+                self.draw_chunk();
+            }
+            let n = out.len().min(self.filled - self.next);
+            let (head, rest) = out.split_at_mut(n);
+            for (u, &word) in head.iter_mut().zip(&self.chunk[self.next..self.next + n]) {
+                *u = f64::from(word) * (1.0 / 4_294_967_296.0);
+            }
+            self.next += n;
+            out = rest;
+        }
+    }
+
     fn draw_chunk(&mut self) {
         let len = self.undrawn.min(COIN_CHUNK);
         assert!(len > 0, "more coins drawn than announced");

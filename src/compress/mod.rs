@@ -21,6 +21,7 @@ pub mod clt_k;
 pub mod correlated;
 pub mod count_sketch;
 pub mod elias;
+pub mod fields;
 pub mod half_cast;
 pub mod identity;
 pub mod low_rank;

@@ -30,6 +30,7 @@
 //!   e = 255 is ±∞. Every field value is valid.
 //! * Paper bits: 9d (sign + 8-bit exponent, mantissa dropped; §1.8).
 
+use super::fields::{put_fields, Units};
 use super::wire::{expect_dim, expect_len, packed_len, with_sign_bit, BitReader, BitWriter};
 use super::{Class, Compressor, Spec};
 use crate::error::Result;
@@ -82,21 +83,29 @@ pub const fn pow2(e: i32) -> f64 {
 }
 
 /// The exponent field for |t| given a uniform u ∈ [0, 1) (range rules in the module doc).
+///
+/// Every range's field is computed and one is selected, with no branch on the data, so the
+/// encode loop vectorizes (`compress::fields`). Where the last case is selected |t| is a
+/// normal f64 (≥ 2^-126), so ⌊log₂|t|⌋ is its biased exponent − 1023 and |t|/2^a − 1
+/// (exact, as before) is its mantissa read as 1.m − 1.
+#[inline(always)]
 fn exponent_field(magnitude: f64, u: f64) -> u32 {
-    if magnitude == 0.0 {
-        0
-    } else if !magnitude.is_finite() {
+    const MANTISSA: u64 = (1 << 52) - 1;
+    let bits = magnitude.to_bits();
+    let a = (bits >> 52) as i32 - 1023;
+    let above_power = f64::from_bits(bits & MANTISSA | 1f64.to_bits()) - 1.0;
+    // Between 0 and 2^-126 (field 1): up with probability |t|/2^-126.
+    let tiny = (u < magnitude * pow2(BIAS - 1)) as u32;
+    // Between 2^a and 2^{a+1}: up with probability (|t| − 2^a)/2^a.
+    let normal = (a + BIAS) as u32 + (u < above_power) as u32;
+    if !magnitude.is_finite() {
         INFINITE
     } else if magnitude >= pow2(BIAS) {
         (2 * BIAS) as u32
     } else if magnitude < pow2(1 - BIAS) {
-        // Between 0 and 2^-126 (field 1): up with probability |t|/2^-126.
-        (u < magnitude * pow2(BIAS - 1)) as u32
+        tiny
     } else {
-        let a = floor_log2(magnitude);
-        // p(up) = (|t| − 2^a)/2^a; dividing by a power of two is exact.
-        let up = u < magnitude / pow2(a) - 1.0;
-        (a + BIAS) as u32 + up as u32
+        normal
     }
 }
 
@@ -138,14 +147,14 @@ impl Compressor for Natural {
         out.reserve(packed_len(self.d, FIELD_BITS));
         let mut fields = BitWriter::new(out);
         let mut coins = Coins::new(rng, if self.nearest { 0 } else { x.len() });
-        for &t in x {
-            // Rounding up when u < (|t| − 2^a)/2^a: u = 1/2 rounds to the nearer power.
-            let u = if self.nearest { 0.5 } else { coins.unit() };
+        // Rounding up when u < (|t| − 2^a)/2^a: u = 1/2 rounds to the nearer power.
+        let mut units = if self.nearest { Units::Fixed(0.5) } else { Units::Coins(&mut coins) };
+        put_fields(&mut fields, FIELD_BITS, x, 0, &mut units, |_, t, u| {
             let exponent = exponent_field(t.abs(), u);
             // NaN keeps its sign bit; zero is always sent as +0.
-            let negative = (t.is_sign_negative() && exponent > 0) as u32;
-            fields.put(negative | exponent << 1, FIELD_BITS);
-        }
+            let negative = (t.is_sign_negative() & (exponent > 0)) as u32;
+            negative | exponent << 1
+        });
         fields.finish();
     }
 

@@ -29,13 +29,15 @@
 //!   vector then holds NaN, so a diverged worker stays visible to the trainer.
 
 use super::elias;
+use super::fields::{put_fields, Units};
+use super::rounding::floor_small;
 use super::wire::{
     ceil_log2, expect_dim, expect_len, f32_round_up, packed_len, put_f32, with_sign_bit, BitReader, BitWriter, Reader,
 };
 use super::{check_levels, Class, Compressor, Spec};
 use crate::error::{Error, Result};
 use crate::rng::{Coins, Stream};
-use crate::vector::norm_sq;
+use crate::vector::{max_abs, norm_sq};
 
 const NAME: &str = "qsgd";
 
@@ -60,11 +62,6 @@ impl Norm {
             Norm::Inf => max_abs(x),
         }
     }
-}
-
-/// ‖x‖_∞, propagating NaN (`f64::max` would silently drop it).
-pub fn max_abs(x: &[f64]) -> f64 {
-    x.iter().map(|v| v.abs()).fold(0.0, |m, a| if a > m || a.is_nan() { a } else { m })
 }
 
 /// How the dithering quantizers code their levels (§1.6 "Encodings").
@@ -206,25 +203,25 @@ impl Dithering {
         let mut fields = BitWriter::new(out);
         let mut coins = Coins::new(rng, x.len());
         let s = self.s;
-        // Coordinate j's field: its level and a sign bit (set only for a nonzero level).
-        let mut field_of = |j: usize, v: f64, n: f64| {
+        // Coordinate j's field from its coin u: its level and a sign bit (set only for a
+        // nonzero level).
+        let field_of = |j: usize, v: f64, n: f64, u: f64| {
             // `min` only guards the last ulp (y ≤ 1 holds since n ≥ ‖x‖_p ≥ |x_j|); a
             // zero or NaN norm sends level 0 everywhere (no 0/0).
             let y = if n > 0.0 { (v.abs() / n).min(1.0) } else { 0.0 };
-            let level = round(j, y, coins.unit()).min(s);
+            let level = round(j, y, u).min(s);
             ((v < 0.0) & (level > 0)) as u32 | level << 1
         };
-        // The two codings in their own loops, so the fixed-length one is the plain
-        // field-per-coordinate loop of the dense quantizers' hot path.
         let norms = &self.norms;
         let blocks = (0..self.blocks).map(|l| (self.block(l), norms[l]));
         match self.coding {
             Coding::Fixed => {
+                // The dense quantizers' hot path, a chunk at a time (`fields`).
                 let bits = self.field_bits();
+                let mut units = Units::Coins(&mut coins);
                 for (block, n) in blocks {
-                    for (j, &v) in block.clone().zip(&x[block]) {
-                        fields.put(field_of(j, v, n), bits);
-                    }
+                    let first = block.start;
+                    put_fields(&mut fields, bits, &x[block], first, &mut units, |j, v, u| field_of(j, v, n, u));
                 }
             }
             Coding::Elias => {
@@ -232,7 +229,7 @@ impl Dithering {
                 let mut previous: i64 = -1;
                 for (block, n) in blocks {
                     for (j, &v) in block.clone().zip(&x[block]) {
-                        let field = field_of(j, v, n);
+                        let field = field_of(j, v, n, coins.unit());
                         if field >> 1 > 0 {
                             elias::put(&mut fields, (j as i64 - previous) as u32);
                             fields.put(field & 1, 1);
@@ -378,10 +375,11 @@ pub fn low_precision_levels(spec: &mut Spec) -> Result<u32> {
 
 /// Stochastic rounding of s·y to the integers below and above (§1.6):
 /// up with probability s·y − ⌊s·y⌋, which makes E[level]/s = y.
+#[inline(always)]
 fn round_to_grid(s: u32, y: f64, u: f64) -> u32 {
-    // 0 ≤ s·y ≤ s < 2³², where truncation is the floor.
+    // 0 ≤ s·y ≤ s ≤ 2²⁰.
     let sy = s as f64 * y;
-    let low = sy as u32;
+    let low = floor_small(sy);
     low + (u < sy - f64::from(low)) as u32
 }
 

@@ -16,11 +16,12 @@
 //! * Non-finite input: s becomes NaN or ∞ and every decoded coordinate NaN or ±∞, so a
 //!   diverged worker stays visible.
 
-use super::qsgd::max_abs;
+use super::fields::{put_fields, Units};
 use super::wire::{expect_dim, expect_len, f32_round_up, packed_len, put_f32, BitReader, BitWriter, Reader};
 use super::{Class, Compressor, Spec};
 use crate::error::{Error, Result};
 use crate::rng::{Coins, Stream};
+use crate::vector::max_abs;
 
 const NAME: &str = "terngrad";
 const ZERO: u32 = 0;
@@ -61,17 +62,15 @@ impl Compressor for TernGrad {
         let s = s as f64;
         let mut fields = BitWriter::new(out);
         let mut coins = Coins::new(rng, x.len());
-        for &v in x {
-            let u = coins.unit();
+        put_fields(&mut fields, 2, x, 0, &mut Units::Coins(&mut coins), |_, v, u| {
             // `s > 0` also excludes NaN; then β = 0 everywhere and the NaN scale carries.
-            let kept = s > 0.0 && u < v.abs() / s;
-            let field = match (kept, v < 0.0) {
+            let kept = (s > 0.0) & (u < v.abs() / s);
+            match (kept, v < 0.0) {
                 (false, _) => ZERO,
                 (true, false) => PLUS,
                 (true, true) => MINUS,
-            };
-            fields.put(field, 2);
-        }
+            }
+        });
         fields.finish();
     }
 

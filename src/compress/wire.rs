@@ -161,6 +161,31 @@ impl<'a> BitWriter<'a> {
         }
     }
 
+    /// Appends every field of `fields` (each below 2^bits, bits ≤ 32), as many `put`
+    /// calls would. Widths that divide 32 are first gathered into whole words by
+    /// constant shifts (no state carried from field to field, so the compiler unrolls
+    /// or vectorizes it); one `put` per word then stores them.
+    pub fn put_all(&mut self, fields: &[u32], bits: u32) {
+        match bits {
+            1 => self.put_words::<1>(fields),
+            2 => self.put_words::<2>(fields),
+            4 => self.put_words::<4>(fields),
+            8 => self.put_words::<8>(fields),
+            16 => self.put_words::<16>(fields),
+            _ => fields.iter().for_each(|&field| self.put(field, bits)),
+        }
+    }
+
+    fn put_words<const BITS: u32>(&mut self, fields: &[u32]) {
+        let per_word = (32 / BITS) as usize;
+        let mut groups = fields.chunks_exact(per_word);
+        for group in &mut groups {
+            let word = group.iter().enumerate().fold(0, |word, (i, &field)| word | field << (i as u32 * BITS));
+            self.put(word, 32);
+        }
+        groups.remainder().iter().for_each(|&field| self.put(field, BITS));
+    }
+
     /// Pads the last partial byte with 1 bits: a variable-length code whose every word
     /// contains a 0 (Elias-omega) can then tell padding from data.
     pub fn pad_with_ones(&mut self) {
