@@ -4,10 +4,7 @@
 # against compressed methods, on a generated set wide enough for communication to
 # dominate (d = 200,000 by default). Needs root (network namespaces).
 #   benches/emulated.sh            RATE=100mbit TARGET=1e-4 benches/emulated.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/mpi-env.sh
-bin=$PWD/target/release/qtrain
+source "$(dirname "$0")/lib.sh"
 [ -x "$bin" ] || cargo build --release --quiet
 rate=${RATE:-1gbit}
 target=${TARGET:-1e-6}
@@ -18,14 +15,11 @@ data=$out/wide.svm
 "$bin" generate --rows 8000 --features "$features" --nnz 30 --seed 1 --out "$data" >/dev/null
 fstar=$(mpirun -n 2 "$bin" solve --data "$data" --features "$features" --lambda 1e-3 </dev/null 2>/dev/null | awk '/^f\*/ {print $2}')
 scripts/netns-cluster.sh up --hosts 4 --rate "$rate" >/dev/null
-launch=(scripts/netns-cluster.sh run -- mpirun --hostfile hostfiles/emulated-4 -n 4 --bind-to none
-  --mca plm_rsh_agent "$PWD/scripts/netns-rsh" --mca btl tcp,self --mca btl_tcp_if_include qnet0
-  --mca oob_tcp_if_include qnet0 --mca mpi_yield_when_idle 1)
 common=(train --data "$data" --features "$features" --lambda 1e-3 --fstar "$fstar" --eval-every 5 --log-every 1000000)
 files=()
 while read -r name iters args; do
   # shellcheck disable=SC2086
-  "${launch[@]}" "$bin" "${common[@]}" --iters "$iters" $args --out "$out/$name.h5" </dev/null >/dev/null 2>"$out/log" \
+  "${emulated_launch[@]}" "$bin" "${common[@]}" --iters "$iters" $args --out "$out/$name.h5" </dev/null >/dev/null 2>"$out/log" \
     || { cat "$out/log" >&2; exit 1; }
   files+=("$out/$name.h5")
 done <<RUNS

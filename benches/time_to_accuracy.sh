@@ -58,9 +58,6 @@ while IFS='|' read -r name args factors every; do
   echo "sweep $name: best step factor ${best_factor[$name]} (${best_rounds[$name]} rounds; $sweep/sweep.md)"
 done <<<"$methods"
 
-launch=(scripts/netns-cluster.sh run -- mpirun --hostfile hostfiles/emulated-4 -n 4 --bind-to none
-  --mca plm_rsh_agent "$PWD/scripts/netns-rsh" --mca btl tcp,self --mca btl_tcp_if_include qnet0
-  --mca oob_tcp_if_include qnet0 --mca mpi_yield_when_idle 1)
 for rate in $rates; do
   scripts/netns-cluster.sh up --hosts 4 --rate "$rate" >/dev/null
   files=()
@@ -70,7 +67,7 @@ for rate in $rates; do
     # A margin of rounds beyond the sweep's, in case timing noise is not the only difference.
     iters=$((best_rounds[$name] * 3 / 2 + 20))
     # shellcheck disable=SC2086
-    "${launch[@]}" "$PWD/$bin" train "${common[@]}" $args --step-factor "${best_factor[$name]}" \
+    "${emulated_launch[@]}" "$bin" train "${common[@]}" $args --step-factor "${best_factor[$name]}" \
       --iters "$iters" --tol "$grad_target" --eval-every "$every" --out "$file" </dev/null >/dev/null 2>"$out/log" ||
       { cat "$out/log" >&2; exit 1; }
     files+=("$file")

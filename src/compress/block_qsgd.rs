@@ -155,14 +155,12 @@ impl Compressor for BlockQsgd {
 
     fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
         let h = self.steps.current();
-        let block_len = (self.d / h.len()).max(1);
-        let step = |j: usize| h[(j / block_len).min(h.len() - 1)];
-        self.levels.encode_by(x, rng, out, |j, y, u| round_to_step(y, step(j), u));
+        self.levels.encode_by(x, rng, out, |l, _, y, u| round_to_step(y, h[l], u));
     }
 
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
         let h = self.steps.current();
-        self.levels.decode_add_by(msg, scale, acc, |j, level| level as f64 * h[self.levels.block_of(j)])
+        self.levels.decode_add_by(msg, scale, acc, |l, _, level| level as f64 * h[l])
     }
 
     fn paper_bits(&self, msg: &[u8]) -> u64 {

@@ -21,7 +21,7 @@
 //! * Precision: a decoded value norm·2^{u−s} is exact while it is a normal f64 (≥ 2^-1022);
 //!   only absurd s (levels below 2^-1022 relative to the norm) lose precision there.
 
-use super::natural::{floor_log2, pow2};
+use super::natural::{binade, floor_log2, pow2};
 use super::qsgd::{Coding, Dithering, Norm};
 use super::{check_levels, Class, Compressor, Spec};
 use crate::error::Result;
@@ -43,6 +43,27 @@ impl NatDither {
         Ok(NatDither { spec: spec.text().to_string(), levels: Dithering::new(NAME, d, s as u32, norm, coding) })
     }
 }
+
+/// [`round_to_level`] for s ≤ 1022, bit for bit, with no branch on the data (so the
+/// encode loop vectorizes): there ℓ_1 = 2^{1−s} is a normal f64, so every y at or above it
+/// is normal ([`binade`]), and every subnormal y lies below it.
+#[inline(always)]
+pub(super) fn round_to_level_normal(s: u32, y: f64, u: f64) -> u32 {
+    debug_assert!(s <= MAX_NORMAL_S);
+    let (a, above_power) = binade(y);
+    // y·2^{s−1} = y/ℓ_1, exactly (a power-of-two scaling that neither overflows nor
+    // underflows, as the division it replaces).
+    let below_first = (u < y * pow2(s as i32 - 1)) as u32;
+    let between = (a + s as i32) as u32 + (u < above_power) as u32;
+    if y < pow2(1 - s as i32) {
+        below_first
+    } else {
+        between
+    }
+}
+
+/// The largest s for [`round_to_level_normal`].
+pub(super) const MAX_NORMAL_S: u32 = 1022;
 
 /// Unbiased rounding of y ∈ [0, 1] to the level indices 0..=s (level u is 2^{u−s}).
 pub(super) fn round_to_level(s: u32, y: f64, u: f64) -> u32 {
@@ -88,7 +109,11 @@ impl Compressor for NatDither {
 
     fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
         let s = self.levels.s();
-        self.levels.encode(x, rng, out, |y, u| round_to_level(s, y, u));
+        if s <= MAX_NORMAL_S {
+            self.levels.encode(x, rng, out, |y, u| round_to_level_normal(s, y, u));
+        } else {
+            self.levels.encode(x, rng, out, |y, u| round_to_level(s, y, u));
+        }
     }
 
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
@@ -104,6 +129,28 @@ impl Compressor for NatDither {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The branch-free rule against the general one, bit for bit: s up to its limit, y at,
+    /// beside and between every level down to ℓ_1, subnormal, zero and 1, coins at the
+    /// thresholds.
+    #[test]
+    fn the_normal_range_rule_is_the_general_rule() {
+        for s in [1, 2, 3, 4, 8, 52, 100, 1000, MAX_NORMAL_S] {
+            let mut ys = vec![0.0, f64::from_bits(1), f64::MIN_POSITIVE, 1.0, f64::from_bits(1f64.to_bits() - 1)];
+            for e in (1 - s as i32 - 2)..=0 {
+                let p = pow2(e);
+                ys.extend([p, 1.5 * p, 1.25 * p, f64::from_bits(p.to_bits() + 1), f64::from_bits(p.to_bits() - 1)]);
+            }
+            for y in ys.into_iter().filter(|y| (0.0..=1.0).contains(y)) {
+                // The probability of going up, and the coins on either side of it.
+                let p = if y < pow2(1 - s as i32) { y * pow2(s as i32 - 1) } else { binade(y).1 };
+                let beside = [p, f64::from_bits(p.to_bits().saturating_sub(1)), f64::from_bits(p.to_bits() + 1)];
+                for u in [0.0, 0.25, 0.5, 0.75, 0.999_999, 2f64.powi(-32)].into_iter().chain(beside) {
+                    assert_eq!(round_to_level_normal(s, y, u), round_to_level(s, y, u), "s = {s}, y = {y:e}, u = {u}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn rounding_brackets_y_between_adjacent_levels() {

@@ -82,18 +82,25 @@ pub const fn pow2(e: i32) -> f64 {
     }
 }
 
+/// (a, v/2^a − 1) with a = ⌊log₂ v⌋, for a normal f64 v > 0: a is v's biased exponent
+/// − 1023 and v/2^a − 1 (exact) its mantissa read as 1.m − 1. Bit operations only, so
+/// the rounding loops that use it vectorize; for other v the pair is meaningless (the
+/// callers select another case there).
+#[inline(always)]
+pub(super) fn binade(v: f64) -> (i32, f64) {
+    const MANTISSA: u64 = (1 << 52) - 1;
+    let bits = v.to_bits();
+    ((bits >> 52) as i32 - 1023, f64::from_bits(bits & MANTISSA | 1f64.to_bits()) - 1.0)
+}
+
 /// The exponent field for |t| given a uniform u ∈ [0, 1) (range rules in the module doc).
 ///
 /// Every range's field is computed and one is selected, with no branch on the data, so the
 /// encode loop vectorizes (`compress::fields`). Where the last case is selected |t| is a
-/// normal f64 (≥ 2^-126), so ⌊log₂|t|⌋ is its biased exponent − 1023 and |t|/2^a − 1
-/// (exact, as before) is its mantissa read as 1.m − 1.
+/// normal f64 (≥ 2^-126), as [`binade`] needs.
 #[inline(always)]
 fn exponent_field(magnitude: f64, u: f64) -> u32 {
-    const MANTISSA: u64 = (1 << 52) - 1;
-    let bits = magnitude.to_bits();
-    let a = (bits >> 52) as i32 - 1023;
-    let above_power = f64::from_bits(bits & MANTISSA | 1f64.to_bits()) - 1.0;
+    let (a, above_power) = binade(magnitude);
     // Between 0 and 2^-126 (field 1): up with probability |t|/2^-126.
     let tiny = (u < magnitude * pow2(BIAS - 1)) as u32;
     // Between 2^a and 2^{a+1}: up with probability (|t| − 2^a)/2^a.

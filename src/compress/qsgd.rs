@@ -133,7 +133,7 @@ impl Dithering {
     }
 
     /// The block coordinate j belongs to.
-    pub fn block_of(&self, j: usize) -> usize {
+    fn block_of(&self, j: usize) -> usize {
         (j / self.block_len).min(self.blocks - 1)
     }
 
@@ -179,16 +179,17 @@ impl Dithering {
     ///
     /// Panics if `x.len() != d` (a caller bug, not a wire condition).
     pub fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>, round: impl Fn(f64, f64) -> u32) {
-        self.encode_by(x, rng, out, |_, y, u| round(y, u))
+        self.encode_by(x, rng, out, |_, _, y, u| round(y, u))
     }
 
-    /// `encode` with a rounding rule `round(j, y, u)` that may depend on the coordinate.
+    /// `encode` with a rounding rule `round(l, j, y, u)` that may depend on the coordinate j
+    /// or its block l (known to the loop, so the rule need not divide j to find it).
     pub fn encode_by(
         &mut self,
         x: &[f64],
         rng: &mut Stream,
         out: &mut Vec<u8>,
-        round: impl Fn(usize, f64, f64) -> u32,
+        round: impl Fn(usize, usize, f64, f64) -> u32,
     ) {
         assert_eq!(x.len(), self.d, "{}: encoding a vector of the wrong dimension", self.name);
         out.clear();
@@ -205,31 +206,31 @@ impl Dithering {
         let s = self.s;
         // Coordinate j's field from its coin u: its level and a sign bit (set only for a
         // nonzero level).
-        let field_of = |j: usize, v: f64, n: f64, u: f64| {
+        let field_of = |l: usize, j: usize, v: f64, n: f64, u: f64| {
             // `min` only guards the last ulp (y ≤ 1 holds since n ≥ ‖x‖_p ≥ |x_j|); a
             // zero or NaN norm sends level 0 everywhere (no 0/0).
             let y = if n > 0.0 { (v.abs() / n).min(1.0) } else { 0.0 };
-            let level = round(j, y, u).min(s);
+            let level = round(l, j, y, u).min(s);
             ((v < 0.0) & (level > 0)) as u32 | level << 1
         };
         let norms = &self.norms;
-        let blocks = (0..self.blocks).map(|l| (self.block(l), norms[l]));
+        let blocks = (0..self.blocks).map(|l| (l, self.block(l), norms[l]));
         match self.coding {
             Coding::Fixed => {
                 // The dense quantizers' hot path, a chunk at a time (`fields`).
                 let bits = self.field_bits();
                 let mut units = Units::Coins(&mut coins);
-                for (block, n) in blocks {
+                for (l, block, n) in blocks {
                     let first = block.start;
-                    put_fields(&mut fields, bits, &x[block], first, &mut units, |j, v, u| field_of(j, v, n, u));
+                    put_fields(&mut fields, bits, &x[block], first, &mut units, |j, v, u| field_of(l, j, v, n, u));
                 }
             }
             Coding::Elias => {
                 // The index of the last nonzero level written (gaps start from −1).
                 let mut previous: i64 = -1;
-                for (block, n) in blocks {
+                for (l, block, n) in blocks {
                     for (j, &v) in block.clone().zip(&x[block]) {
-                        let field = field_of(j, v, n, coins.unit());
+                        let field = field_of(l, j, v, n, coins.unit());
                         if field >> 1 > 0 {
                             elias::put(&mut fields, (j as i64 - previous) as u32);
                             fields.put(field & 1, 1);
@@ -250,16 +251,17 @@ impl Dithering {
     /// is added, zero levels included, so that a non-finite norm shows up as NaN (with
     /// Elias, a non-finite norm is added as NaN to every coordinate for the same reason).
     pub fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64], value: impl Fn(u32) -> f64) -> Result<()> {
-        self.decode_add_by(msg, scale, acc, |_, level| value(level))
+        self.decode_add_by(msg, scale, acc, |_, _, level| value(level))
     }
 
-    /// `decode_add` with level values `value(j, level)` that may depend on the coordinate.
+    /// `decode_add` with level values `value(l, j, level)` that may depend on the coordinate
+    /// j or its block l.
     pub fn decode_add_by(
         &self,
         msg: &[u8],
         scale: f64,
         acc: &mut [f64],
-        value: impl Fn(usize, u32) -> f64,
+        value: impl Fn(usize, usize, u32) -> f64,
     ) -> Result<()> {
         expect_dim(self.name, acc, self.d)?;
         if self.coding == Coding::Fixed {
@@ -279,7 +281,7 @@ impl Dithering {
                     for (j, a) in block.clone().zip(&mut acc[block]) {
                         let field = fields.get(bits);
                         self.check_level(j, field >> 1)?;
-                        *a += scale * with_sign_bit(n * value(j, field >> 1), field);
+                        *a += scale * with_sign_bit(n * value(l, j, field >> 1), field);
                     }
                 }
             }
@@ -292,7 +294,8 @@ impl Dithering {
                     }
                 }
                 self.walk_elias(&mut BitReader::new(stream), |j, negative, level| {
-                    acc[j] += scale * with_sign_bit(norm(self.block_of(j)) * value(j, level), negative);
+                    let l = self.block_of(j);
+                    acc[j] += scale * with_sign_bit(norm(l) * value(l, j, level), negative);
                 })?;
             }
         }

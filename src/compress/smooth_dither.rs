@@ -129,12 +129,12 @@ impl Compressor for SmoothDither {
 
     fn encode(&mut self, x: &[f64], rng: &mut Stream, out: &mut Vec<u8>) {
         let h = self.steps.current();
-        self.levels.encode_by(x, rng, out, |j, y, u| round_to_step(y, h[j], u));
+        self.levels.encode_by(x, rng, out, |_, j, y, u| round_to_step(y, h[j], u));
     }
 
     fn decode_add(&self, msg: &[u8], scale: f64, acc: &mut [f64]) -> Result<()> {
         let h = self.steps.current();
-        self.levels.decode_add_by(msg, scale, acc, |j, level| level as f64 * h[j])
+        self.levels.decode_add_by(msg, scale, acc, |_, j, level| level as f64 * h[j])
     }
 
     fn paper_bits(&self, msg: &[u8]) -> u64 {
