@@ -22,15 +22,14 @@ pub struct Evaluation {
 }
 
 pub struct Monitor {
-    /// [Σ w_i f_i, Σ w_i ∇f_i], reused.
-    sum: Vec<f64>,
+    dim: usize,
     /// W, the logical workers of all ranks.
     workers: usize,
 }
 
 impl Monitor {
     pub fn new(dim: usize, workers: usize) -> Self {
-        Monitor { sum: vec![0.0; dim + 1], workers }
+        Monitor { dim, workers }
     }
 
     /// Evaluates every local worker at x = x^t (recorded for round t's reuse) and sums
@@ -47,13 +46,24 @@ impl Monitor {
             w.evaluate_round(obj, x, t);
         }
         // The loss and the gradient on their own fixed-point scales.
-        let blocks = [1, self.sum.len() - 1];
+        let blocks = [1, self.dim];
         let term = |p: usize, k: usize| {
             let w = &workers[p];
             w.weight * if k == 0 { w.loss } else { w.grad[k - 1] }
         };
-        comm.reproducible_sum_by(workers.len(), self.workers, &blocks, term, &mut self.sum);
-        Evaluation { loss: self.sum[0], grad_norm_sq: self.sum[1..].iter().map(|g| g * g).sum() }
+        // Entry 0 is f, the rest ∇f: ‖∇f‖² accumulates chunk by chunk in the order of a
+        // sequential sum over ∇f, and ∇f itself is never held.
+        let mut e = Evaluation::default();
+        comm.reproducible_sum_by(workers.len(), self.workers, &blocks, term, |first, sums| {
+            for (k, &s) in (first..).zip(sums) {
+                if k == 0 {
+                    e.loss = s;
+                } else {
+                    e.grad_norm_sq += s * s;
+                }
+            }
+        });
+        e
     }
 }
 

@@ -255,21 +255,28 @@ impl Comm {
     /// on the rank layout: the smoothness constant that sets the step size.
     pub fn reproducible_sum(&mut self, parts: &[Vec<f64>], total_parts: usize, out: &mut [f64]) {
         let n = out.len();
-        self.reproducible_sum_by(parts.len(), total_parts, &[n], |p, k| parts[p][k], out);
+        self.reproducible_sum_by(
+            parts.len(),
+            total_parts,
+            &[n],
+            |p, k| parts[p][k],
+            |first, sums| out[first..first + sums.len()].copy_from_slice(sums),
+        );
     }
 
     /// The same with the terms given by `term(local part, entry)` and a fixed-point scale
-    /// per block of `blocks` (consecutive lengths summing to out.len()), so that entries
-    /// of different magnitudes (a loss and a gradient) keep their relative precision.
+    /// per block of `blocks` (consecutive lengths), so that entries of different
+    /// magnitudes (a loss and a gradient) keep their relative precision; the sums are
+    /// handed to `visit(first entry, sums)` a chunk at a time, in order.
     pub fn reproducible_sum_by(
         &mut self,
         parts: usize,
         total_parts: usize,
         blocks: &[usize],
         term: impl Fn(usize, usize) -> f64,
-        out: &mut [f64],
+        visit: impl FnMut(usize, &[f64]),
     ) {
-        self.reproducible.sum(&self.world, parts, total_parts, blocks, term, out);
+        self.reproducible.sum(&self.world, parts, total_parts, blocks, term, visit);
     }
 
     /// Max of one u64 over all ranks (not metered).

@@ -13,6 +13,9 @@ use mpi::collective::SystemOperation;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
+/// Entries summed per allreduce: 256 KiB of i64 per buffer.
+const CHUNK: usize = 1 << 15;
+
 /// Reusable buffers (sized on first use).
 #[derive(Default)]
 pub(super) struct Buffers {
@@ -21,6 +24,8 @@ pub(super) struct Buffers {
     scales: Vec<f64>,
     local: Vec<i64>,
     total: Vec<i64>,
+    /// One chunk of the sums, as f64.
+    sums: Vec<f64>,
 }
 
 /// |v| with NaN winning (f64::max would drop it).
@@ -33,8 +38,11 @@ fn max_abs(m: f64, v: f64) -> f64 {
 }
 
 impl Buffers {
-    /// out = Σ over all workers w of term(w, k), for this rank's `parts` workers of
-    /// `total_parts`; `blocks` are the lengths of consecutive runs of out sharing a scale.
+    /// The sums s_k = Σ over all workers w of term(w, k), for this rank's `parts` workers
+    /// of `total_parts`, handed to `visit(k0, [s_k0, s_k0+1, …])` a chunk at a time, in
+    /// order of k, covering every entry once; `blocks` are the lengths of consecutive runs
+    /// of entries sharing a scale. A caller that needs only a reduction of the sums (the
+    /// monitor's ‖∇f‖²) holds no d-vector for them.
     pub(super) fn sum(
         &mut self,
         world: &SimpleCommunicator,
@@ -42,10 +50,8 @@ impl Buffers {
         total_parts: usize,
         blocks: &[usize],
         term: impl Fn(usize, usize) -> f64,
-        out: &mut [f64],
+        mut visit: impl FnMut(usize, &[f64]),
     ) {
-        debug_assert_eq!(blocks.iter().sum::<usize>(), out.len());
-        let n = out.len();
         self.maxima.clear();
         let mut start = 0;
         for &len in blocks {
@@ -64,29 +70,33 @@ impl Buffers {
             let shift = (62 - headroom as i32 - max.log2().ceil() as i32).clamp(-1000, 1000);
             2f64.powi(shift)
         }));
-        self.local.clear();
-        self.local.resize(n, 0);
-        let mut start = 0;
-        for (&len, &scale) in blocks.iter().zip(&self.scales) {
-            for p in 0..parts {
-                for (k, acc) in self.local[start..start + len].iter_mut().enumerate() {
-                    *acc += (term(p, start + k) * scale).round() as i64;
-                }
-            }
-            start += len;
-        }
-        self.total.clear();
-        self.total.resize(n, 0);
-        world.all_reduce_into(&self.local[..], &mut self.total[..], SystemOperation::sum());
+        // The fixed-point sums a chunk at a time: integer sums are exact, so the chunking
+        // changes no bit, and the buffers stay at CHUNK entries instead of d-vectors held
+        // for the whole run (they had been the monitor's largest cost in memory, issue
+        // 13). Every rank walks the same blocks and chunks (their lengths and the agreed
+        // maxima are the same everywhere), so the allreduces match.
         let mut start = 0;
         for ((&len, &scale), &max) in blocks.iter().zip(&self.scales).zip(&self.agreed) {
-            let block = &mut out[start..start + len];
-            if !(max > 0.0 && max.is_finite()) {
-                block.fill(if max == 0.0 { 0.0 } else { f64::NAN });
-            } else {
-                for (o, t) in block.iter_mut().zip(&self.total[start..start + len]) {
-                    *o = *t as f64 / scale;
+            let agreed = max > 0.0 && max.is_finite();
+            for first in (start..start + len).step_by(CHUNK) {
+                let n = CHUNK.min(start + len - first);
+                self.sums.clear();
+                if !agreed {
+                    self.sums.resize(n, if max == 0.0 { 0.0 } else { f64::NAN });
+                } else {
+                    self.local.clear();
+                    self.local.resize(n, 0);
+                    for p in 0..parts {
+                        for (k, acc) in self.local.iter_mut().enumerate() {
+                            *acc += (term(p, first + k) * scale).round() as i64;
+                        }
+                    }
+                    self.total.clear();
+                    self.total.resize(n, 0);
+                    world.all_reduce_into(&self.local[..], &mut self.total[..], SystemOperation::sum());
+                    self.sums.extend(self.total.iter().map(|&t| t as f64 / scale));
                 }
+                visit(first, &self.sums);
             }
             start += len;
         }
