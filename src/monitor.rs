@@ -53,7 +53,9 @@ impl Monitor {
         };
         // Entry 0 is f, the rest ∇f: ‖∇f‖² accumulates chunk by chunk in the order of a
         // sequential sum over ∇f, and ∇f itself is never held.
-        let mut e = Evaluation::default();
+        // −0.0, the neutral element `Iterator::sum` starts from, so that even d = 0 gives
+        // the bits of the sequential sum this replaced.
+        let mut e = Evaluation { loss: 0.0, grad_norm_sq: -0.0 };
         comm.reproducible_sum_by(workers.len(), self.workers, &blocks, term, |first, sums| {
             for (k, &s) in (first..).zip(sums) {
                 if k == 0 {

@@ -54,7 +54,9 @@ pub(super) fn round_to_level_normal(s: u32, y: f64, u: f64) -> u32 {
     // y·2^{s−1} = y/ℓ_1, exactly (a power-of-two scaling that neither overflows nor
     // underflows, as the division it replaces).
     let below_first = (u < y * pow2(s as i32 - 1)) as u32;
-    let between = (a + s as i32) as u32 + (u < above_power) as u32;
+    // Added as i32: below ℓ_1, a + s may be −1 here (a value not selected, but it must not
+    // overflow in a debug build).
+    let between = (a + s as i32 + i32::from(u < above_power)) as u32;
     if y < pow2(1 - s as i32) {
         below_first
     } else {

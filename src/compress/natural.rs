@@ -104,7 +104,9 @@ fn exponent_field(magnitude: f64, u: f64) -> u32 {
     // Between 0 and 2^-126 (field 1): up with probability |t|/2^-126.
     let tiny = (u < magnitude * pow2(BIAS - 1)) as u32;
     // Between 2^a and 2^{a+1}: up with probability (|t| − 2^a)/2^a.
-    let normal = (a + BIAS) as u32 + (u < above_power) as u32;
+    // Added as i32: below 2^-126, a + BIAS may be −1 (not selected, but it must not
+    // overflow in a debug build).
+    let normal = (a + BIAS + i32::from(u < above_power)) as u32;
     if !magnitude.is_finite() {
         INFINITE
     } else if magnitude >= pow2(BIAS) {

@@ -34,7 +34,8 @@ pub fn floor_small(v: f64) -> u32 {
     const SHIFT: f64 = 4_503_599_627_370_496.0; // 2⁵²: the ulp of v + 2⁵² is 1
     let shifted = v + SHIFT;
     let nearest = shifted.to_bits() as u32;
-    nearest - ((shifted - SHIFT > v) as u32)
+    // Wrapping: just below 2³² the shift rounds up to 2³², whose low bits are 0.
+    nearest.wrapping_sub((shifted - SHIFT > v) as u32)
 }
 
 /// Stochastic rounding of y to the multiples of a step h below and above it (§A.2a): the
